@@ -1,0 +1,5 @@
+import sys
+
+from nanoemox.cli import main
+
+sys.exit(main())
