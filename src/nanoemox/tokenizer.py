@@ -1,0 +1,63 @@
+"""Tokenizers: loading the language model's tokenizer with the modality placeholders, and a tiny one.
+
+The placeholders (one special token per modality, DESIGN section 2) are added to every
+tokenizer Nano-EmoX uses. The `tiny` preset has no pretrained tokenizer, so
+`build_tiny_tokenizer` trains a small byte-level BPE on a bundled text (deterministic,
+milliseconds): every byte stays representable, so any subtitle can be encoded.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from nanoemox.config import MODALITIES, NanoEmoXConfig
+
+END_OF_TEXT = "<|endoftext|>"
+
+
+def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase, config: NanoEmoXConfig) -> dict[str, int]:
+    """Register the modality placeholders as special tokens; return modality -> token id."""
+    wanted = [config.placeholders[m] for m in MODALITIES]
+    missing = [t for t in wanted if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or END_OF_TEXT
+    return {m: tokenizer.convert_tokens_to_ids(config.placeholders[m]) for m in MODALITIES}
+
+
+def load_tokenizer(name_or_path: str, config: NanoEmoXConfig) -> PreTrainedTokenizerBase:
+    """Load a tokenizer from a hub id or a local folder and make sure the placeholders exist."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    add_placeholder_tokens(tokenizer, config)
+    return tokenizer
+
+
+def build_tiny_tokenizer(config: NanoEmoXConfig) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer sized for the tiny preset's vocabulary."""
+    vocab_size = int(config.language.model_config.get("vocab_size", 2048))
+    specials = [END_OF_TEXT] + [config.placeholders[m] for m in MODALITIES]
+    text = resources.files("nanoemox.resources").joinpath("tiny_tokenizer_corpus.txt").read_text("utf-8")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(text.splitlines(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+        model_max_length=config.language.max_length,
+    )
+    add_placeholder_tokens(tokenizer, config)
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"tiny tokenizer has {len(tokenizer)} tokens, more than the LM vocabulary {vocab_size}")
+    return tokenizer
