@@ -1,0 +1,47 @@
+"""Shared test fixtures: tiny configs, tokenizers and models built on the fly (no downloads)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nanoemox.config import tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_config):
+    from nanoemox.model import build_tokenizer
+
+    return build_tokenizer(tiny_config)
+
+
+@pytest.fixture()
+def tiny_model(tiny_config, tiny_tokenizer):
+    from nanoemox.model import build_model
+
+    torch.manual_seed(0)
+    return build_model(tiny_config, pretrained=False, tokenizer=tiny_tokenizer).eval()
+
+
+def make_prompt(config, text: str = " the subtitle says hello", answer: str = "") -> str:
+    """A prompt with exactly the placeholders the config asks for, in the model's order."""
+    counts = config.token_counts()
+    marks = "".join(config.placeholders[m] * n for m, n in counts.items())
+    return f"###Human: {marks}{text} ###Assistant: {answer}"
+
+
+def make_media(config, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    frames = config.scene.num_frames
+    size = config.scene.encoder_config["image_size"]
+    samples = int(config.speech.sample_rate * config.speech.clip_seconds)
+    return {
+        "pixel_values": torch.randn(batch, frames, 3, size, size, generator=g),
+        "face_pixel_values": torch.randn(batch, frames, 3, 224, 224, generator=g),
+        "audio_values": torch.randn(batch, config.speech.num_clips, samples, generator=g),
+    }
