@@ -41,4 +41,4 @@ def _processor(config, tokenizer):
         from nanoemox.processor import NanoEmoXProcessor
     except ImportError:  # the media pipeline is optional for a bare model folder
         return None
-    return NanoEmoXProcessor(config, tokenizer)
+    return NanoEmoXProcessor.from_config(config, tokenizer)
