@@ -1,0 +1,153 @@
+"""`nanoemox score`: score a predictions JSONL against reference manifests and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+from nanoemox.data.manifest import load_manifest
+
+log = logging.getLogger(__name__)
+
+# With --data-root, MER-UniBench expects one sub-folder per set (docs/datasets.md);
+# the other benchmarks take the dataset folder itself.
+_MER_UNIBENCH_SETS = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMSv2", "OV-MERD+")
+_DATASET_OF_BENCHMARK = {"emer": "EMER", "mintrec": "MIntRec", "mintrec2": "MIntRec2.0", "avamerg": "AvaMERG"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from nanoemox.eval import BENCHMARKS, DEFAULT_API_KEY_ENV  # light import: every CLI start runs register()
+
+    p = subparsers.add_parser("score", help="score model predictions on a benchmark",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--predictions", required=True, help='JSONL: {"id": ..., "prediction": "<text>"} per line')
+    refs = p.add_mutually_exclusive_group(required=True)
+    refs.add_argument("--references", action="append", metavar="MANIFEST",
+                      help="reference manifest (repeat for several, e.g. the nine MER-UniBench sets)")
+    refs.add_argument("--data-root", help="raw dataset folder, converted on the fly (test split); for "
+                      "mer-unibench a folder holding MER2023/, MER2024/, ..., OV-MERD+/")
+    p.add_argument("--out", help="directory for score_<benchmark>.json and .md")
+    p.add_argument("--model-name", default="Ours", help="row label in the table")
+    p.add_argument("--extractor", choices=("builtin", "llm"), default="builtin",
+                   help="emotion-word extractor for MER-UniBench (llm needs --llm-url)")
+    p.add_argument("--extract-prompt", help="prompt template file for the LLM extractor ($text placeholder)")
+    p.add_argument("--judge-prompt", action="append", default=[], metavar="STEP=PATH",
+                   help="replace an EMER judge template: clue_summary, clue_score, label_extract, label_score")
+    llm = p.add_argument_group("LLM endpoint (OpenAI-compatible chat completions)")
+    llm.add_argument("--llm-url", help="API base URL, e.g. http://127.0.0.1:8000/v1")
+    llm.add_argument("--llm-model", help="model name sent to the endpoint")
+    llm.add_argument("--llm-api-key-env", default=DEFAULT_API_KEY_ENV,
+                     help="environment variable holding the API key (default %(default)s)")
+    llm.add_argument("--llm-cache", help="reply cache directory (default: <out>/llm_cache if --out)")
+    llm.add_argument("--llm-concurrency", type=int, default=4)
+    llm.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
+    llm.add_argument("--llm-retries", type=int, default=4)
+    p.set_defaults(func=run)
+
+
+def _references(args: argparse.Namespace) -> list:
+    if args.references:
+        records = []
+        for path in args.references:
+            records.extend(load_manifest(path))
+        return records
+    from nanoemox.data.converters import convert
+
+    if args.benchmark == "synthaffect":
+        raise ValueError("synthaffect has no raw layout to convert; pass --references MANIFEST")
+    if args.benchmark != "mer-unibench":
+        name = _DATASET_OF_BENCHMARK[args.benchmark]
+        return convert(name, args.data_root, split="test").records
+    return _mer_unibench_from_root(Path(args.data_root), convert)
+
+
+def _mer_unibench_from_root(root: Path, convert) -> list:
+    """Test records of the MER-UniBench sets found as sub-folders of `root`."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-root {root} is not a folder")
+    folders = {_squash(p.name): p for p in root.iterdir() if p.is_dir()}
+    records = []
+    for name in _MER_UNIBENCH_SETS:
+        folder = folders.get(_squash(name))
+        if folder is None:
+            log.warning("MER-UniBench set %s not found under %s (expected a folder %s/); skipped",
+                        name, root, name)
+            continue
+        records.extend(convert(name, folder, split="test").records)
+    return records
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _client(args: argparse.Namespace):
+    from nanoemox.eval.llm import LLMClient, LLMConfig
+
+    if not (args.llm_url and args.llm_model):
+        return None
+    cache = args.llm_cache or (os.path.join(args.out, "llm_cache") if args.out else None)
+    return LLMClient(LLMConfig(
+        url=args.llm_url, model=args.llm_model, api_key_env=args.llm_api_key_env,
+        timeout_s=args.llm_timeout, max_retries=args.llm_retries,
+        concurrency=args.llm_concurrency, cache_dir=cache,
+    ))
+
+
+def _judge_templates(pairs: list[str]) -> dict[str, str]:
+    templates = {}
+    for pair in pairs:
+        key, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"--judge-prompt expects STEP=PATH, got {pair!r}")
+        templates[key.strip()] = path
+    return templates
+
+
+def _write(out_dir: str, benchmark: str, result: dict, table: str) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"score_{benchmark}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    (out / f"score_{benchmark}.md").write_text(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nanoemox.eval.extract import EmotionExtractor, LLMExtractor
+    from nanoemox.eval.judge import EmerJudge
+    from nanoemox.eval.scoring import load_predictions, markdown_table, score_predictions
+
+    try:
+        predictions = load_predictions(args.predictions)
+        references = _references(args)
+    except (OSError, ValueError) as exc:  # unreadable file, bad manifest or predictions
+        print(f"error: {exc}")
+        return 2
+    if not references:
+        print("error: no reference records found")
+        return 2
+    client = _client(args)
+    needs_llm = args.extractor == "llm" or args.benchmark == "emer"
+    if needs_llm and client is None:
+        print(f"error: {'--extractor llm' if args.extractor == 'llm' else 'emer'} needs --llm-url and --llm-model")
+        return 2
+    try:
+        extractor = (LLMExtractor(client, args.extract_prompt or "extract_emotions")
+                     if args.extractor == "llm" else EmotionExtractor())
+        judge = EmerJudge(client, _judge_templates(args.judge_prompt)) if client is not None else None
+        result = score_predictions(args.benchmark, predictions, references, extractor=extractor, judge=judge)
+    finally:
+        if client is not None:
+            client.close()
+    if args.extractor == "llm" and extractor.failures:
+        result["extractor_failures"] = extractor.failures
+    table = markdown_table(result, args.model_name)
+    print(table, end="")
+    if args.out:
+        _write(args.out, args.benchmark, result, table)
+        print(f"wrote {args.out}/score_{args.benchmark}.json and .md")
+    return 0
