@@ -1,0 +1,52 @@
+"""`nanoemox train CONFIG --out DIR [--resume]`: run a P2E (or joint) training configuration."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="run the phases of a training config (P2E or joint)")
+    p.add_argument("config", help="YAML run description, e.g. configs/p2e_paper.yaml")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, logs, model folders)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--data-root", help="override data.root")
+    p.add_argument("--train", nargs="+", help="override data.train (manifest files)")
+    p.add_argument("--features", help="override data.features (a feature cache folder)")
+    p.add_argument("--workers", type=int, help="override data.workers (DataLoader processes)")
+    p.add_argument("--model", help="start from this model folder instead of the config's model")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _overrides(args) -> dict:
+    data = {k: v for k, v in {"root": args.data_root, "train": args.train, "features": args.features,
+                              "workers": args.workers}.items() if v is not None}
+    out: dict = {"data": data} if data else {}
+    if args.model:
+        out["model"] = {"path": args.model, "preset": None}
+    return out
+
+
+def run(args) -> int:
+    from nanoemox.train import Trainer, TrainingDiverged, TrainingInterrupted, load_train_config
+
+    try:
+        config = load_train_config(args.config, overrides=_overrides(args))
+        trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
+        final = trainer.train()
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    except TrainingDiverged as exc:
+        print(f"training diverged: {exc}", file=sys.stderr)
+        return 3
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if trainer.is_main:
+        print(f"trained model: {final}")
+    return 0

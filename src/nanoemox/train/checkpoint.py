@@ -1,0 +1,124 @@
+"""Training checkpoints: everything needed to continue a phase bit-for-bit, without pickle.
+
+A checkpoint folder `step_00000100/` holds
+
+    model.safetensors      trainable weights (the model folder's weights file)
+    optimizer.safetensors  the optimizer's tensors, flattened as state.<param>.<name>
+    rng.safetensors        torch CPU (and CUDA) generator states
+    state.json             step, data position, scheduler and optimizer hyper-parameters,
+                           Python and NumPy RNG states, the phase name, the loss history
+
+It is written to a temp folder and renamed, so a crash mid-write leaves the previous
+checkpoint intact; only the newest `keep_last` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from nanoemox.utils import atomic_directory, atomic_save_safetensors, atomic_write_json
+
+STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entries in state["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = value
+    for pid, entries in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(entries)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = s
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    meta = {
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npy = meta["numpy"]
+    np.random.set_state((npy[0], np.array(npy[1], dtype=np.uint32), npy[2], npy[3], npy[4]))
+
+
+def save_checkpoint(
+    folder: Path,
+    *,
+    step: int,
+    model_weights: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    extra: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write `folder/step_<step>` atomically and prune older checkpoints."""
+    target = folder / f"step_{step:08d}"
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    rng_tensors, rng_meta = rng_state()
+    with atomic_directory(target) as tmp:
+        atomic_save_safetensors(model_weights, tmp / "model.safetensors")
+        atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
+        atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
+        state = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta, **extra}
+        atomic_write_json(state, tmp / "state.json")
+    for old in list_checkpoints(folder)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temp folders of an interrupted write are ignored)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = list_checkpoints(folder)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint; tensors come back on the CPU."""
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    state["model_weights"] = load_file(path / "model.safetensors")
+    state["optimizer_state"] = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state.pop("optimizer"))
+    state["rng_tensors"] = load_file(path / "rng.safetensors")
+    return state

@@ -1,0 +1,171 @@
+"""Training data: manifests -> per-phase task mixture -> processed samples -> batches.
+
+Every training sample is a pure function of its global index (the mixture draws the
+record from (seed, index), the instruction paraphrase uses an rng seeded by the index),
+so the data order survives interruption exactly: resuming at optimizer step s reads
+the same samples an uninterrupted run would. Batches are laid out by index as
+
+    index = ((step * grad_accum + micro) * world_size + rank) * micro_batch + j
+
+so that N processes with micro-batch m see the same global batch as one process with
+micro-batch N*m. Media are decoded in DataLoader worker processes, or read from a
+feature cache of the frozen encoders.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from nanoemox.data.manifest import Record, load_manifest
+from nanoemox.data.mixture import TaskMixture, group_by_task
+from nanoemox.media.errors import MediaError
+from nanoemox.model.nanoemox import IGNORE_INDEX
+from nanoemox.train.config import DataConfig, PhaseConfig
+
+logger = logging.getLogger(__name__)
+
+# A record whose media cannot be read is replaced by the draw at index + k * REPLACEMENT_STRIDE
+# (k = 1, 2, ...), which keeps the data order a pure function of the index.
+REPLACEMENT_STRIDE = 1 << 40
+MAX_REPLACEMENTS = 16
+
+
+def load_training_records(data: DataConfig) -> list[Record]:
+    records: list[Record] = []
+    for path in data.train:
+        records += [r for r in load_manifest(path) if r.split == "train"]
+    if not records:
+        raise ValueError(f"no training records (split 'train') in {data.train}")
+    return records
+
+
+def phase_mixture(records: Sequence[Record], phase: PhaseConfig, seed: int) -> TaskMixture:
+    """The phase's sampler: its datasets and tasks, with the phase's task weights."""
+    kept = [r for r in records if r.task in phase.tasks and phase.tasks[r.task] > 0]
+    if phase.datasets is not None:
+        wanted = {d.lower() for d in phase.datasets}
+        kept = [r for r in kept if r.dataset.lower() in wanted]
+    by_task = group_by_task(kept)
+    missing = [t for t, w in phase.tasks.items() if w > 0 and t not in by_task]
+    if missing:
+        raise ValueError(
+            f"phase {phase.name!r} samples task(s) {missing} but the training data has none"
+            + (f" in datasets {phase.datasets}" if phase.datasets else "")
+        )
+    weights = {t: w for t, w in phase.tasks.items() if w > 0}
+    return TaskMixture(by_task, weights, mode=phase.mixture_mode, seed=seed)
+
+
+class PhaseDataset(Dataset):
+    """Index -> one processed training sample (a dict of tensors plus its record id)."""
+
+    def __init__(self, mixture: TaskMixture, processor, root: str, seed: int, cache=None):
+        self.mixture = mixture
+        self.processor = processor
+        self.root = root
+        self.seed = seed
+        self.cache = cache
+
+    def __len__(self) -> int:  # the stream is endless; the batch sampler decides what is read
+        return 1 << 62
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        problems = []
+        for k in range(MAX_REPLACEMENTS):
+            record = self.mixture.draw(index + k * REPLACEMENT_STRIDE)
+            try:
+                return self._sample(record, index)
+            except MediaError as exc:
+                problems.append(str(exc))
+                logger.warning("skipping %s: %s", record.id, exc)
+        raise RuntimeError(f"{MAX_REPLACEMENTS} unreadable samples in a row at index {index}: {problems[-3:]}")
+
+    def _sample(self, record: Record, index: int) -> dict[str, Any]:
+        rng = random.Random(self.seed * 1_000_003 + index)
+        if self.cache is None:
+            sample = self.processor.from_record(record, self.root, train=True, rng=rng)
+        else:
+            from nanoemox.features import media_key
+
+            text = self.processor.encode_text(
+                record.task, record.text, record.history, record.candidates, record.target, train=True, rng=rng
+            )
+            key = media_key(record)
+            error = self.cache.error(key)
+            if error:
+                raise MediaError(key, error)
+            sample = {
+                "input_ids": torch.tensor(text.input_ids, dtype=torch.long),
+                "labels": torch.tensor(text.labels, dtype=torch.long),
+                "features": self.cache.get(key),
+            }
+        sample["id"] = record.id
+        sample["task"] = record.task
+        return sample
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Micro-batches of global indices for one rank, from optimizer step `start_step` on."""
+
+    def __init__(self, phase: PhaseConfig, *, start_step: int, rank: int = 0, world_size: int = 1):
+        self.phase = phase
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+
+    def __len__(self) -> int:
+        return max(0, self.phase.steps - self.start_step) * self.phase.grad_accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        m, accum = self.phase.micro_batch, self.phase.grad_accum
+        for step in range(self.start_step, self.phase.steps):
+            for micro in range(accum):
+                base = ((step * accum + micro) * self.world_size + self.rank) * m
+                yield list(range(base, base + m))
+
+
+def pad_sequences(samples: Sequence[dict[str, Any]], key: str, value: int) -> torch.Tensor:
+    length = max(len(s[key]) for s in samples)
+    out = torch.full((len(samples), length), value, dtype=torch.long)
+    for row, s in enumerate(samples):
+        out[row, : len(s[key])] = s[key]
+    return out
+
+
+class Collator:
+    """Batches samples: live media through the processor's collate, cached features stacked."""
+
+    def __init__(self, processor, cached: bool):
+        self.processor = processor
+        self.cached = cached
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        meta = {"ids": [s.pop("id") for s in samples], "tasks": [s.pop("task") for s in samples]}
+        if not self.cached:
+            return {**self.processor.collate(samples), **meta}
+        from nanoemox.features import stack_features
+
+        batch = {
+            "input_ids": pad_sequences(samples, "input_ids", self.processor.pad_token_id),
+            "labels": pad_sequences(samples, "labels", IGNORE_INDEX),
+        }
+        lengths = torch.tensor([len(s["input_ids"]) for s in samples])
+        batch["attention_mask"] = (torch.arange(batch["input_ids"].shape[1])[None] < lengths[:, None]).long()
+        batch["features"] = stack_features([s["features"] for s in samples])
+        return {**batch, **meta}
+
+
+def make_loader(dataset: PhaseDataset, sampler: StepBatchSampler, collate: Collator, workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )

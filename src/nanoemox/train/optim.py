@@ -1,0 +1,66 @@
+"""Optimizer and learning-rate schedule of a phase: the one place that builds parameter groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import get_scheduler
+
+from nanoemox.train.config import PhaseConfig
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    # Biases, norms, embeddings of positions and learned queries are not decayed.
+    return param.ndim < 2 or name.endswith(("position", "queries")) or "norm" in name.lower()
+
+
+def build_optimizer(model: nn.Module, phase: PhaseConfig) -> torch.optim.AdamW:
+    """AdamW over exactly the trainable parameters (asserted), with and without weight decay."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError(f"phase {phase.name!r} trains nothing: groups {phase.trainable} have no parameters")
+    decay = [p for n, p in named if not _no_decay(n, p)]
+    plain = [p for n, p in named if _no_decay(n, p)]
+    groups = [g for g in (
+        {"params": decay, "weight_decay": phase.weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ) if g["params"]]
+    check_optimizer_coverage(model, groups)
+    return torch.optim.AdamW(groups, lr=phase.lr, betas=phase.betas)
+
+
+def check_optimizer_coverage(model: nn.Module, groups: list[dict]) -> None:
+    """Optimizer groups must hold every trainable parameter once and nothing else."""
+    in_groups = [id(p) for g in groups for p in g["params"]]
+    if len(in_groups) != len(set(in_groups)):
+        raise AssertionError("a parameter appears in two optimizer groups")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if set(in_groups) != trainable:
+        names = {id(p): n for n, p in model.named_parameters()}
+        extra = [names.get(i, "?") for i in set(in_groups) - trainable]
+        missing = [names[i] for i in trainable - set(in_groups)]
+        raise AssertionError(f"optimizer groups do not match the trainable parameters: extra {extra[:5]}, missing {missing[:5]}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, phase: PhaseConfig):
+    return get_scheduler(
+        phase.schedule, optimizer, num_warmup_steps=phase.warmup_steps, num_training_steps=max(phase.steps, 1)
+    )
+
+
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean over samples of each sample's mean answer-token cross-entropy.
+
+    Weighting samples (not tokens) equally makes the loss of a batch independent of how
+    it is split into micro-batches and processes, and keeps long answers (ERG) from
+    outweighing short ones (MER). Logits [B, L, V], labels [B, L].
+    """
+    shift_logits = logits[:, :-1].float()  # [B, L-1, V]
+    shift_labels = labels[:, 1:]  # [B, L-1]
+    token_loss = nn.functional.cross_entropy(
+        shift_logits.transpose(1, 2), shift_labels, ignore_index=ignore_index, reduction="none"
+    )  # [B, L-1]
+    counts = (shift_labels != ignore_index).sum(1)  # [B]
+    if bool((counts == 0).any()):
+        raise ValueError("a training sample has no answer tokens to learn from")
+    return (token_loss.sum(1) / counts).mean()

@@ -1,0 +1,316 @@
+"""The P2E trainer on Hugging Face Accelerate.
+
+One run = phases in order; each phase starts from the model folder the previous phase
+wrote (the first from the configured preset or folder) and writes its own:
+
+    OUT/init/                      the starting model folder
+    OUT/phases/01_<name>/
+        checkpoints/step_XXXXXXXX/ periodic and on-signal checkpoints (see checkpoint.py)
+        model/                     the phase's final model folder (the hand-over)
+        tensorboard/  loss.png     logs and the loss curve
+    OUT/model -> the last phase's model folder (a copy of its path in OUT/run.json)
+
+The same code runs on one CPU, one GPU or many processes (`accelerate launch` /
+`torchrun`): Accelerate wraps the model for DDP/FSDP/DeepSpeed and handles mixed
+precision; gradient accumulation skips the all-reduce on all but the last micro-batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from nanoemox.model import NanoEmoX, build_model, build_tokenizer, set_trainable
+from nanoemox.model.build import trainable_state_dict
+from nanoemox.model.nanoemox import MediaFeatures
+from nanoemox.train import checkpoint as ckpt
+from nanoemox.train.config import PhaseConfig, TrainConfig
+from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
+from nanoemox.train.optim import build_optimizer, build_scheduler, sequence_loss
+from nanoemox.utils import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(RuntimeError):
+    """A signal asked the run to stop; a checkpoint was written first."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good state was checkpointed first."""
+
+
+@dataclass
+class PhaseState:
+    step: int = 0
+    history: list[list[float]] = field(default_factory=list)  # [step, loss] pairs
+
+
+def _mixed_precision(setting: str) -> str:
+    if setting == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return setting
+
+
+def phase_dir(out: Path, index: int, phase: PhaseConfig) -> Path:
+    return out / "phases" / f"{index + 1:02d}_{phase.name}"
+
+
+class Trainer:
+    """Runs a TrainConfig into an output folder; safe to interrupt and resume."""
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                 accelerator: Accelerator | None = None):
+        self.config = config
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.progress = progress
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=_mixed_precision(config.mixed_precision),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        )
+        self._stop_signal: int | None = None
+        self._records = None
+        self._cache = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    # ------------------------------------------------------------------ run
+
+    def train(self) -> Path:
+        """All phases in order; returns the final model folder."""
+        if self.out.exists() and any(self.out.iterdir()) and not self.resume and (self.out / "run.json").exists():
+            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        model_dir = self.initial_model()
+        with self._signals():
+            for index, phase in enumerate(self.config.phases):
+                model_dir = self.run_phase(index, phase, model_dir)
+        if self.is_main:
+            atomic_write_json({"final_model": str(model_dir), "config": self.config.to_dict()}, self.out / "run.json")
+            self._plot_run()
+        self.accelerator.wait_for_everyone()
+        return model_dir
+
+    def initial_model(self) -> Path:
+        """The model folder the first phase starts from."""
+        source = self.config.model
+        if source.path:
+            return Path(source.path)
+        target = self.out / "init"
+        if (target / "config.json").is_file():
+            return target
+        if self.is_main:
+            from nanoemox.config import get_preset
+            from nanoemox.processor import NanoEmoXProcessor
+
+            torch.manual_seed(self.config.seed)
+            config = get_preset(source.preset)
+            if source.face_checkpoint:
+                config.face.encoder = source.face_checkpoint
+            tokenizer = build_tokenizer(config)
+            model = build_model(config, pretrained=True, tokenizer=tokenizer)
+            model.save_pretrained(target, processor=NanoEmoXProcessor.from_config(config, tokenizer))
+        self.accelerator.wait_for_everyone()
+        return target
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGTERM/SIGINT finish the current optimizer step, checkpoint, then stop."""
+        def handler(signum, frame):
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # ------------------------------------------------------------------ one phase
+
+    def run_phase(self, index: int, phase: PhaseConfig, init_dir: Path) -> Path:
+        folder = phase_dir(self.out, index, phase)
+        final = folder / "model"
+        if (final / "config.json").is_file() and (folder / "DONE").is_file():
+            logger.info("phase %s already complete, handing over %s", phase.name, final)
+            return final
+        model, processor, optimizer, scheduler, state = self.setup(phase, init_dir, folder)
+        loader = self._loader(phase, processor, state.step)
+        self._loop(phase, folder, model, optimizer, scheduler, loader, state)
+        if self.is_main:
+            self.accelerator.unwrap_model(model).save_pretrained(final, processor=processor)
+            atomic_write_json({"phase": phase.name, "steps": state.step, "history": state.history}, folder / "history.json")
+            self._plot(folder, state)
+            (folder / "DONE").write_text("complete\n")
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def setup(self, phase: PhaseConfig, init_dir: Path, folder: Path):
+        """Model from the hand-over folder, phase groups applied, optimizer, schedule, resume state."""
+        from nanoemox.processor import NanoEmoXProcessor
+
+        torch.manual_seed(self.config.seed)
+        model = NanoEmoX.from_pretrained(init_dir)
+        processor = NanoEmoXProcessor.from_pretrained(init_dir)
+        counts = set_trainable(model, phase.trainable)
+        logger.info("phase %s trains %s", phase.name, {g: n for g, n in counts.items() if n})
+        model.train()
+        optimizer = build_optimizer(model, phase)
+        scheduler = build_scheduler(optimizer, phase)
+        state = PhaseState()
+        latest = ckpt.latest_checkpoint(folder / "checkpoints") if self.resume else None
+        if latest is not None:
+            state = self._restore(latest, model, optimizer, scheduler)
+            logger.info("resumed phase %s from %s (step %d)", phase.name, latest, state.step)
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        return model, processor, optimizer, scheduler, state
+
+    def _restore(self, path: Path, model: NanoEmoX, optimizer, scheduler) -> PhaseState:
+        saved = ckpt.load_checkpoint(path)
+        missing, unexpected = model.load_state_dict(saved["model_weights"], strict=False)
+        if unexpected or set(trainable_state_dict(model)) - set(saved["model_weights"]):
+            raise ValueError(f"{path}: checkpoint weights do not fit the model (unexpected {unexpected[:5]})")
+        optimizer.load_state_dict(saved["optimizer_state"])
+        scheduler.load_state_dict(saved["scheduler"])
+        ckpt.set_rng_state(saved["rng_tensors"], saved["rng"])
+        return PhaseState(step=int(saved["step"]), history=saved.get("history", []))
+
+    def _loader(self, phase: PhaseConfig, processor, start_step: int):
+        if self._records is None:
+            self._records = load_training_records(self.config.data)
+        if self.config.data.features and self._cache is None:
+            from nanoemox.features import FeatureCache
+
+            self._cache = FeatureCache.open(self.config.data.features)
+        mixture = phase_mixture(self._records, phase, self.config.seed)
+        dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache)
+        sampler = StepBatchSampler(
+            phase, start_step=start_step, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
+        )
+        return make_loader(dataset, sampler, Collator(processor, cached=self._cache is not None), self.config.data.workers)
+
+    # ------------------------------------------------------------------ steps
+
+    def loss_step(self, model, batch: dict[str, Any]) -> torch.Tensor:
+        """Forward one micro-batch; the per-sample mean answer-token loss."""
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "ids", "tasks")}
+        if "features" in inputs and not isinstance(inputs["features"], MediaFeatures):
+            inputs["features"] = MediaFeatures(**inputs["features"])
+        with self.accelerator.autocast():
+            logits = model(**inputs).logits
+        return sequence_loss(logits, batch["labels"])
+
+    def _loop(self, phase, folder, model, optimizer, scheduler, loader, state: PhaseState) -> None:
+        from tqdm.auto import tqdm
+
+        writer = self._writer(folder)
+        batches = iter(loader)
+        bar = tqdm(total=phase.steps, initial=state.step, desc=phase.name, disable=not (self.progress and self.is_main),
+                   dynamic_ncols=True)
+        started, done_samples = time.perf_counter(), 0
+        try:
+            for step in range(state.step, phase.steps):
+                loss = self._optimizer_step(phase, folder, model, optimizer, scheduler, batches, state, step)
+                state.step = step + 1
+                done_samples += phase.samples_per_step(self.accelerator.num_processes)
+                rate = done_samples / max(time.perf_counter() - started, 1e-9)
+                lr = scheduler.get_last_lr()[0]
+                if state.step % self.config.log_every == 0 or state.step == phase.steps:
+                    state.history.append([state.step, loss])
+                    if writer is not None:
+                        writer.add_scalar(f"{phase.name}/loss", loss, state.step)
+                        writer.add_scalar(f"{phase.name}/lr", lr, state.step)
+                        writer.add_scalar(f"{phase.name}/samples_per_s", rate, state.step)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+                bar.update(1)
+                if self._stop_signal is not None:
+                    self.save(folder, model, optimizer, scheduler, state)
+                    raise TrainingInterrupted(
+                        f"stopped by signal {self._stop_signal} at step {state.step} of phase {phase.name}; "
+                        "run the same command with --resume to continue"
+                    )
+                if state.step % self.config.save_every == 0 and state.step < phase.steps:
+                    self.save(folder, model, optimizer, scheduler, state)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+
+    def _optimizer_step(self, phase, folder, model, optimizer, scheduler, batches, state, step) -> float:
+        total = 0.0
+        for micro in range(phase.grad_accum):
+            batch = next(batches)
+            sync = micro == phase.grad_accum - 1
+            context = contextlib.nullcontext() if sync else self.accelerator.no_sync(model)
+            with context:
+                loss = self.loss_step(model, batch)
+                value = self.accelerator.reduce(loss.detach(), reduction="mean").item()
+                if not math.isfinite(value):
+                    self.save(folder, model, optimizer, scheduler, state)
+                    raise TrainingDiverged(
+                        f"loss is {value} at step {step + 1} (micro-batch {micro + 1}) of phase {phase.name}, "
+                        f"batch ids {batch['ids']}; the last good state is checkpointed in {folder / 'checkpoints'}"
+                    )
+                self.accelerator.backward(loss / phase.grad_accum)
+            total += value / phase.grad_accum
+        if phase.max_grad_norm:
+            self.accelerator.clip_grad_norm_(model.parameters(), phase.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total
+
+    # ------------------------------------------------------------------ saving and logs
+
+    def save(self, folder: Path, model, optimizer, scheduler, state: PhaseState) -> None:
+        if self.is_main:
+            weights = trainable_state_dict(self.accelerator.unwrap_model(model))
+            ckpt.save_checkpoint(
+                folder / "checkpoints",
+                step=state.step,
+                model_weights=weights,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                extra={"history": state.history, "data_position": state.step, "phase": folder.name},
+                keep_last=self.config.keep_last,
+            )
+            self._plot(folder, state)
+        self.accelerator.wait_for_everyone()
+
+    def _writer(self, folder: Path):
+        if not self.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(folder / "tensorboard"))
+
+    def _plot(self, folder: Path, state: PhaseState) -> None:
+        from nanoemox.train.plots import plot_loss
+
+        if state.history:
+            plot_loss({folder.name: state.history}, folder / "loss.png")
+
+    def _plot_run(self) -> None:
+        from nanoemox.train.plots import plot_loss
+
+        curves = {}
+        for index, phase in enumerate(self.config.phases):
+            path = phase_dir(self.out, index, phase) / "history.json"
+            if path.is_file():
+                curves[phase.name] = json.loads(path.read_text(encoding="utf-8"))["history"]
+        if curves:
+            plot_loss(curves, self.out / "loss.png", cumulative=True)
