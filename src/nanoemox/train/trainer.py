@@ -55,6 +55,7 @@ class TrainingDiverged(RuntimeError):
 class PhaseState:
     step: int = 0
     history: list[list[float]] = field(default_factory=list)  # [step, loss] pairs
+    rng: tuple | None = None  # RNG states to restore once the data iterator exists
 
 
 def _mixed_precision(setting: str) -> str:
@@ -83,6 +84,7 @@ class Trainer:
         self._stop_signal: int | None = None
         self._records = None
         self._cache = None
+        self.model: NanoEmoX | None = None
 
     @property
     def is_main(self) -> bool:
@@ -151,6 +153,7 @@ class Trainer:
         model, processor, optimizer, scheduler, state = self.setup(phase, init_dir, folder)
         loader = self._loader(phase, processor, state.step)
         self._loop(phase, folder, model, optimizer, scheduler, loader, state)
+        self.model = self.accelerator.unwrap_model(model)  # the trained model of the latest phase
         if self.is_main:
             self.accelerator.unwrap_model(model).save_pretrained(final, processor=processor)
             atomic_write_json({"phase": phase.name, "steps": state.step, "history": state.history}, folder / "history.json")
@@ -186,8 +189,8 @@ class Trainer:
             raise ValueError(f"{path}: checkpoint weights do not fit the model (unexpected {unexpected[:5]})")
         optimizer.load_state_dict(saved["optimizer_state"])
         scheduler.load_state_dict(saved["scheduler"])
-        ckpt.set_rng_state(saved["rng_tensors"], saved["rng"])
-        return PhaseState(step=int(saved["step"]), history=saved.get("history", []))
+        return PhaseState(step=int(saved["step"]), history=saved.get("history", []),
+                          rng=(saved["rng_tensors"], saved["rng"]))
 
     def _loader(self, phase: PhaseConfig, processor, start_step: int):
         if self._records is None:
@@ -219,6 +222,10 @@ class Trainer:
 
         writer = self._writer(folder)
         batches = iter(loader)
+        if state.rng is not None:
+            # After creating the iterator: starting a DataLoader draws from the global generator.
+            ckpt.set_rng_state(*state.rng)
+            state.rng = None
         bar = tqdm(total=phase.steps, initial=state.step, desc=phase.name, disable=not (self.progress and self.is_main),
                    dynamic_ncols=True)
         started, done_samples = time.perf_counter(), 0

@@ -1,0 +1,225 @@
+"""The P2E trainer: curriculum configs, optimizer coverage, exact resume after SIGKILL,
+signals, NaN handling and multi-process gradient synchronisation (gloo on CPU)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from nanoemox.model import NanoEmoX, set_trainable
+from nanoemox.model.groups import count_parameters
+from nanoemox.train import Trainer, TrainingDiverged, load_train_config
+from nanoemox.train.optim import build_optimizer, check_optimizer_coverage
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = ["scene_adapter", "speech_adapter", "face_adapter", "fusion"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from nanoemox.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, 12, seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def init_model(tmp_path_factory):
+    from nanoemox.cli import main
+
+    out = tmp_path_factory.mktemp("init") / "model"
+    assert main(["init-model", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
+    return out
+
+
+def write_config(path: Path, corpus: Path, model: Path, phases: list[dict], **top) -> Path:
+    data = {
+        "model": {"path": str(model), "preset": None},
+        "data": {"root": str(corpus), "train": [str(corpus / "train.jsonl")], "workers": 0},
+        "seed": 7, "save_every": 1, "keep_last": 10, "log_every": 1, "mixed_precision": "no",
+        "phases": phases, **top,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+TWO_PHASES = [
+    {"name": "align", "trainable": ["scene_adapter", "face_adapter"], "steps": 2, "lr": 1e-3,
+     "tasks": {"mer": 1}, "micro_batch": 2, "grad_accum": 1},
+    {"name": "instruct", "trainable": ADAPTERS + ["lora"], "steps": 4, "lr": 1e-3,
+     "tasks": {"mer": 1, "mir": 1, "ovmer": 1}, "micro_batch": 2, "grad_accum": 2, "schedule": "linear"},
+]
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "phases" / "02_instruct" / "model" / "model.safetensors")
+
+
+def test_paper_configs_carry_the_curriculum():
+    p2e = load_train_config(ROOT / "configs" / "p2e_paper.yaml")
+    steps = {p.name: p.steps for p in p2e.phases}
+    assert steps == {"p1_visual_face": 25000, "p1_speech": 15000, "p2_fusion": 5000, "p3_instruct": 300000}
+    lrs = [p.lr for p in p2e.phases]
+    assert lrs == [3e-4, 3e-4, 1e-5, 8e-6]
+    assert all(p.micro_batch == 3 and p.grad_accum == 4 for p in p2e.phases)
+    p3 = p2e.phases[-1]
+    assert p3.tasks == {"mer": 18, "ovmer": 28, "mir": 5, "eri": 31, "erg": 18}
+    assert "lora" in p3.trainable and all("lora" not in p.trainable for p in p2e.phases[:-1])
+    assert all("encoders" not in p.trainable for p in p2e.phases)
+    jot = load_train_config(ROOT / "configs" / "jot_paper.yaml")
+    assert [p.steps for p in jot.phases] == [345000]
+    for demo in sorted((ROOT / "configs").glob("demo_*.yaml")):
+        assert load_train_config(demo).phases
+
+
+def test_phase_applies_groups_and_optimizer_covers_exactly_trainable(tiny_model):
+    config = load_train_config(ROOT / "configs" / "p2e_paper.yaml")
+    counts = count_parameters(tiny_model)
+    for phase in config.phases:
+        set_trainable(tiny_model, phase.trainable)
+        trainable = sum(p.numel() for p in tiny_model.parameters() if p.requires_grad)
+        assert trainable == sum(counts[g] for g in phase.trainable)
+        optimizer = build_optimizer(tiny_model, phase)
+        assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == trainable
+    # A group list that forgets a trainable parameter is refused.
+    groups = [{"params": [p for p in tiny_model.parameters() if p.requires_grad][1:]}]
+    with pytest.raises(AssertionError, match="missing"):
+        check_optimizer_coverage(tiny_model, groups)
+
+
+def test_bad_config_is_reported(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("phases: [{name: a, trainable: [adapters], steps: 1, lr: 1, tasks: {mer: 1}}]\n")
+    with pytest.raises(ValueError, match="unknown parameter group"):
+        load_train_config(bad)
+    bad.write_text("phases: [{name: a, trainable: [fusion], steps: 1, lr: 1, tasks: {sing: 1}}]\n")
+    with pytest.raises(ValueError, match="unknown task"):
+        load_train_config(bad)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not (path / "state.json").is_file():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended (code {proc.returncode}) before {path} appeared")
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear in {timeout} s")
+        time.sleep(0.2)
+
+
+def _train_cmd(config: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "nanoemox", "train", str(config), "--out", str(out), "--no-progress", *extra]
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path, corpus, init_model):
+    config = write_config(tmp_path / "run.yaml", corpus, init_model, TWO_PHASES)
+    reference = Trainer(load_train_config(config), tmp_path / "reference", progress=False).train()
+    expected = load_file(reference / "model.safetensors")
+
+    # Kill at a random checkpoint of the second phase (its micro-batches accumulate).
+    step = random.Random().randint(1, 3)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for(out / "phases" / "02_instruct" / "checkpoints" / f"step_{step:08d}", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (out / "phases" / "02_instruct" / "DONE").exists()
+    resumed = Trainer(load_train_config(config), out, resume=True, progress=False).train()
+    got = load_file(resumed / "model.safetensors")
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), f"{key} differs after resume from step {step}"
+    history = (out / "phases" / "02_instruct" / "history.json").read_text()
+    assert '"steps": 4' in history
+    assert (out / "loss.png").is_file() and (out / "phases" / "02_instruct" / "tensorboard").is_dir()
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path, corpus, init_model):
+    phases = [{**TWO_PHASES[0], "steps": 40}]
+    config = write_config(tmp_path / "run.yaml", corpus, init_model, phases, save_every=1000)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list((out / "phases" / "01_align").glob("tensorboard/*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    checkpoints = sorted((out / "phases" / "01_align" / "checkpoints").glob("step_*"))
+    assert checkpoints, "no checkpoint written on SIGTERM"
+    assert 1 <= int(checkpoints[-1].name.split("_")[1]) < 40
+
+
+def test_nan_loss_stops_after_saving(tmp_path, corpus, init_model):
+    config = write_config(tmp_path / "run.yaml", corpus, init_model, [TWO_PHASES[0] | {"steps": 3}], save_every=100)
+
+    class Poisoned(Trainer):
+        calls = 0
+
+        def loss_step(self, model, batch):
+            Poisoned.calls += 1
+            loss = super().loss_step(model, batch)
+            return loss * float("nan") if Poisoned.calls == 2 else loss
+
+    with pytest.raises(TrainingDiverged, match=r"step 2 .*batch ids \['synth_"):
+        Poisoned(load_train_config(config), tmp_path / "run", progress=False).train()
+    saved = sorted((tmp_path / "run" / "phases" / "01_align" / "checkpoints").glob("step_*"))
+    assert [p.name for p in saved] == ["step_00000001"]
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from safetensors.torch import save_file
+    from nanoemox.model.build import trainable_state_dict
+    from nanoemox.train import Trainer, load_train_config
+
+    trainer = Trainer(load_train_config(sys.argv[1]), sys.argv[2], progress=False)
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    save_file({k: v.contiguous() for k, v in trainable_state_dict(trainer.model).items()}, f"{sys.argv[2]}/rank{rank}.safetensors")
+    """
+)
+
+
+def test_two_processes_match_one_process(tmp_path, corpus, init_model):
+    """DDP over gloo: both ranks end identical, and equal to one process with the same global batch."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    phase = {"name": "align", "trainable": ADAPTERS, "steps": 2, "lr": 1e-3, "tasks": {"mer": 1, "mir": 1},
+             "grad_accum": 2}
+    two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
+    one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+              str(script), str(two), str(tmp_path / "ddp")]
+    result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = subprocess.run([sys.executable, str(script), str(one), str(tmp_path / "single")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    r0 = load_file(tmp_path / "ddp" / "rank0.safetensors")
+    r1 = load_file(tmp_path / "ddp" / "rank1.safetensors")
+    ref = load_file(tmp_path / "single" / "rank0.safetensors")
+    init = load_file(init_model / "model.safetensors")
+    moved = 0
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), f"ranks differ at {key}"
+        torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-6, msg=f"DDP != single process at {key}")
+        moved += int(not torch.equal(r0[key], init[key]))
+    assert moved > 10  # the adapters did train
