@@ -44,8 +44,10 @@ def test_load_predictions_reports_every_bad_line(tmp_path):
     for needle in ("line 3", "line 4", "line 5: duplicate", "line 6"):
         assert needle in message
     good = tmp_path / "good.jsonl"
-    good.write_text('{"id": 7, "prediction": null}\n{"id": "x", "prediction": "ok", "task": "mer"}\n')
-    assert load_predictions(good) == {"7": "", "x": "ok"}
+    good.write_text('{"id": 7, "prediction": null}\n{"id": "x", "prediction": "ok", "task": "mer"}\n'
+                    '{"id": "y", "prediction": "sad", "error": "clip.mp4: truncated"}\n')
+    # Failed samples are missing (scored wrong), not empty answers.
+    assert load_predictions(good) == {"x": "ok"}
 
 
 # ---------------------------------------------------------------- MER-UniBench

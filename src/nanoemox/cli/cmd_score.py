@@ -1,4 +1,9 @@
-"""`nanoemox score`: score a predictions JSONL against reference manifests and print the table."""
+"""`nanoemox score`: score a predictions JSONL against reference manifests and print the table.
+
+The reference and LLM options, and the building of the extractor and judge from
+them, are shared with `nanoemox eval` (`add_reference_options`,
+`add_scoring_options`, `references_from_args`, `scoring_tools`).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,24 @@ import argparse
 import json
 import logging
 import os
-import re
 from pathlib import Path
-
-from nanoemox.data.manifest import load_manifest
 
 log = logging.getLogger(__name__)
 
-# With --data-root, MER-UniBench expects one sub-folder per set (docs/datasets.md);
-# the other benchmarks take the dataset folder itself.
-_MER_UNIBENCH_SETS = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMSv2", "OV-MERD+")
-_DATASET_OF_BENCHMARK = {"emer": "EMER", "mintrec": "MIntRec", "mintrec2": "MIntRec2.0", "avamerg": "AvaMERG"}
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from nanoemox.eval import BENCHMARKS, DEFAULT_API_KEY_ENV  # light import: every CLI start runs register()
-
-    p = subparsers.add_parser("score", help="score model predictions on a benchmark",
-                              description=__doc__.splitlines()[0])
-    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
-    p.add_argument("--predictions", required=True, help='JSONL: {"id": ..., "prediction": "<text>"} per line')
+def add_reference_options(p: argparse.ArgumentParser) -> None:
+    """--references MANIFEST (repeatable) or --data-root DIR, exactly one of them."""
     refs = p.add_mutually_exclusive_group(required=True)
     refs.add_argument("--references", action="append", metavar="MANIFEST",
                       help="reference manifest (repeat for several, e.g. the nine MER-UniBench sets)")
-    refs.add_argument("--data-root", help="raw dataset folder, converted on the fly (test split); for "
-                      "mer-unibench a folder holding MER2023/, MER2024/, ..., OV-MERD+/")
-    p.add_argument("--out", help="directory for score_<benchmark>.json and .md")
+    refs.add_argument("--data-root", help="raw dataset folder, converted on the fly; for mer-unibench a "
+                      "folder holding MER2023/, MER2024/, ..., OV-MERD+/; for synthaffect a SynthAffect folder")
+
+
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
+    """Table label, emotion-word extractor, EMER judge prompts and the LLM endpoint."""
+    from nanoemox.eval import DEFAULT_API_KEY_ENV  # light import: every CLI start runs register()
+
     p.add_argument("--model-name", default="Ours", help="row label in the table")
     p.add_argument("--extractor", choices=("builtin", "llm"), default="builtin",
                    help="emotion-word extractor for MER-UniBench (llm needs --llm-url)")
@@ -47,43 +44,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     llm.add_argument("--llm-concurrency", type=int, default=4)
     llm.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request")
     llm.add_argument("--llm-retries", type=int, default=4)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from nanoemox.eval import BENCHMARKS  # light import: every CLI start runs register()
+
+    p = subparsers.add_parser("score", help="score model predictions on a benchmark",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--predictions", required=True, help='JSONL: {"id": ..., "prediction": "<text>"} per line')
+    add_reference_options(p)
+    p.add_argument("--out", help="directory for score_<benchmark>.json and .md")
+    add_scoring_options(p)
     p.set_defaults(func=run)
 
 
-def _references(args: argparse.Namespace) -> list:
+def references_from_args(args: argparse.Namespace, split: str | None = "test",
+                         media_root: str | None = None) -> list:
+    """ReferenceSets from --references (filtered by `split` unless None) or --data-root (`split`)."""
+    from nanoemox.eval.harness import load_references
+
     if args.references:
-        records = []
-        for path in args.references:
-            records.extend(load_manifest(path))
-        return records
-    from nanoemox.data.converters import convert
-
-    if args.benchmark == "synthaffect":
-        raise ValueError("synthaffect has no raw layout to convert; pass --references MANIFEST")
-    if args.benchmark != "mer-unibench":
-        name = _DATASET_OF_BENCHMARK[args.benchmark]
-        return convert(name, args.data_root, split="test").records
-    return _mer_unibench_from_root(Path(args.data_root), convert)
-
-
-def _mer_unibench_from_root(root: Path, convert) -> list:
-    """Test records of the MER-UniBench sets found as sub-folders of `root`."""
-    if not root.is_dir():
-        raise FileNotFoundError(f"--data-root {root} is not a folder")
-    folders = {_squash(p.name): p for p in root.iterdir() if p.is_dir()}
-    records = []
-    for name in _MER_UNIBENCH_SETS:
-        folder = folders.get(_squash(name))
-        if folder is None:
-            log.warning("MER-UniBench set %s not found under %s (expected a folder %s/); skipped",
-                        name, root, name)
-            continue
-        records.extend(convert(name, folder, split="test").records)
-    return records
-
-
-def _squash(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+        return load_references(args.benchmark, manifests=args.references, split=split, media_root=media_root)
+    return load_references(args.benchmark, data_root=args.data_root, split=split)
 
 
 def _client(args: argparse.Namespace):
@@ -109,6 +92,29 @@ def _judge_templates(pairs: list[str]) -> dict[str, str]:
     return templates
 
 
+def scoring_tools(args: argparse.Namespace):
+    """(client, extractor, judge) from the scoring options; ValueError when an LLM is needed but absent.
+
+    The caller closes the client (None when no endpoint was given).
+    """
+    from nanoemox.eval.extract import EmotionExtractor, LLMExtractor
+    from nanoemox.eval.judge import EmerJudge
+
+    client = _client(args)
+    needs_llm = args.extractor == "llm" or args.benchmark == "emer"
+    if needs_llm and client is None:
+        raise ValueError(f"{'--extractor llm' if args.extractor == 'llm' else 'emer'} needs --llm-url and --llm-model")
+    try:
+        extractor = (LLMExtractor(client, args.extract_prompt or "extract_emotions")
+                     if args.extractor == "llm" else EmotionExtractor())
+        judge = EmerJudge(client, _judge_templates(args.judge_prompt)) if client is not None else None
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
+    return client, extractor, judge
+
+
 def _write(out_dir: str, benchmark: str, result: dict, table: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,28 +123,25 @@ def _write(out_dir: str, benchmark: str, result: dict, table: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nanoemox.eval.extract import EmotionExtractor, LLMExtractor
-    from nanoemox.eval.judge import EmerJudge
     from nanoemox.eval.scoring import load_predictions, markdown_table, score_predictions
 
     try:
         predictions = load_predictions(args.predictions)
-        references = _references(args)
+        # Manifests are scored as given; a raw data root gives its test split.
+        sets = references_from_args(args, split=None if args.references else "test")
+        references = [r for s in sets for r in s.records]
     except (OSError, ValueError) as exc:  # unreadable file, bad manifest or predictions
         print(f"error: {exc}")
         return 2
     if not references:
         print("error: no reference records found")
         return 2
-    client = _client(args)
-    needs_llm = args.extractor == "llm" or args.benchmark == "emer"
-    if needs_llm and client is None:
-        print(f"error: {'--extractor llm' if args.extractor == 'llm' else 'emer'} needs --llm-url and --llm-model")
+    try:
+        client, extractor, judge = scoring_tools(args)
+    except ValueError as exc:
+        print(f"error: {exc}")
         return 2
     try:
-        extractor = (LLMExtractor(client, args.extract_prompt or "extract_emotions")
-                     if args.extractor == "llm" else EmotionExtractor())
-        judge = EmerJudge(client, _judge_templates(args.judge_prompt)) if client is not None else None
         result = score_predictions(args.benchmark, predictions, references, extractor=extractor, judge=judge)
     finally:
         if client is not None:

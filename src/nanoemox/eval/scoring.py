@@ -72,7 +72,11 @@ def _squash(name: str) -> str:
 
 
 def load_predictions(path: str | os.PathLike) -> dict[str, str]:
-    """Read a predictions JSONL into {id: raw text}; every bad line is reported at once."""
+    """Read a predictions JSONL into {id: raw text}; every bad line is reported at once.
+
+    Lines of failed samples (an "error" field or a null prediction) are left out, so
+    scoring counts them as missing, exactly as `nanoemox eval` does.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"predictions file not found: {path}")
     out: dict[str, str] = {}
@@ -90,7 +94,9 @@ def load_predictions(path: str | os.PathLike) -> dict[str, str]:
             if problem:
                 problems.append(f"line {lineno}: {problem}")
                 continue
-            out[str(obj["id"])] = obj["prediction"] or ""
+            if obj.get("error") or obj["prediction"] is None:
+                continue  # a sample that failed is missing (counted wrong), not an empty answer
+            out[str(obj["id"])] = obj["prediction"]
     if problems:
         shown = "\n  ".join(problems[:20])
         raise PredictionsError(

@@ -156,7 +156,7 @@ class Collator:
         }
         lengths = torch.tensor([len(s["input_ids"]) for s in samples])
         batch["attention_mask"] = (torch.arange(batch["input_ids"].shape[1])[None] < lengths[:, None]).long()
-        batch["features"] = stack_features([s["features"] for s in samples])
+        batch["features"] = stack_features([s["features"] for s in samples], dtype=torch.float32)
         return {**batch, **meta}
 
 

@@ -151,7 +151,7 @@ class Trainer:
             logger.info("phase %s already complete, handing over %s", phase.name, final)
             return final
         model, processor, optimizer, scheduler, state = self.setup(phase, init_dir, folder)
-        loader = self._loader(phase, processor, state.step)
+        loader = self._loader(phase, self.accelerator.unwrap_model(model), processor, state.step)
         self._loop(phase, folder, model, optimizer, scheduler, loader, state)
         self.model = self.accelerator.unwrap_model(model)  # the trained model of the latest phase
         if self.is_main:
@@ -192,13 +192,14 @@ class Trainer:
         return PhaseState(step=int(saved["step"]), history=saved.get("history", []),
                           rng=(saved["rng_tensors"], saved["rng"]))
 
-    def _loader(self, phase: PhaseConfig, processor, start_step: int):
+    def _loader(self, phase: PhaseConfig, model: NanoEmoX, processor, start_step: int):
         if self._records is None:
             self._records = load_training_records(self.config.data)
         if self.config.data.features and self._cache is None:
             from nanoemox.features import FeatureCache
 
-            self._cache = FeatureCache.open(self.config.data.features)
+            # The identity check refuses a cache made by other encoders or media settings.
+            self._cache = FeatureCache.open(self.config.data.features, model=model, processor=processor, verify="lazy")
         mixture = phase_mixture(self._records, phase, self.config.seed)
         dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache)
         sampler = StepBatchSampler(

@@ -1,0 +1,85 @@
+"""`nanoemox eval`: run a model on a benchmark, resumably, then score it and write tables and figures."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from nanoemox.cli.cmd_score import (
+    add_reference_options,
+    add_scoring_options,
+    references_from_args,
+    scoring_tools,
+)
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from nanoemox.eval import BENCHMARKS  # light import: every CLI start runs register()
+
+    p = subparsers.add_parser("eval", help="run a model on a benchmark and score it",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    add_reference_options(p)
+    p.add_argument("--media-root", help="folder the --references media paths are relative to "
+                   "(default: each manifest's folder)")
+    p.add_argument("--model", required=True, help="model folder (config.json + weights)")
+    p.add_argument("--out", required=True, help="output folder; re-running with it resumes the run")
+    p.add_argument("--split", default="test", choices=("train", "dev", "test"))
+    p.add_argument("--limit", type=int, help="only the first N samples (smoke runs)")
+    gen = p.add_argument_group("generation")
+    gen.add_argument("--batch-size", type=int, default=8)
+    gen.add_argument("--max-new-tokens", type=int, help="default: the model's per-task setting")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
+    gen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the model's")
+    gen.add_argument("--decode", choices=("generate", "score"), default="generate",
+                     help="score: rank the candidate labels of MSA/MER/MIR samples instead of generating")
+    gen.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    gen.add_argument("--temperature", type=float, default=1.0, help="with --sample (default %(default)s)")
+    p.add_argument("--no-plots", action="store_true", help="skip the confusion-matrix PNGs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scoring_options(p)
+    p.set_defaults(func=run)
+
+
+def _progress_bar(total: int, disabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="eval", unit="sample", disable=disabled, dynamic_ncols=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nanoemox.eval.harness import pending, run_benchmark
+
+    if args.limit is not None and args.limit < 1:
+        print("error: --limit must be at least 1")
+        return 2
+    try:
+        sets = references_from_args(args, split=args.split, media_root=args.media_root)
+        todo = pending(sets, args.out, limit=args.limit)
+        client, extractor, judge = scoring_tools(args)
+    except (OSError, ValueError) as exc:  # missing folder, bad manifest, LLM options absent
+        print(f"error: {exc}")
+        return 2
+    bar = _progress_bar(todo, args.no_progress)
+    try:
+        result = run_benchmark(
+            args.benchmark, args.model, sets, out_dir=args.out, limit=args.limit, progress=bar.update,
+            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+            temperature=args.temperature if args.sample else None, seed=args.seed, device=args.device,
+            dtype=args.dtype, decode=args.decode, extractor=extractor, judge=judge, model_name=args.model_name,
+            plots=not args.no_plots)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}")
+        return 2
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    print(result["table"], end="")
+    figures = 0 if args.no_plots else len(result["confusion"])
+    print(f"wrote {args.out}/results.json, results.md, predictions.jsonl"
+          + (f" and {figures} confusion figure(s)" if figures else ""))
+    return 0

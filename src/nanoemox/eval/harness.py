@@ -1,0 +1,381 @@
+"""Run a benchmark end to end: inference with a model, resumable predictions, scores, tables, figures.
+
+    from nanoemox.eval.harness import load_references, run_benchmark
+    refs = load_references("synthaffect", data_root="data/synth")   # test split
+    result = run_benchmark("synthaffect", "runs/tiny", refs, out_dir="eval/synth")
+
+Files written under `out_dir`:
+    predictions.jsonl   one line per sample, appended and flushed as samples finish:
+                        {"id", "task", "prediction"} (+ "error" when the sample failed)
+    run.json            the settings the predictions were made with (checked on resume)
+    results.json        scores (`score_predictions` layout) + run summary + confusion counts
+    results.md          paper-style table with the published Nano-EmoX numbers beside ours
+    confusion_<set>.png one figure per closed-set group (see `nanoemox.eval.plots`)
+
+Resume: ids already present in predictions.jsonl are not run again; a truncated last
+line (a crash in mid-write) is cut off and that sample is run again. A sample whose
+media cannot be read is stored with an "error" field and scored as wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from nanoemox.data.manifest import Record, load_manifest
+from nanoemox.eval import BENCHMARKS
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.jsonl"
+RUN_FILE = "run.json"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+# With a data root, MER-UniBench expects one sub-folder per set (docs/datasets.md);
+# the other raw benchmarks take the dataset folder itself; SynthAffect its corpus folder.
+MER_UNIBENCH_SETS = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMSv2", "OV-MERD+")
+DATASET_OF_BENCHMARK = {"emer": "EMER", "mintrec": "MIntRec", "mintrec2": "MIntRec2.0", "avamerg": "AvaMERG"}
+# Settings that change what a prediction is; a resumed run must use the same ones.
+_RESUME_KEYS = ("benchmark", "model", "decode", "do_sample", "temperature", "seed", "max_new_tokens")
+
+
+@dataclass
+class ReferenceSet:
+    """Reference records whose media paths are relative to one root folder."""
+
+    root: Path
+    records: list[Record]
+
+
+# ---------------------------------------------------------------- references
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _mer_unibench_sets(root: Path, split: str | None) -> list[ReferenceSet]:
+    """Records of the MER-UniBench sets found as sub-folders of `root`."""
+    from nanoemox.data.converters import convert
+
+    folders = {_squash(p.name): p for p in root.iterdir() if p.is_dir()}
+    sets = []
+    for name in MER_UNIBENCH_SETS:
+        folder = folders.get(_squash(name))
+        if folder is None:
+            log.warning("MER-UniBench set %s not found under %s (expected a folder %s/); skipped", name, root, name)
+            continue
+        sets.append(ReferenceSet(folder, convert(name, folder, split=split).records))
+    return sets
+
+
+def _synthaffect_set(root: Path, split: str | None) -> ReferenceSet:
+    manifest = root / f"{split or 'manifest'}.jsonl"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: --data-root must be a SynthAffect folder "
+                                "(made by `nanoemox synth`) holding train/dev/test.jsonl")
+    return ReferenceSet(root, load_manifest(manifest))
+
+
+def load_references(benchmark: str, *, data_root: str | os.PathLike | None = None,
+                    manifests: Sequence[str | os.PathLike] | None = None, split: str | None = "test",
+                    media_root: str | os.PathLike | None = None) -> list[ReferenceSet]:
+    """A benchmark's reference records, from a raw data root or from manifests.
+
+    `data_root`: converted on the fly (`split` only); for mer-unibench a folder holding
+    MER2023/, ..., OV-MERD+/; for synthaffect a SynthAffect corpus (its `<split>.jsonl`).
+    `manifests`: read as they are, keeping only `split` when it is not None; media are
+    found under `media_root`, by default each manifest's own folder.
+    """
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    if (data_root is None) == (not manifests):
+        raise ValueError("give either a data root or reference manifests, not both and not neither")
+    if manifests:
+        sets = []
+        for path in manifests:
+            records = [r for r in load_manifest(path) if split is None or r.split == split]
+            sets.append(ReferenceSet(Path(media_root) if media_root else Path(path).parent, records))
+        return sets
+    root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data root {root} is not a folder")
+    if benchmark == "mer-unibench":
+        return _mer_unibench_sets(root, split)
+    if benchmark == "synthaffect":
+        return [_synthaffect_set(root, split)]
+    from nanoemox.data.converters import convert
+
+    return [ReferenceSet(root, convert(DATASET_OF_BENCHMARK[benchmark], root, split=split).records)]
+
+
+def _as_sets(references: Sequence[Record] | Sequence[ReferenceSet], root) -> list[ReferenceSet]:
+    if all(isinstance(r, ReferenceSet) for r in references):
+        return list(references)
+    if root is None:
+        raise ValueError("records given without a media root: pass root=, or ReferenceSet objects")
+    return [ReferenceSet(Path(root), list(references))]
+
+
+def _limit(sets: list[ReferenceSet], limit: int | None) -> list[ReferenceSet]:
+    """The first `limit` records over all sets, in order."""
+    if limit is None:
+        return sets
+    kept, left = [], max(0, int(limit))
+    for s in sets:
+        kept.append(ReferenceSet(s.root, s.records[:left]))
+        left -= len(kept[-1].records)
+    return [s for s in kept if s.records]
+
+
+# ---------------------------------------------------------------- predictions file
+def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
+    """Entries of a predictions file by id; repairs a truncated last line by cutting it off.
+
+    Any other unreadable line raises ValueError naming the file and line: such a file
+    was not written by an interrupted run and should be checked by hand.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    entries: dict[str, dict] = {}
+    good_end, lines = 0, data.split(b"\n")
+    for lineno, raw in enumerate(lines, start=1):
+        last = lineno == len(lines)
+        if raw.strip():
+            try:
+                obj = json.loads(raw)
+                if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
+                    raise ValueError("not a prediction entry")
+            except ValueError as exc:
+                if last or (lineno == len(lines) - 1 and not lines[-1].strip()):
+                    log.warning("%s: cutting off an unfinished last line (%s); that sample runs again", path, exc)
+                    break
+                raise ValueError(f"{path}:{lineno}: unreadable prediction line ({exc}); fix or delete "
+                                 "the file, or choose another output folder") from exc
+            entries[str(obj["id"])] = obj
+        good_end += len(raw) + (0 if last else 1)
+    if good_end != len(data) or (data and not data.endswith(b"\n")):
+        _repair(path, data[:good_end])
+    return entries
+
+
+def _repair(path: Path, kept: bytes) -> None:
+    """Rewrite the file as its complete lines, each ending in a newline."""
+    if kept and not kept.endswith(b"\n"):
+        kept += b"\n"
+    tmp = path.with_name(f".{path.name}.repair")
+    tmp.write_bytes(kept)
+    os.replace(tmp, path)
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """Refuse to mix predictions made with other settings into an existing run."""
+    run_file = out / RUN_FILE
+    if run_file.is_file() and (out / PREDICTIONS_FILE).is_file():
+        before = json.loads(run_file.read_text(encoding="utf-8"))
+        changed = [k for k in _RESUME_KEYS if before.get(k) != settings.get(k)]
+        if changed:
+            diff = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+            raise ValueError(f"{out / PREDICTIONS_FILE} was made with other settings ({diff}); "
+                             "choose another output folder or delete it to start over")
+    run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- inference
+def pending(references: Sequence[Record] | Sequence[ReferenceSet], out_dir: str | os.PathLike, *,
+            root: str | os.PathLike | None = None, limit: int | None = None) -> int:
+    """How many samples a `run_benchmark` with these arguments still has to predict."""
+    done = read_predictions(Path(out_dir) / PREDICTIONS_FILE)
+    return sum(r.id not in done for s in _limit(_as_sets(references, root), limit) for r in s.records)
+
+
+def _load_predictor(model, options: dict):
+    if not isinstance(model, (str, os.PathLike)):
+        return model  # an object with predict_records(records, root)
+    from nanoemox.inference import Predictor
+
+    return Predictor.from_pretrained(model, **{k: v for k, v in options.items() if v is not None})
+
+
+def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: Path,
+             progress: Callable[[int], None] | None, decode: str) -> dict:
+    """Run the samples not yet in `done`, appending one flushed line per finished sample."""
+    counts = Counter()
+    # Only the real predictor knows decode modes; the default keeps duck-typed predictors working.
+    extra = {} if decode == "generate" else {"decode": decode}
+    with open(path, "a", encoding="utf-8") as fh:
+        for s in sets:
+            todo = [r for r in s.records if r.id not in done]
+            counts["resumed"] += len(s.records) - len(todo)
+            if not todo:
+                continue
+            for record, text, error in predictor.predict_records(todo, s.root, **extra):
+                entry = {"id": record.id, "task": record.task, "prediction": None if error else text}
+                if error:
+                    entry["error"] = str(error)
+                    counts["failed_now"] += 1
+                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                fh.flush()  # a crash loses at most the sample being written
+                done[record.id] = entry
+                counts["predicted"] += 1
+                if progress:
+                    progress(1)
+    return counts
+
+
+# ---------------------------------------------------------------- scoring
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def reason_overlap(prediction: str | None, reference: str) -> float:
+    """Token F1 of a predicted reason against the reference (lower-cased word tokens); 0 if missing."""
+    if not prediction:
+        return 0.0
+    from nanoemox.tasks import get_task
+
+    pred, ref = Counter(_tokens(get_task("eri").parse(prediction))), Counter(_tokens(reference))
+    common = sum((pred & ref).values())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(pred.values()), common / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def _overlap_column(records: list[Record], predictions: dict[str, str]) -> dict:
+    scores = [reason_overlap(predictions.get(r.id), str(r.target)) for r in records]
+    missing = sum(r.id not in predictions for r in records)
+    return {"name": "ERI token overlap", "metric": "token F1", "value": 100.0 * sum(scores) / len(scores),
+            "paper": None, "n": len(records), "missing": missing, "scale": "percent",
+            "details": {"note": "offline proxy for the EMER judge: mean token F1 of predicted vs "
+                                "reference reason", "per_sample_mean": sum(scores) / len(scores)}}
+
+
+def score_run(benchmark: str, predictions: dict[str, str], records: list[Record], *,
+              extractor=None, judge=None) -> dict:
+    """`score_predictions`, plus SynthAffect's offline ERI proxy and closed-set MER accuracy."""
+    from nanoemox.eval.scoring import score_predictions
+
+    if benchmark != "synthaffect":
+        return score_predictions(benchmark, predictions, records, extractor=extractor, judge=judge)
+    from nanoemox.data.synth import EMOTIONS
+
+    eri = [r for r in records if r.task == "eri"]
+    # Without a judge the ERI records are scored by the token-overlap proxy only.
+    scored = records if judge is not None else [r for r in records if r.task != "eri"]
+    coarse = {e: e for e in EMOTIONS}  # SynthAffect's emotions are their own coarse classes
+    result = score_predictions(benchmark, predictions, scored, extractor=extractor, judge=judge,
+                               coarse_map=coarse)
+    if eri:
+        result["columns"].append(_overlap_column(eri, predictions))
+        if judge is None:
+            result["n_references"] += len(eri)
+            result["n_missing"] += sum(r.id not in predictions for r in eri)
+    return result
+
+
+def _confusions(benchmark: str, records: list[Record], predictions: dict[str, str], out: Path,
+                plots: bool) -> list[dict]:
+    from nanoemox.eval.plots import closed_sets, confusion, save_confusion_png
+
+    tables = []
+    for group in closed_sets(benchmark, records):
+        table = confusion(group, predictions)
+        if plots:
+            name = re.sub(r"[^A-Za-z0-9.+-]+", "_", group.name)
+            table["png"] = save_confusion_png(table, out / f"confusion_{name}.png").name
+        tables.append(table)
+    return tables
+
+
+def _add_accuracy_columns(result: dict, tables: list[dict]) -> None:
+    """SynthAffect MER/MIR: closed-set accuracy beside the wheel hit rate / WAF."""
+    for table in tables:
+        if table["task"] in ("mer", "mir") and table["accuracy"] is not None:
+            result["columns"].append({
+                "name": f"{table['name']} accuracy", "metric": "accuracy", "value": 100.0 * table["accuracy"],
+                "paper": None, "n": table["n"], "missing": None, "scale": "percent",
+                "details": {"note": "label parsed from the generation equals the reference"}})
+
+
+# ---------------------------------------------------------------- the run
+def _summary_lines(run: dict) -> str:
+    lines = [f"Run: {run['n_samples']} samples, {run['predicted']} predicted now, {run['resumed']} resumed "
+             f"from an earlier run, {run['failed']} failed (media errors, counted as wrong)."]
+    if run["predicted"]:
+        lines.append(f"Inference: {run['inference_seconds']:.1f} s, "
+                     f"{run['samples_per_second']:.2f} samples/s.")
+    return "\n".join(lines) + "\n"
+
+
+def _outputs(out: Path, result: dict, model_name: str) -> None:
+    from nanoemox.eval.scoring import markdown_table
+
+    table = markdown_table(result, model_name=model_name) + "\n" + _summary_lines(result["run"])
+    (out / RESULTS_JSON).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / RESULTS_MD).write_text(table, encoding="utf-8")
+    result["table"] = table
+
+
+def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
+                  references: Sequence[Record] | Sequence[ReferenceSet], root: str | os.PathLike | None = None,
+                  out_dir: str | os.PathLike = "eval", *, limit: int | None = None,
+                  progress: Callable[[int], None] | None = None, batch_size: int = 8,
+                  max_new_tokens: int | None = None, do_sample: bool = False, temperature: float | None = None,
+                  seed: int = 0, device: str | None = None, dtype: str | None = None,
+                  decode: str = "generate", extractor=None, judge=None, model_name: str = "Ours",
+                  plots: bool = True) -> dict:
+    """Predict, score and report one benchmark; returns the result also written to results.json.
+
+    `model` is a model folder (loaded with `Predictor.from_pretrained`) or a ready
+    predictor (anything with `predict_records(records, root)`). `references` are
+    records under `root`, or `ReferenceSet`s from `load_references`. `progress` is
+    called with 1 per finished sample. `decode="score"` ranks the candidates of MSA,
+    MER and MIR samples instead of generating (see `nanoemox.inference`). The result
+    is `score_predictions`' dict plus "run" (counts, failures, timing), "confusion"
+    (closed-set counts) and "table" (the markdown written to results.md).
+    """
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    if benchmark == "emer" and judge is None:
+        raise ValueError("emer is scored by an LLM judge: pass judge= (CLI: --llm-url and --llm-model)")
+    sets = _limit(_as_sets(references, root), limit)
+    records = [r for s in sets for r in s.records]
+    if not records:
+        raise ValueError(f"no reference records for {benchmark} (check the split and the data root)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_id = str(Path(model).resolve()) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    _check_settings(out, {"benchmark": benchmark, "model": model_id, "decode": decode, "do_sample": do_sample,
+                          "temperature": temperature if do_sample else None, "seed": seed,
+                          "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit})
+    done = read_predictions(out / PREDICTIONS_FILE)
+    counts, seconds = Counter(resumed=len(records)), 0.0
+    if any(r.id not in done for r in records):
+        predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size,
+                                            "max_new_tokens": max_new_tokens, "do_sample": do_sample,
+                                            "temperature": temperature if do_sample else None, "seed": seed})
+        start = time.perf_counter()
+        counts = _predict(predictor, sets, done, out / PREDICTIONS_FILE, progress, decode)
+        seconds = time.perf_counter() - start
+    failed = [r.id for r in records if "error" in done.get(r.id, {})]
+    predictions = {r.id: done[r.id]["prediction"] or "" for r in records
+                   if r.id in done and "error" not in done[r.id]}
+    result = score_run(benchmark, predictions, records, extractor=extractor, judge=judge)
+    result["confusion"] = _confusions(benchmark, records, predictions, out, plots)
+    if benchmark == "synthaffect":
+        _add_accuracy_columns(result, result["confusion"])
+    result["run"] = {"n_samples": len(records), "predicted": counts["predicted"], "resumed": counts["resumed"],
+                     "failed": len(failed), "failed_ids": failed[:20], "inference_seconds": round(seconds, 3),
+                     "samples_per_second": counts["predicted"] / seconds if seconds else None,
+                     "predictions": str(out / PREDICTIONS_FILE)}
+    _outputs(out, result, model_name)
+    return result

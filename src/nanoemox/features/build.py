@@ -1,0 +1,312 @@
+"""Building a feature cache: decode every unique media item once, encode in batches, write shards.
+
+Decoding runs in DataLoader worker processes (`workers`), so it overlaps encoding on
+the model's device. Each media item is cached once however many records (tasks)
+use it. A media file that cannot be read (any `MediaError`) is recorded in the
+index with its message and the run goes on. The run is resumable: shards enter
+the index only when complete, a re-run skips what is already cached (and retries
+what failed), and an interrupted run loses at most the shard it was filling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nanoemox.data.manifest import Record
+from nanoemox.features.errors import FeatureCacheError, StaleCacheError
+from nanoemox.features.identity import cache_identity, identity_differences, media_key, media_sources
+from nanoemox.features.store import (
+    FEATURE_FIELDS,
+    INDEX_NAME,
+    dtype_name,
+    field_specs,
+    new_index,
+    read_index,
+    shard_name,
+    write_index,
+    write_shard,
+)
+from nanoemox.media.errors import MediaError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def unique_media(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
+    """key -> {"sources": relative paths, "records": ids}, in first-appearance order."""
+    media: dict[str, dict[str, Any]] = {}
+    for record in records:
+        key = media_key(record)
+        entry = media.setdefault(key, {"sources": media_sources(record), "records": []})
+        entry["records"].append(record.id)
+    return media
+
+
+class _MediaDataset(Dataset):
+    """Decodes one media item per index; a bad file becomes an error item instead of an exception."""
+
+    def __init__(self, items: list[tuple[str, dict[str, str | None]]], root: Path, processor):
+        self.items = items
+        self.root = root
+        self.processor = processor
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        key, sources = self.items[i]
+        paths = {kind: None if rel is None else self.root / rel for kind, rel in sources.items()}
+        try:
+            media = self.processor.load_media(**paths)
+        except MediaError as exc:
+            return {"key": key, "error": str(exc)}
+        return {
+            "key": key,
+            "pixel_values": torch.from_numpy(media.pixel_values),  # [F, 3, H, W]
+            "face_pixel_values": torch.from_numpy(media.face_pixel_values),  # [F, 3, H, W]
+            "audio_values": torch.from_numpy(media.audio_values),  # [C, S]
+            "audio_present": torch.tensor(media.audio_present),
+            "video_present": torch.tensor(media.video_present),
+            "faces_found": torch.from_numpy(media.faces_found),  # [F]
+        }
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the decoded items of a batch; failed ones travel beside them as (key, message)."""
+    good = [item for item in items if "error" not in item]
+    batch: dict[str, Any] = {
+        "keys": [item["key"] for item in good],
+        "errors": [(item["key"], item["error"]) for item in items if "error" in item],
+    }
+    if good:
+        for name in good[0]:
+            if name != "key":
+                batch[name] = torch.stack([item[name] for item in good])
+    return batch
+
+
+class _ShardWriter:
+    """Collects encoded rows and writes a shard (then the index) whenever `shard_size` are ready."""
+
+    def __init__(self, folder: Path, index: dict[str, Any], shard_size: int):
+        self.folder, self.index, self.shard_size = folder, index, shard_size
+        self.keys: list[str] = []
+        self.rows: list[dict[str, torch.Tensor]] = []
+        self.written: list[str] = []
+
+    def add(self, key: str, row: dict[str, torch.Tensor]) -> None:
+        self.keys.append(key)
+        self.rows.append(row)
+        if len(self.rows) >= self.shard_size:
+            self._write()
+
+    def fail(self, key: str, message: str) -> None:
+        self.index["errors"][key] = message
+
+    def finish(self) -> None:
+        if self.rows:
+            self._write()
+        else:
+            write_index(self.folder, self.index)  # errors and an empty first run are recorded too
+
+    def _write(self) -> None:
+        keys, rows = self.keys[: self.shard_size], self.rows[: self.shard_size]
+        del self.keys[: self.shard_size], self.rows[: self.shard_size]
+        specs = field_specs(rows[0])
+        if self.index["fields"] and self.index["fields"] != specs:
+            raise FeatureCacheError(f"{self.folder}: new features {specs} do not match the cache's {self.index['fields']}")
+        name = _next_shard_name(self.index)
+        self.index["shards"][name] = write_shard(self.folder, name, keys, rows)
+        self.index["fields"] = specs
+        for row_number, key in enumerate(keys):
+            self.index["entries"][key] = [name, row_number]
+            self.index["errors"].pop(key, None)
+        write_index(self.folder, self.index)
+        self.written.append(name)
+        logger.debug("wrote %s (%d media)", name, len(keys))
+
+
+def _next_shard_name(index: dict[str, Any]) -> str:
+    number = len(index["shards"])
+    while shard_name(number) in index["shards"]:
+        number += 1
+    return shard_name(number)
+
+
+def _drop_missing_shards(folder: Path, index: dict[str, Any]) -> None:
+    """Forget shards that were deleted or cut short, so their media are encoded again."""
+    for name, info in list(index["shards"].items()):
+        path = folder / name
+        if path.is_file() and path.stat().st_size == info["bytes"]:
+            continue
+        logger.warning("%s is missing or has the wrong size; its media will be encoded again", path)
+        del index["shards"][name]
+        for key in [k for k, (shard, _) in index["entries"].items() if shard == name]:
+            del index["entries"][key]
+
+
+def _open_for_writing(folder: Path, identity: dict[str, Any], dtype: torch.dtype, shard_size: int) -> dict[str, Any]:
+    """A fresh index, or the existing one after checking it was built the same way."""
+    index = read_index(folder)
+    if index is None:
+        return new_index(identity, dtype, shard_size)
+    differences = identity_differences(index["identity"], identity)
+    if differences:
+        raise StaleCacheError(str(folder / INDEX_NAME), differences)
+    if index["dtype"] != dtype_name(dtype):
+        raise FeatureCacheError(
+            f"{folder / INDEX_NAME}: the cache stores {index['dtype']} features, this run asks for "
+            f"{dtype_name(dtype)}; use the same dtype to resume, or another folder"
+        )
+    _drop_missing_shards(folder, index)
+    return index
+
+
+@contextlib.contextmanager
+def _writer_lock(folder: Path) -> Iterator[None]:
+    """One writer per cache folder at a time (an OS lock, released even if the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock, one writer at a time is then up to the user
+        yield
+        return
+    with open(folder / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FeatureCacheError(f"{folder}: another `cache-features` run is writing to this cache") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _remove_temp_files(folder: Path) -> None:
+    """Leftovers of writes that a killed run never finished (never part of the index)."""
+    for path in folder.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _encode_rows(model, batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> list[dict[str, torch.Tensor]]:
+    """Encode one batch exactly as the live training path does, then split it into per-media rows."""
+    with torch.no_grad():
+        feats = model.encode_media(
+            batch["pixel_values"].to(device),
+            batch["face_pixel_values"].to(device),
+            batch["audio_values"].to(device),
+        ).as_dict()
+    # Tap layers lead in MediaFeatures ([L, B, ...]); rows are per media item, so batch goes first.
+    feats["scene_taps"] = feats["scene_taps"].transpose(0, 1)  # [B, L, F, D_v]
+    feats["speech_taps"] = feats["speech_taps"].transpose(0, 1)  # [B, L, C, D_a]
+    feats = {name: feats[name].to("cpu", dtype) for name in FEATURE_FIELDS}
+    _check_finite(feats, batch["keys"], dtype)
+    flags = {name: batch[name] for name in ("audio_present", "video_present", "faces_found")}
+    return [{name: t[i].clone() for name, t in {**feats, **flags}.items()} for i in range(len(batch["keys"]))]
+
+
+def _check_finite(feats: dict[str, torch.Tensor], keys: list[str], dtype: torch.dtype) -> None:
+    """Never store NaN or inf silently (float16 overflows above 65504)."""
+    for name, values in feats.items():
+        bad = ~torch.isfinite(values.flatten(1)).all(1)  # [B]
+        if bool(bad.any()):
+            which = [k for k, b in zip(keys, bad.tolist()) if b]
+            raise FeatureCacheError(
+                f"{name} features of media {which[:5]} are not finite when stored as {dtype_name(dtype)}; "
+                "store float32 (--dtype float32) or check the encoder weights"
+            )
+
+
+def build_cache(
+    records: Sequence[Record],
+    root: str | os.PathLike,
+    model,
+    processor,
+    out_dir: str | os.PathLike,
+    *,
+    shard_size: int = 256,
+    batch_size: int = 8,
+    workers: int = 0,
+    dtype: torch.dtype = torch.float32,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Cache the encoder features of every unique media item of `records` into `out_dir`.
+
+    `progress(done, total)` is called after every batch (media handled in this run so
+    far, media to handle). Returns a summary: counts of records and unique media,
+    `cached` (new), `skipped` (already present), `failed` {key: message},
+    `failed_records` {key: record ids}, `shards` written, `seconds`.
+    """
+    if shard_size < 1 or batch_size < 1 or workers < 0:
+        raise ValueError(f"need shard_size >= 1, batch_size >= 1, workers >= 0; got {shard_size}, {batch_size}, {workers}")
+    start = time.monotonic()
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    media = unique_media(records)
+    with _writer_lock(folder):
+        _remove_temp_files(folder)
+        index = _open_for_writing(folder, cache_identity(model, processor), dtype, shard_size)
+        todo = [(key, entry["sources"]) for key, entry in media.items() if key not in index["entries"]]
+        for key, entry in media.items():
+            index["media"][key] = entry["sources"]
+        writer = _ShardWriter(folder, index, shard_size)
+        failed = _run(model, processor, Path(root), todo, writer, batch_size, workers, dtype, progress)
+        writer.finish()
+    return {
+        "out_dir": str(folder),
+        "records": len(records),
+        "media": len(media),
+        "cached": len(todo) - len(failed),
+        "skipped": len(media) - len(todo),
+        "failed": failed,
+        "failed_records": {key: media[key]["records"] for key in failed},
+        "shards": writer.written,
+        "total_cached": len(index["entries"]),
+        "seconds": round(time.monotonic() - start, 3),
+    }
+
+
+def _run(model, processor, root, todo, writer: _ShardWriter, batch_size, workers, dtype, progress) -> dict[str, str]:
+    """The decode -> encode -> write loop; returns {key: message} of the media that failed."""
+    device = next(model.parameters()).device
+    loader = DataLoader(
+        _MediaDataset(todo, root, processor),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",  # faster host-to-GPU copies of the decoded batches
+    )
+    failed: dict[str, str] = {}
+    done = 0
+    with _eval_mode(model):
+        for batch in loader:
+            for key, message in batch["errors"]:
+                logger.warning("media %s failed: %s", key, message)
+                failed[key] = message
+                writer.fail(key, message)
+            if batch["keys"]:
+                for key, row in zip(batch["keys"], _encode_rows(model, batch, device, dtype)):
+                    writer.add(key, row)
+            done += len(batch["keys"]) + len(batch["errors"])
+            if progress is not None:
+                progress(done, len(todo))
+    return failed

@@ -1,0 +1,46 @@
+"""Errors of the feature cache: a cache built for other encoders or settings, or a damaged one."""
+
+from __future__ import annotations
+
+
+class FeatureCacheError(Exception):
+    """Base class of every feature-cache problem."""
+
+
+class StaleCacheError(FeatureCacheError):
+    """The cache was built with other encoder weights, encoder settings or media settings.
+
+    `differences` lists what differs, one readable line per setting.
+    """
+
+    def __init__(self, path: str, differences: list[str]):
+        self.path = str(path)
+        self.differences = list(differences)
+        shown = "; ".join(differences[:12]) + ("; ..." if len(differences) > 12 else "")
+        super().__init__(
+            f"{self.path}: the feature cache does not match this model/processor ({shown}); "
+            "its features would be wrong for this model: build a new cache with `nanoemox cache-features` "
+            "into another folder, or delete this one"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.differences))
+
+
+class CorruptCacheError(FeatureCacheError):
+    """A shard (or the index) is missing, truncated or fails its checksum."""
+
+    advice = (
+        "delete this file and re-run `nanoemox cache-features` with the same arguments: "
+        "the media it held are encoded again, everything else is kept"
+    )
+
+    def __init__(self, path: str, problem: str, advice: str | None = None):
+        self.path = str(path)
+        self.problem = problem
+        if advice is not None:
+            self.advice = advice
+        super().__init__(f"{self.path}: {problem}; {self.advice}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem, self.advice))

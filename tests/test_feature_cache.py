@@ -1,0 +1,291 @@
+"""Feature cache: cached loss == live loss, resume, stale and corrupt caches, bad media, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from nanoemox.config import tiny
+from nanoemox.data.manifest import Record, write_manifest
+from nanoemox.features import (
+    NO_MEDIA_KEY,
+    CorruptCacheError,
+    FeatureCache,
+    FeatureCacheError,
+    StaleCacheError,
+    build_cache,
+    cache_identity,
+    media_key,
+    stack_features,
+)
+from nanoemox.features.store import INDEX_NAME, read_index
+from nanoemox.media.synth import write_audio, write_video
+from nanoemox.model import build_model, build_tokenizer
+from nanoemox.processor import NanoEmoXProcessor
+
+
+def _small_config():
+    """The tiny preset with fewer frames and shorter, fewer audio clips: same code paths, faster."""
+    config = tiny()
+    config.scene.num_frames = 3
+    config.speech.num_clips = 2
+    config.speech.clip_seconds = 0.5
+    return config
+
+
+@pytest.fixture(scope="module")
+def parts():
+    config = _small_config()
+    tokenizer = build_tokenizer(config)
+    torch.manual_seed(0)
+    model = build_model(config, pretrained=False, tokenizer=tokenizer).eval()
+    return model, NanoEmoXProcessor.from_config(config, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Three short clips with sound, one silent clip, one audio file and one broken file."""
+    root = tmp_path_factory.mktemp("media")
+    (root / "clips").mkdir()
+    for i, seconds in enumerate((1.0, 1.5, 0.8)):
+        write_video(root / "clips" / f"c{i}.mp4", seconds=seconds, fps=8, size=(64, 48), audio_rate=16000)
+    write_video(root / "clips" / "silent.mp4", seconds=1.0, fps=8, size=(48, 64))
+    write_audio(root / "clips" / "voice.wav", seconds=1.2)
+    (root / "clips" / "broken.mp4").write_bytes(os.urandom(3000))
+    return root
+
+
+def _record(rid: str, task: str = "mer", video: str | None = None, audio: str | None = None, target="happy") -> Record:
+    return Record(
+        id=rid, dataset="unit", split="train", task=task, media={"video": video, "audio": audio, "faces": None},
+        text=f"line {rid}", target=target,
+    )
+
+
+def _records(with_broken: bool = False) -> list[Record]:
+    records = [
+        _record("a", video="clips/c0.mp4"),
+        _record("b", task="mir", video="./clips/c0.mp4", target="thank"),  # same clip as "a", other task
+        _record("c", video="clips/c1.mp4"),
+        _record("d", task="eri", video="clips/silent.mp4", target="a calm voice and a steady face"),
+        _record("e", audio="clips/voice.wav", target="sad"),
+        _record("f", task="msa", target="positive"),  # text only
+        _record("g", video="clips/c2.mp4", target="angry"),
+    ]
+    if with_broken:
+        records.insert(3, _record("x", video="clips/broken.mp4"))
+        records.insert(4, _record("y", video="clips/missing.mp4"))
+    return records
+
+
+def _cached_items(cache: FeatureCache) -> dict[str, dict[str, torch.Tensor]]:
+    return {key: cache.get(key) for key in cache.keys()}
+
+
+def test_media_key_shares_clips_and_names_empty_media():
+    a, b, c = _records()[:3]
+    assert media_key(a) == media_key(b)  # "./clips/c0.mp4" is the same file as "clips/c0.mp4"
+    assert media_key(a) != media_key(c)
+    assert media_key(_record("z")) == NO_MEDIA_KEY
+    as_audio = _record("w", audio="clips/c0.mp4")
+    assert media_key(as_audio) != media_key(a)  # same file in another role is another input
+
+
+def test_cached_loss_equals_live_loss(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()
+    summary = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=3, batch_size=2)
+    assert summary["media"] == 6 and summary["cached"] == 6 and not summary["failed"]
+    assert len(summary["shards"]) == 2
+
+    cache = FeatureCache.open(tmp_path / "cache", model=model, processor=processor)
+    samples = [processor.from_record(r, root, with_target=True) for r in records]
+    batch = processor.collate(samples)
+    text = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        live = model(**batch)
+        cached = model(**text, features=stack_features([cache.get(media_key(r)) for r in records]))
+    assert torch.isfinite(live.loss)
+    torch.testing.assert_close(cached.loss, live.loss, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(cached.logits, live.logits, rtol=1e-5, atol=1e-5)
+    # Flags come back exactly as the processor gave them.
+    for r, sample in zip(records, samples):
+        item = cache.get(media_key(r))
+        for flag in ("audio_present", "video_present", "faces_found"):
+            assert torch.equal(item[flag], sample[flag]), (r.id, flag)
+    assert not bool(cache.get(NO_MEDIA_KEY)["video_present"])
+
+
+def test_float16_store_is_close_and_castable(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()[:3]
+    build_cache(records, root, model, processor, tmp_path / "half", dtype=torch.float16)
+    cache = FeatureCache.open(tmp_path / "half")
+    item = cache.get(media_key(records[0]))
+    assert item["scene_cls"].dtype == torch.float16
+    feats = stack_features([item], dtype=torch.float32)
+    live = model.encode_media(
+        *(processor.from_record(records[0], root)[k].unsqueeze(0) for k in ("pixel_values", "face_pixel_values", "audio_values"))
+    )
+    assert feats.scene_taps.dtype == torch.float32
+    torch.testing.assert_close(feats.scene_taps, live.scene_taps, rtol=2e-3, atol=2e-3)
+    with pytest.raises(FeatureCacheError, match="float16"):  # resuming with another dtype is refused
+        build_cache(records, root, model, processor, tmp_path / "half", dtype=torch.float32)
+
+    loud = copy.deepcopy(model)  # face vectors beyond float16's range must not become inf silently
+    with torch.no_grad():
+        loud.face.encoder.linear_fuse.weight.mul_(1e8)
+    with pytest.raises(FeatureCacheError, match="face_frames.*not finite"):
+        build_cache(records[:1], root, loud, processor, tmp_path / "overflow", dtype=torch.float16)
+
+
+def test_resume_after_interruption_matches_single_run(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()
+
+    def stop_after_first_batch(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(
+            records, root, model, processor, tmp_path / "resumed", shard_size=2, batch_size=2,
+            progress=stop_after_first_batch,
+        )
+    first = read_index(tmp_path / "resumed")
+    assert list(first["shards"]) == ["shard-00000.safetensors"] and len(first["entries"]) == 2
+    shard0 = tmp_path / "resumed" / "shard-00000.safetensors"
+    stat_before = shard0.stat()
+
+    summary = build_cache(records, root, model, processor, tmp_path / "resumed", shard_size=2, batch_size=2)
+    assert summary["skipped"] == 2 and summary["cached"] == 4
+    assert "shard-00000.safetensors" not in summary["shards"]
+    stat_after = shard0.stat()
+    assert (stat_after.st_ino, stat_after.st_mtime_ns) == (stat_before.st_ino, stat_before.st_mtime_ns)
+
+    build_cache(records, root, model, processor, tmp_path / "single", shard_size=2, batch_size=2)
+    resumed = _cached_items(FeatureCache.open(tmp_path / "resumed", model=model, processor=processor))
+    single = _cached_items(FeatureCache.open(tmp_path / "single"))
+    assert resumed.keys() == single.keys() and len(single) == 6
+    for key in single:
+        for name, value in single[key].items():
+            assert torch.equal(resumed[key][name], value), (key, name)
+
+    again = build_cache(records, root, model, processor, tmp_path / "resumed", shard_size=2, batch_size=2)
+    assert again["cached"] == 0 and again["skipped"] == 6 and again["shards"] == []
+
+
+def test_stale_cache_is_refused(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()[:2]
+    build_cache(records, root, model, processor, tmp_path / "cache")
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.speech.encoder.parameters()).view(-1)[0] += 1e-3
+    with pytest.raises(StaleCacheError, match="encoders.speech") as info:
+        FeatureCache.open(tmp_path / "cache", model=other)
+    assert not any("scene" in d or "face" in d for d in info.value.differences)
+    with pytest.raises(StaleCacheError):  # nor is it extended with features of other weights
+        build_cache(records, root, other, processor, tmp_path / "cache")
+
+    crops = NanoEmoXProcessor.from_config(_small_config(), processor.tokenizer, face_input="crops")
+    with pytest.raises(StaleCacheError, match="media.face_input"):
+        FeatureCache.open(tmp_path / "cache", processor=crops)
+    # A change outside the encoders (the trainable Q-Former) leaves the cache valid.
+    with torch.no_grad():
+        next(other.scene.resampler.parameters()).view(-1)[0] += 1.0
+    assert cache_identity(model, processor)["encoders"]["scene"] == cache_identity(other, processor)["encoders"]["scene"]
+    FeatureCache.open(tmp_path / "cache", model=model, processor=processor)
+
+
+def test_corrupted_shard_is_detected(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()[:3]
+    build_cache(records, root, model, processor, tmp_path / "cache", shard_size=1)
+    shard = tmp_path / "cache" / "shard-00001.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF  # a flipped bit in the tensor data, the header stays valid
+    shard.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptCacheError, match="shard-00001.safetensors.*checksum"):
+        FeatureCache.open(tmp_path / "cache")
+    lazy = FeatureCache.open(tmp_path / "cache", verify="lazy")
+    lazy.get(media_key(records[0]))  # an intact shard still reads
+    with pytest.raises(CorruptCacheError, match="shard-00001"):
+        lazy.get(media_key(records[2]))
+
+    # The documented repair: delete the shard and run again; only its media are re-encoded.
+    shard.unlink()
+    summary = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=1)
+    assert summary["cached"] == 1 and summary["skipped"] == 1
+    FeatureCache.open(tmp_path / "cache")
+
+
+def test_bad_media_is_reported_and_others_cached(parts, root, tmp_path):
+    model, processor = parts
+    records = _records(with_broken=True)
+    summary = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=3)
+    broken, missing = media_key(records[3]), media_key(records[4])
+    assert set(summary["failed"]) == {broken, missing}
+    assert "broken.mp4" in summary["failed"][broken] and "missing.mp4" in summary["failed"][missing]
+    assert summary["failed_records"][broken] == ["x"]
+    assert summary["cached"] == 6
+
+    cache = FeatureCache.open(tmp_path / "cache")
+    assert broken not in cache and cache.error(broken) == summary["failed"][broken]
+    assert len(cache) == 6 and cache.error(media_key(records[0])) is None
+    with pytest.raises(KeyError, match="failed when the cache was built"):
+        cache.get(broken)
+
+    (root / "clips" / "missing.mp4").write_bytes((root / "clips" / "c2.mp4").read_bytes())
+    try:  # the file appears: the next run retries failures and clears the error
+        again = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=3)
+    finally:
+        (root / "clips" / "missing.mp4").unlink()
+    assert again["cached"] == 1 and list(again["failed"]) == [broken]
+    reopened = FeatureCache.open(tmp_path / "cache")
+    assert missing in reopened and reopened.error(missing) is None
+
+
+def test_cache_pickles_for_dataloader_workers(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()[:3]
+    build_cache(records, root, model, processor, tmp_path / "cache")
+    cache = FeatureCache.open(tmp_path / "cache", verify="lazy")
+    key = media_key(records[2])
+    before = cache.get(key)
+    copy_ = pickle.loads(pickle.dumps(cache))
+    assert torch.equal(copy_.get(key)["speech_taps"], before["speech_taps"])
+
+
+def test_cli_with_workers_matches_library(parts, root, tmp_path, capsys):
+    from nanoemox.cli import main
+
+    model, processor = parts
+    model_dir = model.save_pretrained(tmp_path / "model", self_contained=True, processor=processor)
+    records = _records(with_broken=True)
+    write_manifest(root / "unit.jsonl", records)
+    out = tmp_path / "cli-cache"
+    args = ["cache-features", str(root / "unit.jsonl"), "--model", str(model_dir), "--out", str(out),
+            "--workers", "2", "--batch-size", "3", "--shard-size", "4", "--device", "cpu"]
+    assert main(args) == 1  # two media failed
+    printed = capsys.readouterr().out
+    assert "cached 6" in printed and "failed 2" in printed and "broken.mp4" in printed
+
+    build_cache(records, root, model, processor, tmp_path / "lib", batch_size=2)
+    from_cli, from_lib = _cached_items(FeatureCache.open(out)), _cached_items(FeatureCache.open(tmp_path / "lib"))
+    assert from_cli.keys() == from_lib.keys()
+    for key in from_lib:
+        torch.testing.assert_close(from_cli[key], from_lib[key])
+
+    assert main(args) == 1
+    assert "skipped 6" in capsys.readouterr().out
+    index = json.loads((out / INDEX_NAME).read_text())
+    assert index["identity"] == json.loads((tmp_path / "lib" / INDEX_NAME).read_text())["identity"]
+    shutil.rmtree(out)
