@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -206,7 +207,11 @@ def test_two_processes_match_one_process(tmp_path, corpus, init_model):
     two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
     one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", str(port),
               str(script), str(two), str(tmp_path / "ddp")]
     result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

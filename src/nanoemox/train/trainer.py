@@ -78,6 +78,8 @@ class Trainer:
         self.resume = resume
         self.progress = progress
         self.accelerator = accelerator or Accelerator(
+            # Without a GPU, `cpu=True` is what lets Accelerate see a torchrun launch (gloo).
+            cpu=not torch.cuda.is_available(),
             mixed_precision=_mixed_precision(config.mixed_precision),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
         )
