@@ -1,0 +1,22 @@
+"""SynthAffect: a built-in synthetic multimodal emotion corpus for all six tasks.
+
+Each clip is a drawn face with a moving expression, a voice-like signal with
+emotional prosody and a templated subtitle; the emotion is carried by a recorded
+subset of those modalities (the others stay neutral), so a model must use every
+branch. `generate(out_dir, n, seed)` writes manifests and media; the label
+vocabulary (`EMOTIONS`, `INTENTS`, `VALENCE`, `ovmer_words`, ...) is exported for
+tests and evaluation. See docs/synthaffect.md.
+"""
+
+from nanoemox.data.synth.generate import GENERATOR_VERSION, MediaConfig, generate
+from nanoemox.data.synth.plan import ClipPlan, make_plans
+from nanoemox.data.synth.vocab import (
+    ADJECTIVE, CUE_GROUPS, EMOTIONS, INTENSITIES, INTENSITY_SCALE, INTENTS, MODALITIES, OV_WORDS,
+    SPEECH_ACTS, VALENCE, intent_for, ovmer_words, sentiment, valence,
+)
+
+__all__ = [
+    "ADJECTIVE", "CUE_GROUPS", "EMOTIONS", "GENERATOR_VERSION", "INTENSITIES", "INTENSITY_SCALE", "INTENTS",
+    "MODALITIES", "OV_WORDS", "SPEECH_ACTS", "VALENCE", "ClipPlan", "MediaConfig", "generate", "intent_for",
+    "make_plans", "ovmer_words", "sentiment", "valence",
+]
