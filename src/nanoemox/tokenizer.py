@@ -8,7 +8,9 @@ milliseconds): every byte stays representable, so any subtitle can be encoded.
 
 from __future__ import annotations
 
+import itertools
 from importlib import resources
+from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -36,8 +38,12 @@ def load_tokenizer(name_or_path: str, config: NanoEmoXConfig) -> PreTrainedToken
     return tokenizer
 
 
-def build_tiny_tokenizer(config: NanoEmoXConfig) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer sized for the tiny preset's vocabulary."""
+def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer sized for the tiny preset's vocabulary.
+
+    `extra_texts` (e.g. the training texts of a corpus) join the bundled text, so the
+    merges fit the words the model will read, as a real tokenizer fits its corpus.
+    """
     vocab_size = int(config.language.model_config.get("vocab_size", 2048))
     specials = [END_OF_TEXT] + [config.placeholders[m] for m in MODALITIES]
     text = resources.files("nanoemox.resources").joinpath("tiny_tokenizer_corpus.txt").read_text("utf-8")
@@ -50,7 +56,7 @@ def build_tiny_tokenizer(config: NanoEmoXConfig) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(text.splitlines(), trainer=trainer)
+    bpe.train_from_iterator(itertools.chain(text.splitlines(), extra_texts), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=END_OF_TEXT,

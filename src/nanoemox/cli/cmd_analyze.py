@@ -1,0 +1,272 @@
+"""`nanoemox analyze`: answer the affective tasks for clips, a folder of clips or a manifest.
+
+    nanoemox analyze clip.mp4 --model DIR [--tasks msa,mer] [--subtitle TEXT] [--json]
+    nanoemox analyze a.mp4 b.mp4 | clips/ | test.jsonl --model DIR --out results.jsonl [--resume]
+
+One JSON object per input: every requested task's raw answer and parsed label(s),
+plus the media flags (audio_present, video_present, faces_found), or an `error`.
+Exit status: 0 all inputs answered, 1 some failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from nanoemox.data.manifest import TASKS
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the command line itself (exit status 2)."""
+
+
+# ---------------------------------------------------------------------- shared with chat and serve
+
+
+def add_predictor_arguments(p) -> None:
+    """Options that load and configure a Predictor (also used by `chat` and `serve`)."""
+    p.add_argument("--model", required=True, metavar="DIR", help="model folder (config.json, model.safetensors, tokenizer/)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, float16 or auto (bf16 on a GPU)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per batch on the device (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="answer length limit (default: per task)")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding (seeded)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of sampling (default 0)")
+
+
+def predictor_from_args(args):
+    from nanoemox.inference import Predictor
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise UsageError(f"{args.model} is not a model folder (no config.json); create one with `nanoemox init-model` or training")
+    return Predictor.from_pretrained(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """Comma-separated labels as a list, or None when empty."""
+    items = [x.strip() for x in (text or "").split(",") if x.strip()]
+    return items or None
+
+
+# ---------------------------------------------------------------------- this command
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "analyze",
+        help="answer the affective tasks for clips, a folder of clips or a manifest",
+        description=__doc__,
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/audio files, a folder of them, or one manifest .jsonl")
+    add_predictor_arguments(p)
+    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)} (default: all)")
+    p.add_argument("--subtitle", default=None, help="what is said in the clip (single clip; else CLIP.txt beside each clip)")
+    p.add_argument("--candidates", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
+    p.add_argument("--intents", default=None, help="MIR labels, comma-separated (default: the 20 MIntRec intents)")
+    p.add_argument("--decode", choices=("generate", "score"), default="generate",
+                   help="score: rank the fixed labels of msa/mer/mir by likelihood instead of generating")
+    p.add_argument("--root", default=None, help="data root of a manifest's media paths (default: the manifest's folder)")
+    p.add_argument("--out", default=None, metavar="FILE", help="append one JSON line per input to FILE")
+    p.add_argument("--resume", action="store_true", help="with --out: skip inputs whose id FILE already holds")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a readable summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"nanoemox analyze: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parse_tasks(text: str) -> list[str]:
+    tasks = split_list(text) or []
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise UsageError(f"--tasks {text!r}: unknown or empty task list; choose from {','.join(TASKS)}")
+    return tasks
+
+
+def _run(args) -> int:
+    from nanoemox.inference import analyze
+
+    tasks = _parse_tasks(args.tasks)
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out (the results file to continue)")
+    groups, root, total = _collect(args, tasks)
+    done = _written_ids(Path(args.out)) if args.resume else set()
+    groups = [g for g in groups if g[0].id not in done]
+    if done:
+        logger.info("resuming: %d input(s) already in %s", len(done), args.out)
+    if not groups:
+        print("nothing to do: every input already has a result", file=sys.stderr)
+        return EXIT_OK
+    predictor = predictor_from_args(args)
+    bar = _progress(sum(len(g) for g in groups), args.no_progress)
+    failed = 0
+    out = _open_results(Path(args.out)) if args.out else None
+    try:
+        for result in analyze(predictor, groups, root, decode=args.decode, progress=bar.update):
+            failed += "error" in result or "errors" in result
+            _emit(result, out, args.json, single=total == 1)
+    finally:
+        bar.close()
+        if out is not None:
+            out.close()
+    if failed:
+        print(f"{failed} of {len(groups)} input(s) failed; see their `error` fields", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _progress(total: int, disabled: bool):
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal, silent when stderr is redirected.
+    return tqdm(total=total, unit="answer", desc="analyze", disable=True if disabled else None, file=sys.stderr)
+
+
+def _emit(result: dict, out, as_json: bool, single: bool) -> None:
+    """Append to the results file (flushed, so a crash loses nothing) or print."""
+    if out is not None:
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+        out.flush()
+    elif as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2 if single else None), flush=True)
+    else:
+        print(_readable(result), flush=True)
+
+
+def _readable(result: dict) -> str:
+    lines = [f"{result['input']}"]
+    if "error" in result:
+        return lines[0] + f"\n  error: {result['error']}"
+    lines[0] += (
+        f"  (audio: {'yes' if result.get('audio_present') else 'no'}, "
+        f"faces in {result.get('faces_found', 0)}/{result.get('frames', 0)} frames)"
+    )
+    for task, entry in result.get("answers", {}).items():
+        parsed = entry["parsed"]
+        if isinstance(parsed, dict):  # ERG: show the reply, not the reasoning
+            parsed = parsed.get("reply")
+        shown = ", ".join(parsed) if isinstance(parsed, list) else parsed
+        best = ""
+        if "probabilities" in entry:
+            best = f"  (p={max(entry['probabilities'].values()):.2f})"
+        lines.append(f"  {task:<6} {shown if shown not in (None, '') else '(no answer)'}{best}")
+        if entry["text"] != shown and task not in ("eri",):
+            lines.append(f"         raw: {entry['text']!r}")
+    for task, message in result.get("errors", {}).items():
+        lines.append(f"  {task:<6} error: {message}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+def _collect(args, tasks: list[str]):
+    """(groups of records, data root, number of inputs) from clips, folders or one manifest."""
+    from nanoemox.data.manifest import ManifestError, load_manifest
+
+    if len(args.inputs) == 1 and args.inputs[0].endswith(".jsonl"):
+        path = Path(args.inputs[0])
+        if not path.is_file():
+            raise UsageError(f"manifest {path} not found")
+        try:
+            records = load_manifest(path)
+        except ManifestError as exc:
+            raise UsageError(str(exc)) from exc
+        records = [r for r in records if r.task in tasks]
+        for r in records:
+            r.extra = {**r.extra, "input": r.id}
+        root = args.root or str(path.parent)
+        return [[r] for r in records], root, len(records)
+    clips = _expand(args.inputs)
+    if args.subtitle is not None and len(clips) > 1:
+        raise UsageError("--subtitle applies to a single clip; for many clips put CLIP.txt beside each clip")
+    return _clip_groups(clips, tasks, args), ".", len(clips)
+
+
+def _expand(inputs: list[str]) -> list[Path]:
+    """Clips named on the command line, folders expanded to the media files they hold (sorted)."""
+    from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+
+    known = set(AUDIO_EXTENSIONS) | set(VIDEO_EXTENSIONS)
+    clips: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in known)
+            if not found:
+                raise UsageError(f"folder {path} holds no video or audio files ({', '.join(sorted(known))})")
+            clips.extend(found)
+        else:
+            clips.append(path)  # a missing or broken file becomes an error record, not a stop
+    return clips
+
+
+def _clip_groups(clips: list[Path], tasks: list[str], args) -> list[list]:
+    from nanoemox.inference import clip_records
+
+    stems = [c.stem for c in clips]
+    groups = []
+    for clip in clips:
+        # Ids are file stems, unless two inputs share one: then the path tells them apart.
+        clip_id = clip.stem if stems.count(clip.stem) == 1 else str(clip.with_suffix(""))
+        subtitle = args.subtitle
+        sidecar = clip.with_suffix(".txt")
+        if subtitle is None and sidecar.is_file():
+            subtitle = sidecar.read_text(encoding="utf-8").strip() or None
+        groups.append(
+            clip_records(
+                str(clip),
+                tasks,
+                clip_id=clip_id,
+                subtitle=subtitle,
+                candidates=split_list(args.candidates),
+                intents=split_list(args.intents),
+            )
+        )
+    return groups
+
+
+def _open_results(path: Path):
+    """Open the results file for appending, ending a line cut short by an earlier crash first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cut_short = path.is_file() and path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
+    out = open(path, "a", encoding="utf-8")
+    if cut_short:
+        out.write("\n")
+    return out
+
+
+def _written_ids(path: Path) -> set[str]:
+    """Ids of the results already in a results file (unreadable lines are ignored)."""
+    if not path.is_file():
+        return set()
+    ids = set()
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                ids.add(json.loads(line)["id"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: that input is simply done again
+    return ids

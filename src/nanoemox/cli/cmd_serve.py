@@ -1,0 +1,53 @@
+"""`nanoemox serve`: the HTTP service (FastAPI + uvicorn) with its web page.
+
+    nanoemox serve --model DIR --host 127.0.0.1 --port 8000
+
+Then open http://127.0.0.1:8000/ to upload a clip, or see /docs for the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nanoemox.cli.cmd_analyze import EXIT_USAGE, UsageError, add_predictor_arguments, predictor_from_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve", help="serve the model over HTTP with a web page", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_predictor_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted clip in MiB (default 200)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before 504 (default 300)")
+    p.add_argument("--concurrency", type=int, default=1, help="model calls at once (default 1); others wait")
+    p.add_argument("--queue-timeout", type=float, default=10.0, help="seconds a request waits for a free slot before 503")
+    p.add_argument("--tmp-dir", default=None, help="folder for uploads while they are answered (default: system temp)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from nanoemox.serve import ServeSettings, create_app
+
+    try:
+        predictor = predictor_from_args(args)
+    except UsageError as exc:
+        print(f"nanoemox serve: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = ServeSettings(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        request_timeout=args.timeout,
+        max_concurrency=args.concurrency,
+        queue_timeout=args.queue_timeout,
+        tmp_dir=args.tmp_dir,
+    )
+    app = create_app(predictor, settings, model_name=Path(args.model).name)
+    print(f"serving {args.model} on http://{args.host}:{args.port}/ (API description: /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
