@@ -324,10 +324,7 @@ class Predictor:
         language = self.model.language
         with self._model_lock, torch.inference_mode():
             embeds = self.model.inputs_embeds(
-                batch["input_ids"],
-                pixel_values=batch["pixel_values"],
-                face_pixel_values=batch["face_pixel_values"],
-                audio_values=batch["audio_values"],
+                batch["input_ids"], **{k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
             )  # [1, L, D]
             prompt = language(inputs_embeds=embeds, attention_mask=batch["attention_mask"], use_cache=True)
             cache = prompt.past_key_values
@@ -417,6 +414,50 @@ class Predictor:
                 yield Prediction(item.record, text, item.error, item.flags or None, scores)
             if progress is not None:
                 progress(len(loaded))
+
+
+class FeatureCachePredictor(Predictor):
+    """A Predictor that reads the frozen encoders' outputs from a feature cache instead of media.
+
+    Answers equal those of `Predictor` on the same clips (the cache holds exactly what
+    the encoders compute), at a fraction of the cost when many records share clips.
+    `transform(record, features) -> (record, features)` may alter a sample first, e.g.
+    to mask a modality in an ablation.
+    """
+
+    def __init__(self, model, processor, cache, *, transform=None, **kw: Any):
+        super().__init__(model, processor, **kw)
+        self.cache = cache
+        self.transform = transform
+
+    def _load(self, record: Record, root: str | os.PathLike) -> _Loaded:
+        from nanoemox.features import media_key
+
+        key = media_key(record)
+        error = self.cache.error(key)
+        if error or key not in self.cache:
+            return _Loaded(record, error=error or f"{key} is not in the feature cache")
+        features = self.cache.get(key)
+        if self.transform is not None:
+            record, features = self.transform(record, features)
+        with self._text_lock:
+            encoded = self.processor.encode_text(record.task, record.text, record.history, record.candidates)
+        sample = {"input_ids": torch.tensor(encoded.input_ids, dtype=torch.long), "features": features}
+        return _Loaded(record, sample, flags=_flags(features))
+
+    def _batch(self, samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        from nanoemox.features import stack_features
+
+        ids = [s["input_ids"] for s in samples]
+        length = max(len(i) for i in ids)
+        input_ids = torch.full((len(ids), length), self.processor.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
+        for row, seq in enumerate(ids):  # left padding for generation
+            input_ids[row, length - len(seq):] = seq
+            attention_mask[row, length - len(seq):] = 1
+        features = stack_features([s["features"] for s in samples], dtype=self.dtype).to(self.device)
+        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device),
+                "features": features}
 
 
 # ---------------------------------------------------------------------- clips in, answers out

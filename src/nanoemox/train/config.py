@@ -31,6 +31,7 @@ class PhaseConfig:
     lr: float
     tasks: dict[str, float]  # task -> sampling weight (normalised)
     datasets: list[str] | None = None  # keep only these source datasets (None: all)
+    where: dict[str, list] | None = None  # keep records whose extra[key] is one of the values
     mixture_mode: str = "task"  # "task": true per-sample task probabilities; "dataset": the authors' mode
     schedule: str = "cosine"
     warmup_steps: int = 0

@@ -50,12 +50,15 @@ def phase_mixture(records: Sequence[Record], phase: PhaseConfig, seed: int) -> T
     if phase.datasets is not None:
         wanted = {d.lower() for d in phase.datasets}
         kept = [r for r in kept if r.dataset.lower() in wanted]
+    for key, values in (phase.where or {}).items():
+        kept = [r for r in kept if r.extra.get(key) in values]
     by_task = group_by_task(kept)
     missing = [t for t, w in phase.tasks.items() if w > 0 and t not in by_task]
     if missing:
         raise ValueError(
             f"phase {phase.name!r} samples task(s) {missing} but the training data has none"
             + (f" in datasets {phase.datasets}" if phase.datasets else "")
+            + (f" where {phase.where}" if phase.where else "")
         )
     weights = {t: w for t, w in phase.tasks.items() if w > 0}
     return TaskMixture(by_task, weights, mode=phase.mixture_mode, seed=seed)

@@ -1,0 +1,1 @@
+"""Nano-EmoX demo: SynthAffect, tiny backbone pre-training, P2E, evaluation and report."""

@@ -1,0 +1,251 @@
+"""`nanoemox demo`: the whole pipeline on a CPU, from nothing to a report.
+
+1. generate SynthAffect (train/dev/test, all six tasks);
+2. build the tiny preset with a tokenizer fitted to the training texts, and give its
+   backbones the short stand-in pre-training of `nanoemox.demo.pretrain`;
+3. cache the frozen encoders' outputs for every clip (`nanoemox.features`);
+4. train P2E (configs/demo_p2e_tiny.yaml) and, for comparison, joint training with the
+   same number of steps (configs/demo_jot_tiny.yaml), both from the same start;
+5. evaluate both on the test split with the SynthAffect benchmark of the harness, then
+   mask each modality in turn to see which clips lose their answer;
+6. write `report.md`, `report.json` and plots; the P2E model goes to `OUT/model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from nanoemox.data.manifest import Record, load_manifest
+from nanoemox.demo.pretrain import PretrainConfig, pretrain_tiny
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+MODALITY_CUES = ("face", "voice", "text")
+
+
+def packaged_config(name: str) -> Path:
+    return Path(str(resources.files("nanoemox.resources").joinpath(f"configs/{name}")))
+
+
+@dataclass
+class DemoOptions:
+    out: Path
+    clips: int = 600
+    seed: int = 0
+    p2e_config: Path = field(default_factory=lambda: packaged_config("demo_p2e_tiny.yaml"))
+    joint_config: Path | None = field(default_factory=lambda: packaged_config("demo_jot_tiny.yaml"))
+    workers: int = 2
+    batch_size: int = 16
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+class Stopwatch:
+    """Wall-clock seconds per named stage, in order."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        logger.info("demo: %s", name)
+        result = fn()
+        self.stages[name] = round(time.perf_counter() - start, 1)
+        return result
+
+    @property
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.started) / 60
+
+
+# ---------------------------------------------------------------------- stages
+
+
+def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
+    from nanoemox.data.synth import generate
+
+    corpus = opts.out / "synthaffect"
+    if not (corpus / "synthaffect.json").is_file():
+        generate(corpus, opts.clips, seed=opts.seed, workers=opts.workers,
+                 progress=(lambda i, n: progress("synthaffect", i, n)) if progress else None)
+    return corpus
+
+
+def _tokenizer_texts(records: list[Record]):
+    from nanoemox.data.synth import EMOTIONS, INTENTS
+    from nanoemox.tasks import TASKS, get_task
+
+    for r in records:
+        if r.split != "train":
+            continue
+        yield from filter(None, [r.text] + [t["text"] for t in r.history or []])
+        if r.target is not None:
+            yield get_task(r.task).format_target(r.target)
+    for name, task in TASKS.items():
+        candidates = list(EMOTIONS) if name == "mer" else list(INTENTS) if name == "mir" else None
+        for i in range(len(task.templates)):
+            yield task.instruction(variant=i, candidates=candidates)
+
+
+def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], progress) -> tuple[Path, dict]:
+    """The tiny model with fitted tokenizer and pre-trained backbones, saved self-contained."""
+    import json
+
+    from nanoemox.config import tiny
+    from nanoemox.data.synth import EMOTIONS
+    from nanoemox.model import build_model
+    from nanoemox.processor import NanoEmoXProcessor
+    from nanoemox.tokenizer import build_tiny_tokenizer
+
+    target = opts.out / "pretrained"
+    metrics_path = target / "pretraining.json"
+    if metrics_path.is_file():
+        return target, json.loads(metrics_path.read_text())
+    torch.manual_seed(opts.seed)
+    config = tiny()
+    tokenizer = build_tiny_tokenizer(config, _tokenizer_texts(records))
+    model = build_model(config, pretrained=False, tokenizer=tokenizer)
+    processor = NanoEmoXProcessor.from_config(config, tokenizer)
+    cfg = PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
+    metrics = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), cfg, progress)
+    model.save_pretrained(target, self_contained=True, processor=processor)
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return target, metrics
+
+
+def cache_features(model_dir: Path, corpus: Path, records: list[Record], opts: DemoOptions, progress) -> Path:
+    from nanoemox.features import build_cache
+    from nanoemox.model import NanoEmoX
+    from nanoemox.processor import NanoEmoXProcessor
+
+    out = opts.out / "features"
+    model = NanoEmoX.from_pretrained(model_dir)
+    processor = NanoEmoXProcessor.from_pretrained(model_dir)
+    build_cache(records, corpus, model, processor, out, batch_size=opts.batch_size, workers=max(1, opts.workers - 1),
+                progress=(lambda i, n: progress("features", i, n)) if progress else None)
+    return out
+
+
+def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features: Path, opts: DemoOptions) -> Path:
+    from nanoemox.train import Trainer, load_train_config
+
+    overrides = {"model": {"path": str(model_dir), "preset": None}, "seed": opts.seed,
+                 "data": {"root": str(corpus), "train": [str(corpus / "train.jsonl")], "features": str(features),
+                          "workers": 0}}
+    config = load_train_config(config_path, overrides=overrides)
+    return Trainer(config, opts.out / name, resume=True, progress=False).train()
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def _predictor(model_dir: Path, features: Path, opts: DemoOptions, transform=None):
+    from nanoemox.features import FeatureCache
+    from nanoemox.inference import FeatureCachePredictor
+    from nanoemox.model import NanoEmoX
+    from nanoemox.processor import NanoEmoXProcessor
+
+    model = NanoEmoX.from_pretrained(model_dir)
+    processor = NanoEmoXProcessor.from_pretrained(model_dir)
+    cache = FeatureCache.open(features, model=model, processor=processor)
+    return FeatureCachePredictor(model, processor, cache, transform=transform, batch_size=opts.batch_size,
+                                 seed=opts.seed)
+
+
+def evaluate(model_dir: Path, features: Path, corpus: Path, test: list[Record], out: Path, opts: DemoOptions,
+             name: str) -> dict:
+    from nanoemox.eval.harness import run_benchmark
+
+    return run_benchmark("synthaffect", _predictor(model_dir, features, opts), test, corpus, out,
+                         seed=opts.seed, model_name=name)
+
+
+def _masker(model_dir: Path, modality: str):
+    """Replace one modality by what the model sees when it is absent (blank video, silence, no subtitle)."""
+    from nanoemox.model import NanoEmoX
+    from nanoemox.processor import NanoEmoXProcessor
+
+    if modality == "text":
+        return lambda record, feats: (dataclasses.replace(record, text=None), feats)
+    model = NanoEmoX.from_pretrained(model_dir)
+    empty = NanoEmoXProcessor.from_pretrained(model_dir).load_media()
+    with torch.no_grad():
+        blank = model.encode_media(torch.from_numpy(empty.pixel_values)[None],
+                                   torch.from_numpy(empty.face_pixel_values)[None],
+                                   torch.from_numpy(empty.audio_values)[None])
+    keys = {"face": ("scene_cls", "scene_taps", "face_frames"), "voice": ("speech_clips", "speech_taps")}[modality]
+    replacement = {k: getattr(blank, k)[:, 0] if k.endswith("taps") else getattr(blank, k)[0] for k in keys}
+
+    def transform(record, feats):
+        return record, {**feats, **replacement}
+
+    return transform
+
+
+def _mer_accuracy_by_cue(predictor, records: list[Record], root: Path) -> dict[str, dict]:
+    from nanoemox.tasks import get_task
+
+    by_cue: dict[str, list[int]] = {}
+    for record, text, error in predictor.predict_records(records, root):
+        hit = error is None and get_task("mer").parse(text or "", record.candidates) == record.target
+        by_cue.setdefault(record.extra.get("cue_group", "?"), []).append(int(hit))
+    return {cue: {"accuracy": sum(h) / len(h), "n": len(h)} for cue, h in sorted(by_cue.items())}
+
+
+def modality_ablation(model_dir: Path, features: Path, corpus: Path, test: list[Record], opts: DemoOptions) -> dict:
+    """MER accuracy per cue group with nothing masked, then with each modality masked."""
+    mer = [r for r in test if r.task == "mer" and not r.extra.get("conflict")]
+    out = {"none": _mer_accuracy_by_cue(_predictor(model_dir, features, opts), mer, corpus)}
+    for modality in MODALITY_CUES:
+        predictor = _predictor(model_dir, features, opts, transform=_masker(model_dir, modality))
+        out[modality] = _mer_accuracy_by_cue(predictor, mer, corpus)
+    return out
+
+
+# ---------------------------------------------------------------------- the whole run
+
+
+def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
+    from nanoemox.demo.report import headline, write_report
+
+    opts.out.mkdir(parents=True, exist_ok=True)
+    clock = Stopwatch()
+    corpus = clock.run("synthaffect", lambda: make_corpus(opts, progress))
+    records = load_manifest(corpus / "manifest.jsonl")
+    test = [r for r in records if r.split == "test"]
+    init, pre = clock.run("pretraining", lambda: pretrained_model(opts, corpus, records, progress))
+    features = clock.run("feature cache", lambda: cache_features(init, corpus, records, opts, progress))
+    p2e = clock.run("P2E training", lambda: train(opts.p2e_config, "p2e", init, corpus, features, opts))
+    results = {"p2e": clock.run("P2E evaluation", lambda: evaluate(p2e, features, corpus, test,
+                                                                    opts.out / "eval_p2e", opts, "Nano-EmoX tiny, P2E"))}
+    ablation = clock.run("modality ablation", lambda: modality_ablation(p2e, features, corpus, test, opts))
+    if opts.joint_config is not None:
+        joint = clock.run("joint training", lambda: train(opts.joint_config, "joint", init, corpus, features, opts))
+        results["joint"] = clock.run("joint evaluation", lambda: evaluate(
+            joint, features, corpus, test, opts.out / "eval_joint", opts, "Nano-EmoX tiny, joint"))
+    final = opts.out / "model"
+    clock.run("export", lambda: _export(p2e, final))
+    report = headline(results, ablation, pre, clock, opts, corpus)
+    write_report(report, results, opts.out)
+    return report
+
+
+def _export(model_dir: Path, target: Path) -> None:
+    """The trained P2E model as a self-contained folder every `--model` command can load."""
+    from nanoemox.model import NanoEmoX
+    from nanoemox.processor import NanoEmoXProcessor
+
+    model = NanoEmoX.from_pretrained(model_dir)
+    processor = NanoEmoXProcessor.from_pretrained(model_dir)
+    if target.exists():
+        shutil.rmtree(target)
+    model.save_pretrained(target, self_contained=True, processor=processor)
