@@ -74,9 +74,15 @@ def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
     from nanoemox.data.synth import generate
 
     corpus = opts.out / "synthaffect"
+    done = 0
+
+    def tick(clips: int) -> None:  # the generator reports clips finished since its last call
+        nonlocal done
+        done += clips
+        progress("synthaffect", done, opts.clips)
+
     if not (corpus / "synthaffect.json").is_file():
-        generate(corpus, opts.clips, seed=opts.seed, workers=opts.workers,
-                 progress=(lambda i, n: progress("synthaffect", i, n)) if progress else None)
+        generate(corpus, opts.clips, seed=opts.seed, workers=opts.workers, progress=tick if progress else None)
     return corpus
 
 

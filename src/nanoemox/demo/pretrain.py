@@ -39,11 +39,11 @@ Progress = Callable[[str, int, int], None]
 @dataclass
 class PretrainConfig:
     frames: tuple[int, ...] = (2, 3, 4, 5)  # which of the 8 sampled frames (the expression's peak)
-    windows: tuple[int, ...] = (2, 5)  # which of the 8 audio windows
-    vision_epochs: int = 3
+    windows: tuple[int, ...] = (3,)  # which of the 8 audio windows
+    vision_epochs: int = 2
     speech_epochs: int = 3
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_epochs: int = 4
+    lm_epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-3
     lm_lr: float = 3e-3
@@ -201,7 +201,7 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            loss_value, done = float(loss), done + 1
+            loss_value, done = float(loss.detach()), done + 1
             if progress:
                 progress("language", done, steps)
     for p in lm.parameters():
