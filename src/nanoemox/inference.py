@@ -206,14 +206,7 @@ class Predictor:
                 return self._media_cache[key]
         media = self.processor.load_media(video, audio, faces)
         # Same tensors as NanoEmoXProcessor.process builds (tests compare the two).
-        tensors = {
-            "pixel_values": torch.from_numpy(media.pixel_values),  # [F, 3, H, W]
-            "face_pixel_values": torch.from_numpy(media.face_pixel_values),  # [F, 3, H, W]
-            "audio_values": torch.from_numpy(media.audio_values),  # [C, S]
-            "audio_present": torch.tensor(media.audio_present),
-            "video_present": torch.tensor(media.video_present),
-            "faces_found": torch.from_numpy(media.faces_found),  # [F]
-        }
+        tensors = media.tensors()
         with self._cache_lock:
             self._media_cache[key] = tensors
             while len(self._media_cache) > self._media_cache_size:
@@ -448,15 +441,9 @@ class FeatureCachePredictor(Predictor):
     def _batch(self, samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
         from nanoemox.features import stack_features
 
-        ids = [s["input_ids"] for s in samples]
-        length = max(len(i) for i in ids)
-        input_ids = torch.full((len(ids), length), self.processor.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
-        for row, seq in enumerate(ids):  # left padding for generation
-            input_ids[row, length - len(seq):] = seq
-            attention_mask[row, length - len(seq):] = 1
+        text = self.processor.collate([{"input_ids": s["input_ids"]} for s in samples], padding_side="left")
         features = stack_features([s["features"] for s in samples], dtype=self.dtype).to(self.device)
-        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device),
+        return {"input_ids": text["input_ids"].to(self.device), "attention_mask": text["attention_mask"].to(self.device),
                 "features": features}
 
 

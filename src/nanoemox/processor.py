@@ -255,15 +255,7 @@ class NanoEmoXProcessor:
         """One sample, unbatched: input_ids [L], labels [L] (with a target), media tensors and flags."""
         encoded = self.encode_text(task, text, history, candidates, target, train, rng)
         media = self.load_media(video, audio, faces)
-        sample = {
-            "input_ids": torch.tensor(encoded.input_ids, dtype=torch.long),
-            "pixel_values": torch.from_numpy(media.pixel_values),  # [F, 3, H, W]
-            "face_pixel_values": torch.from_numpy(media.face_pixel_values),  # [F, 3, H, W]
-            "audio_values": torch.from_numpy(media.audio_values),  # [C, S]
-            "audio_present": torch.tensor(media.audio_present),
-            "video_present": torch.tensor(media.video_present),
-            "faces_found": torch.from_numpy(media.faces_found),  # [F]
-        }
+        sample = {"input_ids": torch.tensor(encoded.input_ids, dtype=torch.long), **media.tensors()}
         if encoded.labels is not None:
             sample["labels"] = torch.tensor(encoded.labels, dtype=torch.long)
         return sample
@@ -317,7 +309,8 @@ class NanoEmoXProcessor:
             if "labels" in batch:
                 batch["labels"][row, span] = sample["labels"]
         for key in ("pixel_values", "face_pixel_values", "audio_values", "audio_present", "video_present", "faces_found"):
-            batch[key] = torch.stack([s[key] for s in samples])
+            if key in samples[0]:  # text-only samples (e.g. with cached features) have no media tensors
+                batch[key] = torch.stack([s[key] for s in samples])
         return batch
 
     def __call__(self, samples: dict[str, Any] | Sequence[dict[str, Any]], padding_side: str = "right") -> dict[str, torch.Tensor]:

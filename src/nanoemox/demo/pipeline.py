@@ -183,11 +183,10 @@ def _masker(model_dir: Path, modality: str):
     if modality == "text":
         return lambda record, feats: (dataclasses.replace(record, text=None), feats)
     model = NanoEmoX.from_pretrained(model_dir)
-    empty = NanoEmoXProcessor.from_pretrained(model_dir).load_media()
+    empty = NanoEmoXProcessor.from_pretrained(model_dir).load_media().tensors()
     with torch.no_grad():
-        blank = model.encode_media(torch.from_numpy(empty.pixel_values)[None],
-                                   torch.from_numpy(empty.face_pixel_values)[None],
-                                   torch.from_numpy(empty.audio_values)[None])
+        blank = model.encode_media(empty["pixel_values"][None], empty["face_pixel_values"][None],
+                                   empty["audio_values"][None])
     keys = {"face": ("scene_cls", "scene_taps", "face_frames"), "voice": ("speech_clips", "speech_taps")}[modality]
     replacement = {k: getattr(blank, k)[:, 0] if k.endswith("taps") else getattr(blank, k)[0] for k in keys}
 

@@ -69,15 +69,7 @@ class _MediaDataset(Dataset):
             media = self.processor.load_media(**paths)
         except MediaError as exc:
             return {"key": key, "error": str(exc)}
-        return {
-            "key": key,
-            "pixel_values": torch.from_numpy(media.pixel_values),  # [F, 3, H, W]
-            "face_pixel_values": torch.from_numpy(media.face_pixel_values),  # [F, 3, H, W]
-            "audio_values": torch.from_numpy(media.audio_values),  # [C, S]
-            "audio_present": torch.tensor(media.audio_present),
-            "video_present": torch.tensor(media.video_present),
-            "faces_found": torch.from_numpy(media.faces_found),  # [F]
-        }
+        return {"key": key, **media.tensors()}
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:

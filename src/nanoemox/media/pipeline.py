@@ -72,6 +72,19 @@ class MediaInputs:
     faces_found: np.ndarray
     info: dict = field(default_factory=dict)
 
+    def tensors(self) -> dict:
+        """The model-side form of one sample's media: torch tensors and flags, unbatched."""
+        import torch
+
+        return {
+            "pixel_values": torch.from_numpy(self.pixel_values),  # [F, 3, H, W]
+            "face_pixel_values": torch.from_numpy(self.face_pixel_values),  # [F, 3, H, W]
+            "audio_values": torch.from_numpy(self.audio_values),  # [C, S]
+            "audio_present": torch.tensor(self.audio_present),
+            "video_present": torch.tensor(self.video_present),
+            "faces_found": torch.from_numpy(self.faces_found),  # [F]
+        }
+
 
 def _empty_images(cfg: MediaConfig) -> np.ndarray:
     return np.zeros((cfg.num_frames, 3, cfg.image_size, cfg.image_size), np.float32)

@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from nanoemox.data.manifest import Record, load_manifest
 from nanoemox.data.mixture import TaskMixture, group_by_task
 from nanoemox.media.errors import MediaError
-from nanoemox.model.nanoemox import IGNORE_INDEX
 from nanoemox.train.config import DataConfig, PhaseConfig
 
 logger = logging.getLogger(__name__)
@@ -132,14 +131,6 @@ class StepBatchSampler(Sampler[list[int]]):
                 yield list(range(base, base + m))
 
 
-def pad_sequences(samples: Sequence[dict[str, Any]], key: str, value: int) -> torch.Tensor:
-    length = max(len(s[key]) for s in samples)
-    out = torch.full((len(samples), length), value, dtype=torch.long)
-    for row, s in enumerate(samples):
-        out[row, : len(s[key])] = s[key]
-    return out
-
-
 class Collator:
     """Batches samples: live media through the processor's collate, cached features stacked."""
 
@@ -153,12 +144,7 @@ class Collator:
             return {**self.processor.collate(samples), **meta}
         from nanoemox.features import stack_features
 
-        batch = {
-            "input_ids": pad_sequences(samples, "input_ids", self.processor.pad_token_id),
-            "labels": pad_sequences(samples, "labels", IGNORE_INDEX),
-        }
-        lengths = torch.tensor([len(s["input_ids"]) for s in samples])
-        batch["attention_mask"] = (torch.arange(batch["input_ids"].shape[1])[None] < lengths[:, None]).long()
+        batch = self.processor.collate([{k: s[k] for k in ("input_ids", "labels")} for s in samples])
         batch["features"] = stack_features([s["features"] for s in samples], dtype=torch.float32)
         return {**batch, **meta}
 
