@@ -10,8 +10,9 @@ each backbone a short stand-in for that pre-training, on the training split only
   a cue). This is what a pretrained vision tower brings: it can tell expressions apart.
 - speech (the HuBERT stand-in): classify the prosody the voice *shows* in one two-second
   window (`extra.shown.voice`).
-- language (the Qwen stand-in): causal language modelling on the prompt and answer
-  texts of the training records, without media (placeholders removed).
+- language (the Qwen-Instruct stand-in): causal language modelling on the prompt and
+  answer texts of the training records, without media (placeholders removed), with the
+  answer tokens weighted up so that it answers in the requested form.
 
 None of these sees the task labels of the clip as a whole, which modality carries the
 cue, or any dev/test record. After this step the backbones are frozen again, as in P2E.
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nanoemox.data.manifest import Record
 from nanoemox.model import NanoEmoX
+from nanoemox.train.optim import sequence_loss
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -43,7 +45,8 @@ class PretrainConfig:
     vision_epochs: int = 2
     speech_epochs: int = 3
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_epochs: int = 1
+    lm_epochs: int = 2
+    lm_text_weight: float = 0.2  # weight of the plain LM loss beside the answer loss
     batch_size: int = 32
     lr: float = 1e-3
     lm_lr: float = 3e-3
@@ -175,9 +178,11 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
     for record in records:
         if record.split != "train" or record.target is None:
             continue
-        ids = torch.tensor(processor.encode_text(record.task, record.text, record.history, record.candidates,
-                                                 record.target, train=True, rng=rng).input_ids)
-        texts.append(ids[~torch.isin(ids, placeholders)])
+        encoded = processor.encode_text(record.task, record.text, record.history, record.candidates,
+                                        record.target, train=True, rng=rng)
+        ids, answer = torch.tensor(encoded.input_ids), torch.tensor(encoded.labels)
+        keep = ~torch.isin(ids, placeholders)
+        texts.append((ids[keep], answer[keep]))
     lm = model.language
     params = [p for n, p in lm.named_parameters() if "lora_" not in n]
     for p in params:
@@ -192,10 +197,15 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
         rng.shuffle(texts)
         for start in range(0, len(texts), cfg.batch_size):
             chunk = texts[start : start + cfg.batch_size]
-            ids = nn.utils.rnn.pad_sequence(chunk, batch_first=True, padding_value=pad)
-            mask = nn.utils.rnn.pad_sequence([torch.ones_like(t) for t in chunk], batch_first=True)
-            labels = ids.masked_fill(mask == 0, -100)
-            loss = lm(input_ids=ids, attention_mask=mask, labels=labels).loss
+            ids = nn.utils.rnn.pad_sequence([t for t, _ in chunk], batch_first=True, padding_value=pad)
+            answers = nn.utils.rnn.pad_sequence([a for _, a in chunk], batch_first=True, padding_value=-100)
+            mask = nn.utils.rnn.pad_sequence([torch.ones_like(t) for t, _ in chunk], batch_first=True)
+            logits = lm(input_ids=ids, attention_mask=mask).logits
+            # Language modelling on every token, with the answers weighted up: the stand-in for
+            # an instruction-tuned LM (the paper uses Qwen2.5-Instruct), which answers in the
+            # requested form.
+            text_loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids.masked_fill(mask == 0, -100)[:, 1:].flatten())
+            loss = sequence_loss(logits, answers) + cfg.lm_text_weight * text_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)
