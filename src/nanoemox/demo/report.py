@@ -12,16 +12,24 @@ import torch
 # The figures the demo must reach on the SynthAffect test split (fractions).
 TARGETS = {"mer_accuracy": 0.90, "msa_waf": 0.90, "mir_accuracy": 0.90, "ovmer_fscore": 0.70,
            "erg_emotion_accuracy": 0.80}
-COLUMNS = {"mer_accuracy": "MER accuracy", "msa_waf": "MSA WAF", "mir_accuracy": "MIR accuracy",
-           "ovmer_fscore": "OVMER F-score", "erg_emotion_accuracy": "ERG emotion accuracy",
-           "mer_hit_rate": "MER hit rate", "mir_waf": "MIR WAF", "erg_coarse_hit_rate": "ERG hit rate",
+# Report key -> column name in the SynthAffect benchmark result (nanoemox.eval.harness).
+COLUMNS = {"mer_accuracy": "MER accuracy", "msa_waf": "MSA", "mir_accuracy": "MIR accuracy",
+           "ovmer_fscore": "OVMER", "erg_emotion_accuracy": "ERG emotion accuracy",
+           "mer_hit_rate": "MER", "mir_waf": "MIR", "erg_coarse_hit_rate": "ERG hit rate",
            "erg_dist1": "ERG Dist-1", "erg_dist2": "ERG Dist-2", "eri_token_f1": "ERI token overlap"}
+LABELS = {"mer_accuracy": "MER accuracy", "msa_waf": "MSA WAF", "mir_accuracy": "MIR accuracy",
+          "ovmer_fscore": "OV-MER F-score", "erg_emotion_accuracy": "ERG emotion accuracy",
+          "mer_hit_rate": "MER hit rate", "mir_waf": "MIR WAF", "erg_coarse_hit_rate": "ERG coarse hit rate",
+          "erg_dist1": "ERG Dist-1", "erg_dist2": "ERG Dist-2", "eri_token_f1": "ERI token F1"}
 
 
 def figures(result: dict) -> dict[str, float | None]:
     """Fractions from a SynthAffect benchmark result (its columns are in percent)."""
     by_name = {c["name"]: c["value"] for c in result["columns"]}
-    return {key: (None if by_name.get(name) is None else by_name[name] / 100.0) for key, name in COLUMNS.items()}
+    missing = [name for name in COLUMNS.values() if name not in by_name]
+    if missing:
+        raise KeyError(f"SynthAffect result lacks column(s) {missing}; it has {sorted(by_name)}")
+    return {key: (None if by_name[name] is None else by_name[name] / 100.0) for key, name in COLUMNS.items()}
 
 
 def _ablation_summary(ablation: dict) -> dict:
@@ -66,10 +74,11 @@ def _pct(x: float | None) -> str:
 def markdown(report: dict, results: dict) -> str:
     lines = ["# Nano-EmoX demo report", "",
              f"Tiny preset, SynthAffect ({report['setup']['clips']} clips, seed {report['setup']['seed']}), "
-             f"P2E curriculum; {report['minutes']:.1f} minutes in all.", "",
+             f"P2E curriculum; {report['minutes']:.1f} minutes for this invocation (a rerun in the same folder "
+             "reuses finished stages).", "",
              "## Test split, P2E model", "", "| figure | target | ours | met |", "|---|---|---|---|"]
     for key, t in report["targets"].items():
-        lines.append(f"| {COLUMNS[key]} | {_pct(t['target'])} | {_pct(t['value'])} | {'yes' if t['met'] else 'no'} |")
+        lines.append(f"| {LABELS[key]} | {_pct(t['target'])} | {_pct(t['value'])} | {'yes' if t['met'] else 'no'} |")
     lines += ["", "Every column of the benchmark (percent):", "", results["p2e"]["table"], ""]
     lines += ["## Which modality carries the answer", "",
               "MER accuracy on test clips whose emotion lives only in one modality, with nothing masked and "
@@ -84,7 +93,7 @@ def markdown(report: dict, results: dict) -> str:
         lines += ["## P2E against joint training (same number of steps)", "", "| figure | P2E | joint |",
                   "|---|---|---|"]
         for key, pair in report["p2e_vs_joint"].items():
-            lines.append(f"| {COLUMNS[key]} | {_pct(pair['p2e'])} | {_pct(pair['joint'])} |")
+            lines.append(f"| {LABELS[key]} | {_pct(pair['p2e'])} | {_pct(pair['joint'])} |")
         lines += ["", "![p2e vs joint](p2e_vs_joint.png)", ""]
     lines += ["## Time", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {sec} |" for name, sec in report["stages_seconds"].items()]
@@ -126,8 +135,8 @@ def write_report(report: dict, results: dict, out: Path) -> None:
           "MER accuracy by cue modality", "accuracy (%)", chance=ablation["chance"])
     if report["p2e_vs_joint"]:
         pairs = report["p2e_vs_joint"]
-        _bars({"P2E": {COLUMNS[k]: v["p2e"] for k, v in pairs.items()},
-               "joint": {COLUMNS[k]: v["joint"] for k, v in pairs.items()}},
+        _bars({"P2E": {LABELS[k]: v["p2e"] for k, v in pairs.items()},
+               "joint": {LABELS[k]: v["joint"] for k, v in pairs.items()}},
               out / "p2e_vs_joint.png", "P2E vs joint training, same steps", "score (%)")
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown(report, results), encoding="utf-8")
