@@ -154,14 +154,18 @@ def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features:
 # ---------------------------------------------------------------------- evaluation
 
 
-def _predictor(model_dir: Path, features: Path, opts: DemoOptions, transform=None):
-    from nanoemox.features import FeatureCache
-    from nanoemox.inference import FeatureCachePredictor
+def _load(model_dir: Path):
     from nanoemox.model import NanoEmoX
     from nanoemox.processor import NanoEmoXProcessor
 
-    model = NanoEmoX.from_pretrained(model_dir)
-    processor = NanoEmoXProcessor.from_pretrained(model_dir)
+    return NanoEmoX.from_pretrained(model_dir), NanoEmoXProcessor.from_pretrained(model_dir)
+
+
+def _predictor(loaded, features: Path, opts: DemoOptions, transform=None):
+    from nanoemox.features import FeatureCache
+    from nanoemox.inference import FeatureCachePredictor
+
+    model, processor = loaded
     cache = FeatureCache.open(features, model=model, processor=processor)
     return FeatureCachePredictor(model, processor, cache, transform=transform, batch_size=opts.batch_size,
                                  seed=opts.seed)
@@ -171,19 +175,16 @@ def evaluate(model_dir: Path, features: Path, corpus: Path, test: list[Record], 
              name: str) -> dict:
     from nanoemox.eval.harness import run_benchmark
 
-    return run_benchmark("synthaffect", _predictor(model_dir, features, opts), test, corpus, out,
+    return run_benchmark("synthaffect", _predictor(_load(model_dir), features, opts), test, corpus, out,
                          seed=opts.seed, model_name=name)
 
 
-def _masker(model_dir: Path, modality: str):
+def _masker(loaded, modality: str):
     """Replace one modality by what the model sees when it is absent (blank video, silence, no subtitle)."""
-    from nanoemox.model import NanoEmoX
-    from nanoemox.processor import NanoEmoXProcessor
-
     if modality == "text":
         return lambda record, feats: (dataclasses.replace(record, text=None), feats)
-    model = NanoEmoX.from_pretrained(model_dir)
-    empty = NanoEmoXProcessor.from_pretrained(model_dir).load_media().tensors()
+    model, processor = loaded
+    empty = processor.load_media().tensors()
     with torch.no_grad():
         blank = model.encode_media(empty["pixel_values"][None], empty["face_pixel_values"][None],
                                    empty["audio_values"][None])
@@ -209,9 +210,10 @@ def _mer_accuracy_by_cue(predictor, records: list[Record], root: Path) -> dict[s
 def modality_ablation(model_dir: Path, features: Path, corpus: Path, test: list[Record], opts: DemoOptions) -> dict:
     """MER accuracy per cue group with nothing masked, then with each modality masked."""
     mer = [r for r in test if r.task == "mer" and not r.extra.get("conflict")]
-    out = {"none": _mer_accuracy_by_cue(_predictor(model_dir, features, opts), mer, corpus)}
+    loaded = _load(model_dir)
+    out = {"none": _mer_accuracy_by_cue(_predictor(loaded, features, opts), mer, corpus)}
     for modality in MODALITY_CUES:
-        predictor = _predictor(model_dir, features, opts, transform=_masker(model_dir, modality))
+        predictor = _predictor(loaded, features, opts, transform=_masker(loaded, modality))
         out[modality] = _mer_accuracy_by_cue(predictor, mer, corpus)
     return out
 
@@ -246,11 +248,7 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
 
 def _export(model_dir: Path, target: Path) -> None:
     """The trained P2E model as a self-contained folder every `--model` command can load."""
-    from nanoemox.model import NanoEmoX
-    from nanoemox.processor import NanoEmoXProcessor
-
-    model = NanoEmoX.from_pretrained(model_dir)
-    processor = NanoEmoXProcessor.from_pretrained(model_dir)
+    model, processor = _load(model_dir)
     if target.exists():
         shutil.rmtree(target)
     model.save_pretrained(target, self_contained=True, processor=processor)
