@@ -192,19 +192,23 @@ def _record(obj: dict[str, Any]) -> Record:
     )
 
 
-def iter_manifest(path: str | os.PathLike) -> Iterator[tuple[int, Record | None, str | None]]:
-    """Yield (line number, record or None, problem or None) for every non-blank line."""
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any, str | None]]:
+    """Yield (line number, decoded object or None, JSON problem or None) for every non-blank line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                yield lineno, json.loads(line), None
             except json.JSONDecodeError as exc:
                 yield lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
-                continue
-            problem = validate(obj)
-            yield lineno, (None if problem else _record(obj)), problem
+
+
+def iter_manifest(path: str | os.PathLike) -> Iterator[tuple[int, Record | None, str | None]]:
+    """Yield (line number, record or None, problem or None) for every non-blank line."""
+    for lineno, obj, problem in iter_jsonl(path):
+        problem = problem or validate(obj)
+        yield lineno, (None if problem else _record(obj)), problem
 
 
 def load_manifest(path: str | os.PathLike, *, strict: bool = True) -> list[Record]:

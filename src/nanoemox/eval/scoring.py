@@ -12,7 +12,6 @@ Benchmarks: mer-unibench (9 sets), emer, mintrec, mintrec2, avamerg, synthaffect
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from nanoemox.data.manifest import TASKS, Record
+from nanoemox.data.manifest import TASKS, Record, iter_jsonl
 from nanoemox.eval import BENCHMARKS
 from nanoemox.metrics import erg_scores, hit_rate, intent_scores, ov_fscore, sentiment_waf
 
@@ -81,22 +80,14 @@ def load_predictions(path: str | os.PathLike) -> dict[str, str]:
         raise FileNotFoundError(f"predictions file not found: {path}")
     out: dict[str, str] = {}
     problems: list[str] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {lineno}: invalid JSON ({exc.msg})")
-                continue
-            problem = _check_prediction(obj, out)
-            if problem:
-                problems.append(f"line {lineno}: {problem}")
-                continue
-            if obj.get("error") or obj["prediction"] is None:
-                continue  # a sample that failed is missing (counted wrong), not an empty answer
-            out[str(obj["id"])] = obj["prediction"]
+    for lineno, obj, problem in iter_jsonl(path):
+        problem = problem or _check_prediction(obj, out)
+        if problem:
+            problems.append(f"line {lineno}: {problem}")
+            continue
+        if obj.get("error") or obj["prediction"] is None:
+            continue  # a sample that failed is missing (counted wrong), not an empty answer
+        out[str(obj["id"])] = obj["prediction"]
     if problems:
         shown = "\n  ".join(problems[:20])
         raise PredictionsError(

@@ -26,8 +26,8 @@ import av
 import numpy as np
 import soxr
 
-from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, open_container
-from nanoemox.media.errors import NoAudioStream, TruncatedMedia, UnsupportedCodec, ZeroDuration
+from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, first_stream, open_container
+from nanoemox.media.errors import TruncatedMedia, UnsupportedCodec, ZeroDuration
 from nanoemox.media.video import stream_span
 
 logger = logging.getLogger(__name__)
@@ -65,17 +65,6 @@ def clip_starts(total: int, clip: int, num_clips: int) -> np.ndarray:
     if total <= clip or num_clips == 1:
         return np.zeros(num_clips, dtype=np.int64)
     return np.round(np.linspace(0, total - clip, num_clips)).astype(np.int64)
-
-
-def _audio_stream(container, path: Path) -> av.audio.stream.AudioStream:
-    if not list(container.streams):
-        raise ZeroDuration(path, "the container holds no streams at all")
-    if not container.streams.audio:
-        raise NoAudioStream(path, "the file has no audio stream")
-    stream = container.streams.audio[0]
-    if stream.codec_context is None or stream.codec_context.codec is None:
-        raise UnsupportedCodec(path, "no decoder for the audio codec")
-    return stream
 
 
 def _decode(container, stream, path: Path, begin: float | None = None, end: float | None = None):
@@ -130,7 +119,7 @@ def load_waveform(path: str | os.PathLike, sample_rate: int = 16000, max_bytes: 
     """The whole audio track as float32 mono at `sample_rate` -> (waveform [samples], source rate, channels)."""
     path = Path(path)
     with open_container(path, max_bytes) as container:
-        stream = _audio_stream(container, path)
+        stream = first_stream(container, path, "audio")
         array, _ = _decode(container, stream, path)
         rate, channels = stream.codec_context.sample_rate or sample_rate, array.shape[0]
     return _to_mono(array, rate, sample_rate), rate, channels
@@ -188,7 +177,7 @@ def read_audio_clips(
     path = Path(path)
     clip = int(round(clip_seconds * sample_rate))
     with open_container(path, max_bytes) as container:
-        stream = _audio_stream(container, path)
+        stream = first_stream(container, path, "audio")
         start, _ = stream_span(container, stream)
         declared = float(stream.duration * stream.time_base) if stream.duration else None
         if windowed is None:

@@ -18,7 +18,16 @@ from typing import Iterator
 
 import av
 
-from nanoemox.media.errors import CorruptMedia, MediaNotFound, MediaTooLarge, TruncatedMedia, UnsupportedCodec
+from nanoemox.media.errors import (
+    CorruptMedia,
+    MediaNotFound,
+    MediaTooLarge,
+    NoAudioStream,
+    NoVideoStream,
+    TruncatedMedia,
+    UnsupportedCodec,
+    ZeroDuration,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +94,16 @@ def open_container(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_
         yield container
     finally:
         container.close()
+
+
+def first_stream(container, path: Path, kind: str):
+    """The first `kind` ("audio" or "video") stream, or the typed error saying why there is none."""
+    if not list(container.streams):
+        raise ZeroDuration(path, "the container holds no streams at all")
+    streams = getattr(container.streams, kind)
+    if not streams:
+        raise (NoAudioStream if kind == "audio" else NoVideoStream)(path, f"the file has no {kind} stream")
+    stream = streams[0]
+    if stream.codec_context is None or stream.codec_context.codec is None:
+        raise UnsupportedCodec(path, f"no decoder for the {kind} codec")
+    return stream

@@ -26,8 +26,8 @@ from typing import Iterator
 import av
 import numpy as np
 
-from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, open_container
-from nanoemox.media.errors import CorruptMedia, NoVideoStream, TruncatedMedia, UnsupportedCodec, ZeroDuration
+from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, first_stream, open_container
+from nanoemox.media.errors import CorruptMedia, TruncatedMedia, UnsupportedCodec, ZeroDuration
 
 logger = logging.getLogger(__name__)
 
@@ -161,17 +161,6 @@ def _to_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
     return rgb, rotation
 
 
-def _video_stream(container, path: Path) -> av.video.stream.VideoStream:
-    if not list(container.streams):
-        raise ZeroDuration(path, "the container holds no streams at all")
-    if not container.streams.video:
-        raise NoVideoStream(path, "the file has no video stream")
-    stream = container.streams.video[0]
-    if stream.codec_context is None or stream.codec_context.codec is None:
-        raise UnsupportedCodec(path, "no decoder for the video codec")
-    return stream
-
-
 def read_frames(
     path: str | os.PathLike,
     num_frames: int = 8,
@@ -180,7 +169,7 @@ def read_frames(
     """Sample `num_frames` upright RGB frames uniformly over the video's duration."""
     path = Path(path)
     with open_container(path, max_bytes) as container:
-        stream = _video_stream(container, path)
+        stream = first_stream(container, path, "video")
         start, duration = stream_span(container, stream)
         if duration is None or duration <= 0:
             duration = max(_scan_duration(container, stream) - start, 0.0)
