@@ -26,7 +26,7 @@ def test_demo_runs_end_to_end(tmp_path):
         out=tmp_path / "demo", clips=16, workers=1, batch_size=8,
         p2e_config=_short(defaults.p2e_config, tmp_path / "p2e.yaml", 2),
         joint_config=_short(defaults.joint_config, tmp_path / "joint.yaml", 3),
-        pretrain=PretrainConfig(vision_epochs=1, speech_epochs=1, lm_epochs=1, batch_size=8),
+        pretrain=PretrainConfig(vision_epochs=1, speech_epochs=1, lm_reading_steps=4, lm_steps=4, batch_size=8),
     )
     stages = []
     report = run_demo(opts, progress=lambda stage, done, total: stages.append(stage))

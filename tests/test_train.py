@@ -225,7 +225,8 @@ def test_two_processes_match_one_process(tmp_path, corpus, init_model):
     moved = 0
     for key in r0:
         assert torch.equal(r0[key], r1[key]), f"ranks differ at {key}"
-        torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-6, msg=f"DDP != single process at {key}")
+        # Float tolerance: 1% of one Adam step (lr 1e-3); unsynchronised gradients differ by whole steps.
+        torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-5, msg=f"DDP != single process at {key}")
         moved += int(not torch.equal(r0[key], init[key]))
     assert moved > 10  # the adapters did train
 

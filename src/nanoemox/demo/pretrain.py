@@ -10,12 +10,13 @@ each backbone a short stand-in for that pre-training, on the training split only
   a cue). This is what a pretrained vision tower brings: it can tell expressions apart.
 - speech (the HuBERT stand-in): classify the prosody the voice *shows* in one two-second
   window (`extra.shown.voice`).
-- language (the Qwen-Instruct stand-in): causal language modelling on the prompt and
-  answer texts of the training records, without media (placeholders removed), with the
-  answer tokens weighted up so that it answers in the requested form.
+- language (the Qwen-Instruct stand-in): first reading (a subtitle alone, then the
+  emotion its words show, `extra.shown.text`), then answering whole prompts of the
+  training records without media (placeholders removed), loss on the answers.
 
-None of these sees the task labels of the clip as a whole, which modality carries the
-cue, or any dev/test record. After this step the backbones are frozen again, as in P2E.
+The encoder stand-ins never see the clip's task labels or which modality carries the
+cue; the language stand-in sees the training prompts and answers but no media; none of
+them sees a dev/test record. After this step the backbones are frozen again, as in P2E.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class PretrainConfig:
     frames: tuple[int, ...] = (2, 3, 4, 5)  # which of the 8 sampled frames (the expression's peak)
     windows: tuple[int, ...] = (3,)  # which of the 8 audio windows
     vision_epochs: int = 2
-    speech_epochs: int = 3
+    speech_epochs: int = 8
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_epochs: int = 2
-    lm_text_weight: float = 0.2  # weight of the plain LM loss beside the answer loss
+    lm_reading_steps: int = 200  # language stage 1: subtitle -> the emotion its words show
+    lm_steps: int = 800  # language stage 2: whole prompts of all tasks -> answers
+    lm_reading_share: float = 0.5  # share of each stage-2 batch that keeps reading
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-3  # vision and face
+    speech_lr: float = 3e-3
     lm_lr: float = 3e-3
     workers: int = 2
     seed: int = 0
@@ -101,11 +104,11 @@ def decode_training_clips(records, processor, root: str, cfg: PretrainConfig, la
 
 
 def _fit(name: str, encode: Callable[[torch.Tensor], torch.Tensor], params: list[nn.Parameter], width: int,
-         inputs: torch.Tensor, labels: torch.Tensor, n_classes: int, epochs: int, cfg: PretrainConfig,
+         inputs: torch.Tensor, labels: torch.Tensor, n_classes: int, epochs: int, lr: float, cfg: PretrainConfig,
          progress: Progress | None) -> float:
     """Train `encode` + a linear head with cross-entropy; return the last epoch's accuracy."""
     head = nn.Linear(width, n_classes)
-    optimizer = torch.optim.AdamW(params + list(head.parameters()), lr=cfg.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params + list(head.parameters()), lr=lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(cfg.seed)
     accuracy = 0.0
     steps = epochs * ((len(inputs) + cfg.batch_size - 1) // cfg.batch_size)
@@ -148,7 +151,7 @@ def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: li
         return scene.encoder(pixel_values=x, output_hidden_states=True).hidden_states[scene.cfg.feature_layer][:, 0]
 
     out["vision_accuracy"] = _fit("vision", vision, _trainable(scene.encoder), scene.width, data["frames"],
-                                  data["face_labels"], len(labels), cfg.vision_epochs, cfg, progress)
+                                  data["face_labels"], len(labels), cfg.vision_epochs, cfg.lr, cfg, progress)
     speech.encoder.train()
 
     def voice(x):  # the feature the speech branch reads: mean of the last layers, over time
@@ -156,25 +159,47 @@ def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: li
         return torch.stack(hidden[-speech.cfg.pool_last_layers:]).mean(0).mean(1)
 
     out["speech_accuracy"] = _fit("speech", voice, _trainable(speech.encoder), speech.width, data["audio"],
-                                  data["voice_labels"], len(labels), cfg.speech_epochs, cfg, progress)
+                                  data["voice_labels"], len(labels), cfg.speech_epochs, cfg.speech_lr, cfg, progress)
     if cfg.face_epochs > 0:
         face.encoder.train()
         out["face_accuracy"] = _fit("face", face.encoder.frame_features, _trainable(face.encoder),
                                     face.encoder.feature_dim, data["faces"], data["face_labels"], len(labels),
-                                    cfg.face_epochs, cfg, progress)
+                                    cfg.face_epochs, cfg.lr, cfg, progress)
     for encoder in model.encoders().values():
         encoder.requires_grad_(False)
         encoder.eval()
     return out
 
 
-def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg: PretrainConfig,
-                      progress: Progress | None = None) -> float:
-    """Causal LM training of the tiny LM on prompt + answer texts of the training split (no media)."""
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+def _reading_samples(processor, records: Sequence[Record]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Short texts for the first language stage: a subtitle, then the emotion its words show.
+
+    One per training clip with a subtitle, labelled with `extra.shown.text` (neutral when
+    the words are not a cue), in the MER answer form.
+    """
+    from nanoemox.processor import ASSISTANT
+    from nanoemox.tasks import get_task
+
+    def ids(text: str) -> list[int]:
+        return list(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    seen, samples = set(), []
+    for r in records:
+        shown = r.extra.get("shown", {}).get("text")
+        key = r.media.get("video") or r.id
+        if r.split != "train" or not r.text or shown is None or key in seen:
+            continue
+        seen.add(key)
+        prompt = ids(r.text + ASSISTANT)
+        answer = ids(get_task("mer").format_target(shown)) + [processor.tokenizer.eos_token_id]
+        samples.append((torch.tensor(prompt + answer), torch.tensor([-100] * len(prompt) + answer)))
+    return samples
+
+
+def _instruction_samples(processor, records: Sequence[Record], rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Whole training prompts of every task with their answers, placeholders removed (no media)."""
     placeholders = torch.tensor(list(processor.placeholder_ids.values()))
-    texts = []
+    samples = []
     for record in records:
         if record.split != "train" or record.target is None:
             continue
@@ -182,43 +207,73 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
                                         record.target, train=True, rng=rng)
         ids, answer = torch.tensor(encoded.input_ids), torch.tensor(encoded.labels)
         keep = ~torch.isin(ids, placeholders)
-        texts.append((ids[keep], answer[keep]))
+        samples.append((ids[keep], answer[keep]))
+    return samples
+
+
+def _draw(rng: random.Random, samples: list, k: int) -> list:
+    return rng.sample(samples, k) if k <= len(samples) else rng.choices(samples, k=k)
+
+
+def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg: PretrainConfig,
+                      progress: Progress | None = None) -> float:
+    """Train the tiny LM on texts of the training split (no media), in two stages.
+
+    1. reading (`lm_reading_steps`): a subtitle alone, then the emotion its words show.
+       With the long instructions around it, a small LM trained from scratch takes
+       thousands of steps to find the one emotional remark in a prompt; from short texts
+       it learns in a few hundred, and the skill carries over to whole prompts.
+    2. instructions (`lm_steps`): whole prompts of all six tasks with their answers, the
+       stand-in for an instruction-tuned LM (the paper uses Qwen2.5-Instruct) that
+       answers in the requested form. Half of each batch (`lm_reading_share`) stays
+       reading: without it the first large gradients of the long answers wipe out the
+       reading skill before the whole prompts can use it.
+
+    The loss is on answer tokens only. Returns the mean loss of the last 20 steps.
+    """
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    reading = _reading_samples(processor, records)
+    instructions = _instruction_samples(processor, records, rng)
+    if not instructions:
+        raise ValueError("no training records with a target to pre-train the language stand-in on")
+    # (steps, reading samples per batch); stage 2 keeps some reading so its skill is not lost
+    # to the first large gradients of the long answers.
+    keep = round(cfg.batch_size * cfg.lm_reading_share) if reading else 0
+    stages = [(cfg.lm_reading_steps if reading else 0, cfg.batch_size), (cfg.lm_steps, keep)]
     lm = model.language
     params = [p for n, p in lm.named_parameters() if "lora_" not in n]
     for p in params:
         p.requires_grad_(True)
     lm.train()
     optimizer = torch.optim.AdamW(params, lr=cfg.lm_lr, weight_decay=0.01)
-    pad = processor.pad_token_id
-    steps = cfg.lm_epochs * ((len(texts) + cfg.batch_size - 1) // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lm_lr, total_steps=max(steps, 1))
-    loss_value, done = float("nan"), 0
-    for _ in range(cfg.lm_epochs):
-        rng.shuffle(texts)
-        for start in range(0, len(texts), cfg.batch_size):
-            chunk = texts[start : start + cfg.batch_size]
+    total = sum(steps for steps, _ in stages)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lm_lr, total_steps=max(total, 1),
+                                                    pct_start=0.1)
+    pad, head, trunk = processor.pad_token_id, lm.get_output_embeddings(), lm.get_decoder()
+    losses: list[float] = []
+    for steps, n_reading in stages:
+        for _ in range(steps):
+            chunk = _draw(rng, reading, n_reading) + _draw(rng, instructions, cfg.batch_size - n_reading)
             ids = nn.utils.rnn.pad_sequence([t for t, _ in chunk], batch_first=True, padding_value=pad)
             answers = nn.utils.rnn.pad_sequence([a for _, a in chunk], batch_first=True, padding_value=-100)
             mask = nn.utils.rnn.pad_sequence([torch.ones_like(t) for t, _ in chunk], batch_first=True)
-            logits = lm(input_ids=ids, attention_mask=mask).logits
-            # Language modelling on every token, with the answers weighted up: the stand-in for
-            # an instruction-tuned LM (the paper uses Qwen2.5-Instruct), which answers in the
-            # requested form.
-            text_loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids.masked_fill(mask == 0, -100)[:, 1:].flatten())
-            loss = sequence_loss(logits, answers) + cfg.lm_text_weight * text_loss
+            hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+            loss = sequence_loss(hidden, answers, head=head)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            loss_value, done = float(loss.detach()), done + 1
+            losses.append(float(loss.detach()))
             if progress:
-                progress("language", done, steps)
+                progress("language", len(losses), total)
     for p in lm.parameters():
         p.requires_grad_(False)
     lm.eval()
-    logger.info("pre-training language: final loss %.3f", loss_value)
-    return loss_value
+    final = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else float("nan")
+    logger.info("pre-training language: final loss %.3f", final)
+    return final
 
 
 def pretrain_tiny(model: NanoEmoX, processor, records: Sequence[Record], root: str, labels: list[str],

@@ -16,6 +16,7 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from nanoemox.config import MODALITIES, NanoEmoXConfig
+from nanoemox.model.common import sequence_loss
 from nanoemox.model.face import FaceBranch
 from nanoemox.model.fusion import FusionBranch
 from nanoemox.model.scene import SceneBranch
@@ -151,9 +152,16 @@ class NanoEmoX(nn.Module):
         face_pixel_values: torch.Tensor | None = None,
         audio_values: torch.Tensor | None = None,
         features: MediaFeatures | None = None,
+        loss_only: bool = False,
         **flags,
     ) -> CausalLMOutputWithPast:
-        """1. encoder features (or cached ones), 2. branch tokens, 3. merge, 4. LM with loss on answers."""
+        """1. encoder features (or cached ones), 2. branch tokens, 3. merge, 4. LM with loss on answers.
+
+        With `labels`, `loss` is the LM's token-mean cross-entropy on the answer tokens. With
+        `loss_only=True` as well, `loss` is instead the per-sample mean of `sequence_loss` (the
+        training loss), the vocabulary projection runs only where an answer token is
+        predicted, and no logits are returned.
+        """
         unknown = set(flags) - set(FLAG_KEYS)
         if unknown:
             raise TypeError(f"unexpected inputs {sorted(unknown)}")
@@ -168,6 +176,13 @@ class NanoEmoX(nn.Module):
             # Placeholders are inputs, never targets, whatever the labels say.
             is_placeholder = torch.isin(input_ids, torch.tensor(list(self.placeholder_ids.values()), device=input_ids.device))
             labels = labels.masked_fill(is_placeholder, IGNORE_INDEX)
+            if loss_only:
+                hidden = self.language.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
+                                                     use_cache=False).last_hidden_state
+                head = self.language.get_output_embeddings()
+                return CausalLMOutputWithPast(loss=sequence_loss(hidden, labels, IGNORE_INDEX, head=head))
+        elif loss_only:
+            raise ValueError("loss_only=True needs labels")
         return self.language(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, use_cache=False)
 
     @torch.no_grad()

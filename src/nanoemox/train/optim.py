@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers import get_scheduler
 
+from nanoemox.model.common import sequence_loss  # noqa: F401  (the training loss, re-exported)
 from nanoemox.train.config import PhaseConfig
 
 
@@ -47,20 +48,3 @@ def build_scheduler(optimizer: torch.optim.Optimizer, phase: PhaseConfig):
         phase.schedule, optimizer, num_warmup_steps=phase.warmup_steps, num_training_steps=max(phase.steps, 1)
     )
 
-
-def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean over samples of each sample's mean answer-token cross-entropy.
-
-    Weighting samples (not tokens) equally makes the loss of a batch independent of how
-    it is split into micro-batches and processes, and keeps long answers (ERG) from
-    outweighing short ones (MER). Logits [B, L, V], labels [B, L].
-    """
-    shift_logits = logits[:, :-1].float()  # [B, L-1, V]
-    shift_labels = labels[:, 1:]  # [B, L-1]
-    token_loss = nn.functional.cross_entropy(
-        shift_logits.transpose(1, 2), shift_labels, ignore_index=ignore_index, reduction="none"
-    )  # [B, L-1]
-    counts = (shift_labels != ignore_index).sum(1)  # [B]
-    if bool((counts == 0).any()):
-        raise ValueError("a training sample has no answer tokens to learn from")
-    return (token_loss.sum(1) / counts).mean()

@@ -37,7 +37,7 @@ from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.train import checkpoint as ckpt
 from nanoemox.train.config import PhaseConfig, TrainConfig
 from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
-from nanoemox.train.optim import build_optimizer, build_scheduler, sequence_loss
+from nanoemox.train.optim import build_optimizer, build_scheduler
 from nanoemox.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -217,8 +217,7 @@ class Trainer:
         if "features" in inputs and not isinstance(inputs["features"], MediaFeatures):
             inputs["features"] = MediaFeatures(**inputs["features"])
         with self.accelerator.autocast():
-            logits = model(**inputs).logits
-        return sequence_loss(logits, batch["labels"])
+            return model(**inputs, labels=batch["labels"], loss_only=True).loss
 
     def _loop(self, phase, folder, model, optimizer, scheduler, loader, state: PhaseState) -> None:
         from tqdm.auto import tqdm
