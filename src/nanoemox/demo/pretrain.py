@@ -171,28 +171,37 @@ def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: li
     return out
 
 
-def _reading_samples(processor, records: Sequence[Record]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Short texts for the first language stage: a subtitle, then the emotion its words show.
+def _reading_samples(processor, records: Sequence[Record], rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Short texts for the first language stage: the words alone, then what they say about the emotion.
 
-    One per training clip with a subtitle, labelled with `extra.shown.text` (neutral when
-    the words are not a cue), in the MER answer form.
+    - one per training clip with a subtitle: the subtitle, then the emotion its words show
+      (`extra.shown.text`, neutral when the words are flat), in the MER answer form;
+    - one per training record whose words carry the emotion: its subtitle (the speaker's
+      current turn in a dialogue), its task instruction, then its answer, so every task's
+      answer form learns to follow the words while the text is still short.
     """
-    from nanoemox.processor import ASSISTANT
+    from nanoemox.processor import ASSISTANT, INSTRUCTION_INTRO
     from nanoemox.tasks import get_task
 
     def ids(text: str) -> list[int]:
         return list(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def sample(prompt: str, answer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        prompt_ids, answer_ids = ids(prompt + ASSISTANT), ids(answer) + [processor.tokenizer.eos_token_id]
+        return torch.tensor(prompt_ids + answer_ids), torch.tensor([-100] * len(prompt_ids) + answer_ids)
+
     seen, samples = set(), []
     for r in records:
         shown = r.extra.get("shown", {}).get("text")
-        key = r.media.get("video") or r.id
-        if r.split != "train" or not r.text or shown is None or key in seen:
+        if r.split != "train" or not r.text or shown is None:
             continue
-        seen.add(key)
-        prompt = ids(r.text + ASSISTANT)
-        answer = ids(get_task("mer").format_target(shown)) + [processor.tokenizer.eos_token_id]
-        samples.append((torch.tensor(prompt + answer), torch.tensor([-100] * len(prompt) + answer)))
+        key = r.media.get("video") or r.id
+        if key not in seen:
+            seen.add(key)
+            samples.append(sample(r.text, get_task("mer").format_target(shown)))
+        if shown != "neutral" and r.target is not None:
+            instruction = processor.instruction(r.task, r.candidates, train=True, rng=rng)
+            samples.append(sample(r.text + INSTRUCTION_INTRO + instruction, get_task(r.task).format_target(r.target)))
     return samples
 
 
@@ -219,10 +228,12 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
                       progress: Progress | None = None) -> float:
     """Train the tiny LM on texts of the training split (no media), in two stages.
 
-    1. reading (`lm_reading_steps`): a subtitle alone, then the emotion its words show.
-       With the long instructions around it, a small LM trained from scratch takes
-       thousands of steps to find the one emotional remark in a prompt; from short texts
-       it learns in a few hundred, and the skill carries over to whole prompts.
+    1. reading (`lm_reading_steps`): a subtitle alone, then the emotion its words show,
+       or, where the words carry the emotion, the subtitle with a task instruction and
+       its answer. With the media intros and the dialogue history around it, a small LM
+       trained from scratch takes thousands of steps to find the one emotional remark in
+       a prompt; from short texts it learns in a few hundred, and the skill carries over
+       to whole prompts.
     2. instructions (`lm_steps`): whole prompts of all six tasks with their answers, the
        stand-in for an instruction-tuned LM (the paper uses Qwen2.5-Instruct) that
        answers in the requested form. Half of each batch (`lm_reading_share`) stays
@@ -233,7 +244,7 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
     """
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    reading = _reading_samples(processor, records)
+    reading = _reading_samples(processor, records, rng)
     instructions = _instruction_samples(processor, records, rng)
     if not instructions:
         raise ValueError("no training records with a target to pre-train the language stand-in on")
