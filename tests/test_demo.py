@@ -47,3 +47,41 @@ def test_demo_runs_end_to_end(tmp_path):
     # The exported model is self-contained: it loads on its own.
     assert isinstance(NanoEmoX.from_pretrained(out / "model"), NanoEmoX)
     assert (out / "model" / "language").is_dir()
+
+
+def _record(i, task, text, shown_text, target, split="train"):
+    from nanoemox.data.manifest import Record
+
+    return Record(id=f"c{i}_{task}", dataset="SynthAffect", split=split, task=task,
+                  media={"video": f"media/c{i}.mp4"}, text=text, target=target,
+                  candidates=["anger", "happy", "neutral"] if task == "mer" else None,
+                  extra={"shown": {"face": "neutral", "voice": "neutral", "text": shown_text}})
+
+
+def test_language_reading_samples(tiny_config, tiny_tokenizer):
+    """Stage 1 of the language stand-in: one subtitle -> shown-emotion sample per training clip,
+    plus instruction samples only where the words carry the emotion; never media, never test."""
+    import random
+
+    from nanoemox.demo.pretrain import _reading_samples
+    from nanoemox.processor import NanoEmoXProcessor
+
+    processor = NanoEmoXProcessor.from_config(tiny_config, tiny_tokenizer)
+    records = [
+        _record(0, "mer", "the exam went fine. I am furious", "anger", "anger"),
+        _record(0, "msa", "the exam went fine. I am furious", "anger", -0.9),
+        _record(1, "mer", "the exam went fine", "neutral", "happy"),  # the face carries it
+        _record(1, "msa", "the exam went fine", "neutral", 0.9),
+        _record(2, "mer", "what a day. I am glad", "happy", "happy", split="test"),
+    ]
+    samples = _reading_samples(processor, records, random.Random(0))
+    decoded = [(tiny_tokenizer.decode(ids[labels == -100]), tiny_tokenizer.decode(ids[labels != -100])) for ids, labels in samples]
+    placeholders = set(processor.placeholder_ids.values())
+    assert all(not placeholders & set(ids.tolist()) for ids, _ in samples)
+    eos = tiny_tokenizer.eos_token
+    # Clip 0: its subtitle alone and with the MER and MSA instructions; clip 1: only the
+    # subtitle, labelled with what its words show (neutral), not with the clip's emotion.
+    assert len(samples) == 4
+    assert [a.replace(eos, "").strip() for _, a in decoded] == ["anger", "anger", "negative", "neutral"]
+    assert "furious" in decoded[0][0] and "[" not in decoded[0][0]  # no instruction in the plain sample
+    assert all("glad" not in prompt for prompt, _ in decoded)  # no test record

@@ -216,6 +216,43 @@ def test_frozen_encoders_get_no_gradient_and_stay_in_eval(tiny_model, tiny_confi
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny_model.fusion.parameters())
 
 
+def test_loss_only_projects_answer_positions_and_matches_full_logits(tiny_model, tiny_config, tiny_tokenizer):
+    """The training loss (`loss_only=True`) equals `sequence_loss` on the full logits, with and
+    without gradients, and returns no logits."""
+    from nanoemox.train.optim import sequence_loss
+
+    batch = _batch(tiny_config, tiny_tokenizer, answers=("happy", "very sad indeed"))
+    with torch.no_grad():
+        full = sequence_loss(tiny_model(**batch).logits, batch["labels"])
+        fast = tiny_model(**batch, loss_only=True)
+    assert fast.logits is None
+    torch.testing.assert_close(fast.loss, full)
+    # Per-sample mean: a sample's weight does not depend on its answer length.
+    per_sample = []
+    for i in range(2):
+        one = {k: v[i : i + 1] for k, v in batch.items()}
+        with torch.no_grad():
+            per_sample.append(tiny_model(**one, loss_only=True).loss)
+    torch.testing.assert_close(fast.loss, torch.stack(per_sample).mean(), rtol=1e-4, atol=1e-5)
+    # Same gradients as the full-logit loss.
+    flags = {name: p.requires_grad for name, p in tiny_model.named_parameters()}
+    set_trainable(tiny_model, ["scene_adapter"])
+    try:
+        grads = []
+        for loss_fn in (lambda: sequence_loss(tiny_model(**batch).logits, batch["labels"]),
+                        lambda: tiny_model(**batch, loss_only=True).loss):
+            tiny_model.zero_grad(set_to_none=True)
+            loss_fn().backward()
+            grads.append(torch.cat([p.grad.flatten() for p in tiny_model.scene.resampler.parameters() if p.grad is not None]))
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    finally:
+        tiny_model.zero_grad(set_to_none=True)
+        for name, p in tiny_model.named_parameters():
+            p.requires_grad_(flags[name])
+    with pytest.raises(ValueError, match="needs labels"):
+        tiny_model(**{k: v for k, v in batch.items() if k != "labels"}, loss_only=True)
+
+
 def test_cached_features_give_the_same_loss(tiny_model, tiny_config, tiny_tokenizer):
     batch = _batch(tiny_config, tiny_tokenizer)
     with torch.no_grad():
