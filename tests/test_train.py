@@ -253,3 +253,60 @@ def test_training_from_cached_features_matches_live(tmp_path, corpus, init_model
     assert any(not torch.equal(a[k], init[k]) for k in a)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_modality_dropout_blanks_inputs_alike_live_and_cached(tmp_path, corpus, init_model):
+    """Dropped modalities become blank video / silence / no subtitle: per sample a pure function of
+    its index, the same for live media and cached features, and off by default."""
+    from nanoemox.data.manifest import load_manifest
+    from nanoemox.features import FeatureCache, build_cache, media_key
+    from nanoemox.processor import NanoEmoXProcessor
+    from nanoemox.train.absent import AbsentModalities
+    from nanoemox.train.config import PhaseConfig
+    from nanoemox.train.data import PhaseDataset, phase_mixture
+
+    with pytest.raises(ValueError, match="modality_dropout"):
+        PhaseConfig(name="x", trainable=ADAPTERS, steps=1, lr=1e-3, tasks={"mer": 1}, modality_dropout={"smell": 0.1})
+    model = NanoEmoX.from_pretrained(init_model)
+    processor = NanoEmoXProcessor.from_pretrained(init_model)
+    records = load_manifest(corpus / "train.jsonl")
+    build_cache(records, corpus, model, processor, tmp_path / "features")
+    cache = FeatureCache.open(tmp_path / "features")
+    dropout = {"face": 0.5, "voice": 0.5, "text": 0.5}
+    phase = {"name": "align", "trainable": ADAPTERS, "steps": 2, "lr": 1e-3, "tasks": {"mer": 1, "mir": 1},
+             "micro_batch": 2, "grad_accum": 1, "modality_dropout": dropout}
+    absent = AbsentModalities(model, processor)
+    mixture = phase_mixture(records, PhaseConfig(**phase), seed=0)
+    dataset = PhaseDataset(mixture, processor, str(corpus), 0, cache=cache, dropout=dropout, absent=absent)
+    seen = set()
+    for index in range(12):
+        dropped = dataset._dropped(index)
+        seen.update(dropped)
+        assert dropped == dataset._dropped(index)
+        sample, record = dataset[index], mixture.draw(index)
+        kept = cache.get(media_key(record))
+        for key, value in sample["features"].items():
+            if key in absent.features:
+                blank = ("voice" in dropped and key.startswith("speech")) or ("face" in dropped and not key.startswith("speech"))
+                torch.testing.assert_close(value, absent.features[key].to(value.dtype) if blank else kept[key])
+            else:  # a presence flag
+                blank = ("voice" in dropped and key == "audio_present") or ("face" in dropped and key != "audio_present")
+                expected = torch.as_tensor(absent.media[key] if blank else kept[key])
+                assert torch.equal(torch.as_tensor(value), expected.to(torch.as_tensor(value).dtype)), key
+        plain = processor.encode_text(record.task, record.text, record.history, record.candidates, record.target)
+        assert (len(sample["input_ids"]) < len(plain.input_ids)) == ("text" in dropped and bool(record.text))
+    assert seen == {"face", "voice", "text"}
+    # Live and cached training with dropout end equal, and differ from training without it.
+    live = write_config(tmp_path / "live.yaml", corpus, init_model, [phase], save_every=100)
+    cached = write_config(tmp_path / "cached.yaml", corpus, init_model, [phase], save_every=100)
+    plain = write_config(tmp_path / "plain.yaml", corpus, init_model, [{**phase, "modality_dropout": None}],
+                         save_every=100)
+    for path in (cached, plain):
+        data = yaml.safe_load(path.read_text())
+        data["data"]["features"] = str(tmp_path / "features")
+        path.write_text(yaml.safe_dump(data))
+    a, b, c = (load_file(Trainer(load_train_config(p), tmp_path / p.stem, progress=False).train() / "model.safetensors")
+               for p in (live, cached, plain))
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert any(not torch.equal(a[k], c[k]) for k in a)

@@ -10,7 +10,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and evaluate the tiny model on the built-in corpus, with a report")
     p.add_argument("--out", default="nanoemox-demo", help="output folder (default: ./nanoemox-demo); reruns resume")
-    p.add_argument("--clips", type=int, default=600, help="SynthAffect clips to generate (default 600)")
+    p.add_argument("--clips", type=int, default=800, help="SynthAffect clips to generate (default 800)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-joint", action="store_true", help="skip the joint-training comparison")
     p.add_argument("--workers", type=int, default=2, help="processes for generation and decoding")

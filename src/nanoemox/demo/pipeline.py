@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import time
@@ -39,7 +38,7 @@ def packaged_config(name: str) -> Path:
 @dataclass
 class DemoOptions:
     out: Path
-    clips: int = 600
+    clips: int = 800
     seed: int = 0
     p2e_config: Path = field(default_factory=lambda: packaged_config("demo_p2e_tiny.yaml"))
     joint_config: Path | None = field(default_factory=lambda: packaged_config("demo_jot_tiny.yaml"))
@@ -181,18 +180,12 @@ def evaluate(model_dir: Path, features: Path, corpus: Path, test: list[Record], 
 
 def _masker(loaded, modality: str):
     """Replace one modality by what the model sees when it is absent (blank video, silence, no subtitle)."""
-    if modality == "text":
-        return lambda record, feats: (dataclasses.replace(record, text=None), feats)
-    model, processor = loaded
-    empty = processor.load_media().tensors()
-    with torch.no_grad():
-        blank = model.encode_media(empty["pixel_values"][None], empty["face_pixel_values"][None],
-                                   empty["audio_values"][None])
-    keys = {"face": ("scene_cls", "scene_taps", "face_frames"), "voice": ("speech_clips", "speech_taps")}[modality]
-    replacement = {k: getattr(blank, k)[:, 0] if k.endswith("taps") else getattr(blank, k)[0] for k in keys}
+    from nanoemox.train.absent import AbsentModalities
+
+    absent = AbsentModalities(*loaded)
 
     def transform(record, feats):
-        return record, {**feats, **replacement}
+        return absent.drop_record(record, [modality]), absent.drop_features(feats, [modality])
 
     return transform
 

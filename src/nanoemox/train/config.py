@@ -40,9 +40,17 @@ class PhaseConfig:
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
+    # Probability per sample of training without a modality (blank video, silence or no
+    # subtitle), so the model learns that a missing modality is no evidence. Not in the
+    # paper; off unless a phase sets it.
+    modality_dropout: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         check_groups(self.trainable)
+        for modality, p in (self.modality_dropout or {}).items():
+            if modality not in ("face", "voice", "text") or not 0.0 <= float(p) < 1.0:
+                raise ValueError(f"phase {self.name!r}: modality_dropout takes face/voice/text with a probability "
+                                 f"in [0, 1), got {modality!r}: {p!r}")
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"phase {self.name!r}: unknown task(s) {unknown}; known: {TASKS}")

@@ -66,12 +66,17 @@ def phase_mixture(records: Sequence[Record], phase: PhaseConfig, seed: int) -> T
 class PhaseDataset(Dataset):
     """Index -> one processed training sample (a dict of tensors plus its record id)."""
 
-    def __init__(self, mixture: TaskMixture, processor, root: str, seed: int, cache=None):
+    def __init__(self, mixture: TaskMixture, processor, root: str, seed: int, cache=None,
+                 dropout: dict[str, float] | None = None, absent=None):
         self.mixture = mixture
         self.processor = processor
         self.root = root
         self.seed = seed
         self.cache = cache
+        self.dropout = {m: float(p) for m, p in (dropout or {}).items() if p > 0}
+        self.absent = absent  # an AbsentModalities, needed when dropout is set
+        if self.dropout and absent is None:
+            raise ValueError("modality dropout needs the blank inputs (AbsentModalities)")
 
     def __len__(self) -> int:  # the stream is endless; the batch sampler decides what is read
         return 1 << 62
@@ -87,10 +92,20 @@ class PhaseDataset(Dataset):
                 logger.warning("skipping %s: %s", record.id, exc)
         raise RuntimeError(f"{MAX_REPLACEMENTS} unreadable samples in a row at index {index}: {problems[-3:]}")
 
+    def _dropped(self, index: int) -> list[str]:
+        """Modalities left out of sample `index` (its own generator: a pure function of the index)."""
+        rng = random.Random(f"{self.seed}:{index}:modality-dropout")
+        return [m for m, p in sorted(self.dropout.items()) if rng.random() < p]
+
     def _sample(self, record: Record, index: int) -> dict[str, Any]:
         rng = random.Random(self.seed * 1_000_003 + index)
+        dropped = self._dropped(index) if self.dropout else []
+        if dropped:
+            record = self.absent.drop_record(record, dropped)
         if self.cache is None:
             sample = self.processor.from_record(record, self.root, train=True, rng=rng)
+            if dropped:
+                sample = self.absent.drop_media(sample, dropped)
         else:
             from nanoemox.features import media_key
 
@@ -106,6 +121,8 @@ class PhaseDataset(Dataset):
                 "labels": torch.tensor(text.labels, dtype=torch.long),
                 "features": self.cache.get(key),
             }
+            if dropped:
+                sample["features"] = self.absent.drop_features(sample["features"], dropped)
         sample["id"] = record.id
         sample["task"] = record.task
         return sample

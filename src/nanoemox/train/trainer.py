@@ -203,7 +203,13 @@ class Trainer:
             # The identity check refuses a cache made by other encoders or media settings.
             self._cache = FeatureCache.open(self.config.data.features, model=model, processor=processor, verify="lazy")
         mixture = phase_mixture(self._records, phase, self.config.seed)
-        dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache)
+        absent = None
+        if phase.modality_dropout:
+            from nanoemox.train.absent import AbsentModalities
+
+            absent = AbsentModalities(self.accelerator.unwrap_model(model), processor)
+        dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache,
+                               dropout=phase.modality_dropout, absent=absent)
         sampler = StepBatchSampler(
             phase, start_step=start_step, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
