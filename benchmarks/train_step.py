@@ -64,7 +64,7 @@ from nanoemox.model import MediaFeatures, build_model, build_tokenizer, set_trai
 from nanoemox.model.groups import parameter_groups
 from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.train.config import PhaseConfig
-from nanoemox.train.optim import build_optimizer, sequence_loss
+from nanoemox.train.optim import build_optimizer
 
 logger = logging.getLogger("train_step")
 
@@ -140,7 +140,7 @@ def train_step(model, optimizer, phase, batch: dict, features: MediaFeatures | N
     _sync(device)
     start = time.perf_counter()
     with autocast():
-        loss = sequence_loss(model(**inputs).logits, batch["labels"])
+        loss = model(**inputs, labels=batch["labels"], loss_only=True).loss  # the trainer's loss
     _sync(device)
     forward = time.perf_counter()
     loss.backward()

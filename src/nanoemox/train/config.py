@@ -17,6 +17,7 @@ import yaml
 
 from nanoemox.data.manifest import TASKS
 from nanoemox.model.groups import check_groups
+from nanoemox.train.absent import DROPPABLE
 
 SCHEDULES = ("constant", "linear", "cosine", "constant_with_warmup")
 
@@ -48,7 +49,7 @@ class PhaseConfig:
     def __post_init__(self) -> None:
         check_groups(self.trainable)
         for modality, p in (self.modality_dropout or {}).items():
-            if modality not in ("face", "voice", "text") or not 0.0 <= float(p) < 1.0:
+            if modality not in DROPPABLE or not 0.0 <= float(p) < 1.0:
                 raise ValueError(f"phase {self.name!r}: modality_dropout takes face/voice/text with a probability "
                                  f"in [0, 1), got {modality!r}: {p!r}")
         unknown = [t for t in self.tasks if t not in TASKS]
