@@ -20,6 +20,16 @@ def tiny_tokenizer(tiny_config):
     return build_tokenizer(tiny_config)
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A random, self-contained tiny model folder made by `nanoemox init-model` (read-only in tests)."""
+    from nanoemox.cli import main
+
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    assert main(["init-model", "--preset", "tiny", "--out", str(folder)]) == 0
+    return folder
+
+
 @pytest.fixture()
 def tiny_model(tiny_config, tiny_tokenizer):
     from nanoemox.model import build_model

@@ -13,13 +13,6 @@ from nanoemox.media.synth import write_audio, write_video
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("analyze") / "tiny"
-    assert main(["init-model", "--preset", "tiny", "--out", str(folder)]) == 0
-    return folder
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     write_video(folder / "one.mp4", seconds=0.8, fps=10, size=(32, 32), audio_rate=16000)

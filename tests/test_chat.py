@@ -15,13 +15,6 @@ CANNED = ("<think>1. Event scenario: a lost game.\n2. Speaker's emotion: the emo
           "3. Emotion cause: the loss.\n4. Goal of the response: comfort.</think>\nThat sounds hard, I am sorry.")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("chat") / "tiny"
-    assert main(["init-model", "--preset", "tiny", "--out", str(folder)]) == 0
-    return folder
-
-
 @pytest.fixture()
 def canned(monkeypatch):
     """Replace generation by a fixed ERG answer and keep the prompts the model was given."""

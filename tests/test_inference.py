@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nanoemox.cli import main
 from nanoemox.data.manifest import Record
 from nanoemox.inference import DEFAULT_MAX_NEW_TOKENS, Predictor, clip_records, default_candidates, summarize
 from nanoemox.media.synth import write_video
@@ -21,13 +20,6 @@ def _liven(predictor: Predictor, seed: int = 0) -> Predictor:
             if param.dim() >= 2:
                 param.normal_(0.0, 0.5)
     return predictor
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inference") / "tiny"
-    assert main(["init-model", "--preset", "tiny", "--out", str(folder)]) == 0
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from nanoemox.cli import main
 from nanoemox.inference import Prediction, Predictor
 from nanoemox.media.synth import write_video
 from nanoemox.serve import ServeSettings, create_app
@@ -24,10 +23,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("serve") / "tiny"
-    assert main(["init-model", "--preset", "tiny", "--out", str(folder)]) == 0
-    return Predictor.from_pretrained(folder, max_new_tokens=6)
+def predictor(model_dir):
+    return Predictor.from_pretrained(model_dir, max_new_tokens=6)
 
 
 @pytest.fixture(scope="module")

@@ -232,15 +232,7 @@ class Predictor:
 
     def _load(self, record: Record, root: str | os.PathLike) -> _Loaded:
         try:
-            sample = self.sample(
-                record.task,
-                video=record.media_path("video", root),
-                audio=record.media_path("audio", root),
-                faces=record.media_path("faces", root),
-                text=record.text,
-                history=record.history,
-                candidates=record.candidates,
-            )
+            sample = self.sample(record.task, **record.inputs(root))
         except (MediaError, OSError, ValueError) as exc:
             # One unreadable file must not stop a long run: the record carries the error.
             logger.warning("record %s: %s", record.id, exc)

@@ -270,18 +270,8 @@ class NanoEmoXProcessor:
     ) -> dict[str, torch.Tensor]:
         """One manifest record (media paths relative to `root`); the target is used when training."""
         use_target = train if with_target is None else with_target
-        return self.process(
-            record.task,
-            video=record.media_path("video", root),
-            audio=record.media_path("audio", root),
-            faces=record.media_path("faces", root),
-            text=record.text,
-            history=record.history,
-            candidates=record.candidates,
-            target=record.target if use_target else None,
-            train=train,
-            rng=rng,
-        )
+        return self.process(record.task, **record.inputs(root), target=record.target if use_target else None,
+                            train=train, rng=rng)
 
     # ------------------------------------------------------------------ batches
 

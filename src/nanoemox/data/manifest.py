@@ -103,6 +103,13 @@ class Record:
         rel = self.media.get(kind)
         return None if rel is None else Path(root) / rel
 
+    def inputs(self, root: str | os.PathLike) -> dict[str, Any]:
+        """The model inputs it names: media paths under `root`, subtitle, dialogue history and candidates
+        (keyword arguments of `NanoEmoXProcessor.process` and `Predictor.sample`)."""
+        return {"video": self.media_path("video", root), "audio": self.media_path("audio", root),
+                "faces": self.media_path("faces", root), "text": self.text, "history": self.history,
+                "candidates": self.candidates}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
 

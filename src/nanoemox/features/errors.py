@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nanoemox.media.errors import FileProblem
+
 
 class FeatureCacheError(Exception):
     """Base class of every feature-cache problem."""
@@ -27,7 +29,7 @@ class StaleCacheError(FeatureCacheError):
         return (type(self), (self.path, self.differences))
 
 
-class CorruptCacheError(FeatureCacheError):
+class CorruptCacheError(FeatureCacheError, FileProblem):
     """A shard (or the index) is missing, truncated or fails its checksum."""
 
     advice = (
@@ -35,12 +37,3 @@ class CorruptCacheError(FeatureCacheError):
         "the media it held are encoded again, everything else is kept"
     )
 
-    def __init__(self, path: str, problem: str, advice: str | None = None):
-        self.path = str(path)
-        self.problem = problem
-        if advice is not None:
-            self.advice = advice
-        super().__init__(f"{self.path}: {problem}; {self.advice}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.problem, self.advice))

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 
 
-class MediaError(Exception):
-    """Base class: `path` is the offending file, `problem` a short description."""
+class FileProblem(Exception):
+    """A problem with one file: "PATH: PROBLEM; ADVICE", where a subclass sets the default advice.
 
-    advice = "check the file or remove the sample from the manifest"
+    Shared by the media errors and the feature cache's damaged-file error.
+    """
+
+    advice = "check the file"
 
     def __init__(self, path: str | os.PathLike, problem: str, advice: str | None = None):
         self.path = str(path)
@@ -26,6 +29,12 @@ class MediaError(Exception):
     def __reduce__(self):
         # Exceptions pickle as cls(*args); ours take (path, problem, advice).
         return (type(self), (self.path, self.problem, self.advice))
+
+
+class MediaError(FileProblem):
+    """Base class: `path` is the offending file, `problem` a short description."""
+
+    advice = "check the file or remove the sample from the manifest"
 
 
 class MediaNotFound(MediaError):
