@@ -143,6 +143,7 @@ def cache_features(model_dir: Path, corpus: Path, records: list[Record], opts: D
 def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features: Path, opts: DemoOptions) -> Path:
     from nanoemox.train import Trainer, load_train_config
 
+    model_dir, corpus, features = (Path(p).resolve() for p in (model_dir, corpus, features))
     overrides = {"model": {"path": str(model_dir), "preset": None}, "seed": opts.seed,
                  "data": {"root": str(corpus), "train": [str(corpus / "train.jsonl")], "features": str(features),
                           "workers": 0}}
@@ -217,6 +218,9 @@ def modality_ablation(model_dir: Path, features: Path, corpus: Path, test: list[
 def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
     from nanoemox.demo.report import headline, write_report
 
+    # A relative --out is the user's working directory, never the packaged config's folder:
+    # every path the demo writes into a training config below is absolute.
+    opts.out = Path(opts.out).expanduser().resolve()
     opts.out.mkdir(parents=True, exist_ok=True)
     clock = Stopwatch()
     corpus = clock.run("synthaffect", lambda: make_corpus(opts, progress))
