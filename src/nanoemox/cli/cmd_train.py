@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +23,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
 def _overrides(args) -> dict:
-    data = {k: v for k, v in {"root": args.data_root, "train": args.train, "features": args.features,
-                              "workers": args.workers}.items() if v is not None}
+    """Config sections replaced by options; their paths are absolute here.
+
+    Paths inside the config file are taken from the file's folder; paths on the command
+    line from the working directory, so they are made absolute before they are merged.
+    """
+    paths = {"root": args.data_root, "features": args.features}
+    data = {k: _absolute(v) for k, v in paths.items() if v is not None}
+    if args.train is not None:
+        data["train"] = [_absolute(p) for p in args.train]
+    if args.workers is not None:
+        data["workers"] = args.workers
     out: dict = {"data": data} if data else {}
     if args.model:
-        out["model"] = {"path": args.model, "preset": None}
+        out["model"] = {"path": _absolute(args.model), "preset": None}
     return out
 
 

@@ -157,8 +157,11 @@ def save_model(
 
 
 def _resolve(ref: str | None, folder: Path) -> str | None:
+    """A "./" reference inside a model folder as an absolute path (others: hub names, absolute paths)."""
     if ref and ref.startswith("./"):
-        return str(folder / ref[2:])
+        # Absolute, so that a model loaded from a relative folder and saved elsewhere (a
+        # training phase's hand-over) never records a path that only works from one cwd.
+        return str(folder.expanduser().resolve() / ref[2:])
     return ref
 
 

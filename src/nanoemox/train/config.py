@@ -135,7 +135,12 @@ def train_config_from_dict(data: dict[str, Any], base: Path = Path(".")) -> Trai
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML run description; `overrides` replace top-level sections (e.g. {"data": {...}})."""
+    """Read a YAML run description; `overrides` replace top-level sections (e.g. {"data": {...}}).
+
+    Relative paths in the file and in `overrides` are taken from the file's folder; the
+    config holds them absolute. Callers with paths relative to somewhere else (the command
+    line: the working directory) pass them absolute.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path}")
@@ -153,5 +158,5 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
         config = train_config_from_dict(data, base=path.parent)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    config.source = str(path)
+    config.source = str(path.resolve())
     return config

@@ -74,7 +74,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
                  accelerator: Accelerator | None = None):
         self.config = config
-        self.out = Path(out_dir)
+        # Absolute: run.json and the phases' model folders record paths under it.
+        self.out = Path(out_dir).expanduser().resolve()
         self.resume = resume
         self.progress = progress
         self.accelerator = accelerator or Accelerator(
@@ -113,7 +114,7 @@ class Trainer:
         """The model folder the first phase starts from."""
         source = self.config.model
         if source.path:
-            return Path(source.path)
+            return Path(source.path).expanduser().resolve()
         target = self.out / "init"
         if (target / "config.json").is_file():
             return target
