@@ -351,7 +351,7 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     records = [r for s in sets for r in s.records]
     if not records:
         raise ValueError(f"no reference records for {benchmark} (check the split and the data root)")
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser().resolve()  # results.json names files under it
     out.mkdir(parents=True, exist_ok=True)
     model_id = str(Path(model).resolve()) if isinstance(model, (str, os.PathLike)) else type(model).__name__
     _check_settings(out, {"benchmark": benchmark, "model": model_id, "decode": decode, "do_sample": do_sample,

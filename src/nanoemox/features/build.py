@@ -250,7 +250,7 @@ def build_cache(
     if shard_size < 1 or batch_size < 1 or workers < 0:
         raise ValueError(f"need shard_size >= 1, batch_size >= 1, workers >= 0; got {shard_size}, {batch_size}, {workers}")
     start = time.monotonic()
-    folder = Path(out_dir)
+    folder = Path(out_dir).expanduser().resolve()  # the summary names it
     folder.mkdir(parents=True, exist_ok=True)
     media = unique_media(records)
     with _writer_lock(folder):

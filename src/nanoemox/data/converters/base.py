@@ -49,7 +49,7 @@ class ConversionResult:
         missing_ids = {m["id"] for m in self.missing}
         return {
             "dataset": self.dataset,
-            "root": str(self.root),
+            "root": str(Path(self.root).resolve()),
             "records": len(self.records),
             "counts": self.counts(),
             "missing_files": len(self.missing),
@@ -66,7 +66,7 @@ class ConversionResult:
         """Write the manifest (and, if asked, a JSON report); return the record count."""
         n = write_manifest(out_path, self.records)
         if report_path is not None:
-            report = {**self.summary(), "manifest": str(out_path), "missing": self.missing}
+            report = {**self.summary(), "manifest": str(Path(out_path).resolve()), "missing": self.missing}
             Path(report_path).parent.mkdir(parents=True, exist_ok=True)
             Path(report_path).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
