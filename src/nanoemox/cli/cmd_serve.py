@@ -30,24 +30,31 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    import uvicorn
-
+def build_app(args):
+    """The FastAPI app `serve` runs, from its options (raises UsageError for a bad --model)."""
     from nanoemox.serve import ServeSettings, create_app
 
-    try:
-        predictor = predictor_from_args(args)
-    except UsageError as exc:
-        print(f"nanoemox serve: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    predictor = predictor_from_args(args)
     settings = ServeSettings(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         request_timeout=args.timeout,
         max_concurrency=args.concurrency,
         queue_timeout=args.queue_timeout,
-        tmp_dir=args.tmp_dir,
+        # Absolute, like every path the command was given: uploads go where the user meant.
+        tmp_dir=str(Path(args.tmp_dir).expanduser().resolve()) if args.tmp_dir else None,
     )
-    app = create_app(predictor, settings, model_name=Path(args.model).name)
+    # The folder's own name, also for `--model .` (whose Path.name is empty).
+    return create_app(predictor, settings, model_name=Path(args.model).expanduser().resolve().name)
+
+
+def run(args) -> int:
+    import uvicorn
+
+    try:
+        app = build_app(args)
+    except UsageError as exc:
+        print(f"nanoemox serve: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"serving {args.model} on http://{args.host}:{args.port}/ (API description: /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
