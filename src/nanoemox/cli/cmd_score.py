@@ -123,7 +123,8 @@ def _write(out_dir: str, benchmark: str, result: dict, table: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nanoemox.eval.scoring import load_predictions, markdown_table, score_predictions
+    from nanoemox.eval.harness import score_run
+    from nanoemox.eval.scoring import load_predictions, markdown_table
 
     try:
         predictions = load_predictions(args.predictions)
@@ -142,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 2
     try:
-        result = score_predictions(args.benchmark, predictions, references, extractor=extractor, judge=judge)
+        # As `eval` scores: SynthAffect's ERI without a judge by its offline token-overlap proxy.
+        result = score_run(args.benchmark, predictions, references, extractor=extractor, judge=judge)
     finally:
         if client is not None:
             client.close()
