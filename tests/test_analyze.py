@@ -122,3 +122,28 @@ def test_usage_errors_exit_2(model_dir, clips, inputs, extra, capsys):
 def test_missing_model_folder_is_a_usage_error(clips, tmp_path, capsys):
     assert main(["analyze", str(clips / "one.mp4"), "--model", str(tmp_path / "nothing")]) == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+def test_unusable_paths_become_error_records(model_dir, clips, tmp_path, capsys):
+    """A missing file, a folder without media and an unreadable subtitle each get an error line;
+    the other inputs are answered, in input order; a batch of nothing usable fails with exit 1."""
+    (tmp_path / "empty.mp4").mkdir()
+    bad_text = tmp_path / "copy.mp4"
+    bad_text.write_bytes((clips / "one.mp4").read_bytes())
+    bad_text.with_suffix(".txt").write_bytes(b"\xff\xfe not utf-8 \xff")
+    out = tmp_path / "results.jsonl"
+    code = _analyze(model_dir, tmp_path / "gone.mp4", clips / "one.mp4", tmp_path / "empty.mp4", bad_text,
+                    "--tasks", "msa", "--out", out)
+    assert code == 1
+    rows = _lines(out)
+    assert [r["id"] for r in rows] == ["gone", "one", "empty", "copy"]
+    gone, one, empty, copy = rows
+    assert "answers" in one and "error" not in one
+    assert gone["error"].startswith("MediaNotFound: ") and "gone.mp4: no such file" in gone["error"]
+    assert empty["error"].startswith("UnusableInput: ") and "empty.mp4: a folder holding no video" in empty["error"]
+    assert "copy.txt" in copy["error"] and "cannot be read" in copy["error"]
+    assert "3 of 4 input(s) failed" in capsys.readouterr().err
+    # Nothing usable: error records only, exit 1; a wrong --model is still a usage error.
+    assert _analyze(model_dir, tmp_path / "gone.mp4", "--json") == 1
+    assert json.loads(capsys.readouterr().out)["error"].startswith("MediaNotFound: ")
+    assert main(["analyze", str(tmp_path / "gone.mp4"), "--model", str(tmp_path / "no-model")]) == 2

@@ -4,7 +4,9 @@
     nanoemox analyze a.mp4 b.mp4 | clips/ | test.jsonl --model DIR --out results.jsonl [--resume]
 
 One JSON object per input: every requested task's raw answer and parsed label(s),
-plus the media flags (audio_present, video_present, faces_found), or an `error`.
+plus the media flags (audio_present, video_present, faces_found), or an `error`; a path
+that cannot be used (missing, unreadable, a folder without media) gets an `error` too,
+and the other inputs are answered. Relative paths start from the current folder.
 Exit status: 0 all inputs answered, 1 some failed, 2 usage error.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,11 +44,15 @@ def add_predictor_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling (default 0)")
 
 
+def check_model_folder(model: str) -> None:
+    if not (Path(model) / "config.json").is_file():
+        raise UsageError(f"{model} is not a model folder (no config.json); create one with `nanoemox init-model` or training")
+
+
 def predictor_from_args(args):
     from nanoemox.inference import Predictor
 
-    if not (Path(args.model) / "config.json").is_file():
-        raise UsageError(f"{args.model} is not a model folder (no config.json); create one with `nanoemox init-model` or training")
+    check_model_folder(args.model)
     return Predictor.from_pretrained(
         args.model,
         device=args.device,
@@ -112,29 +119,40 @@ def _run(args) -> int:
     tasks = _parse_tasks(args.tasks)
     if args.resume and not args.out:
         raise UsageError("--resume needs --out (the results file to continue)")
-    groups, root, total = _collect(args, tasks)
+    items, root, total = _collect(args, tasks)
     done = _written_ids(Path(args.out)) if args.resume else set()
-    groups = [g for g in groups if g[0].id not in done]
+    items = [item for item in items if _item_id(item) not in done]
     if done:
         logger.info("resuming: %d input(s) already in %s", len(done), args.out)
-    if not groups:
+    if not items:
         print("nothing to do: every input already has a result", file=sys.stderr)
         return EXIT_OK
-    predictor = predictor_from_args(args)
+    check_model_folder(args.model)
+    groups = [item for item in items if not isinstance(item, dict)]
+    predictor = predictor_from_args(args) if groups else None  # error records alone need no model
     bar = _progress(sum(len(g) for g in groups), args.no_progress)
     failed = 0
     out = _open_results(Path(args.out)) if args.out else None
+    answers = analyze(predictor, groups, root, decode=args.decode, progress=bar.update)
     try:
-        for result in analyze(predictor, groups, root, decode=args.decode, progress=bar.update):
+        # Results come in input order: an unusable input's error record where the input stood.
+        for item in items:
+            result = item if isinstance(item, dict) else next(answers)
             failed += "error" in result or "errors" in result
             _emit(result, out, args.json, single=total == 1)
     finally:
+        answers.close()  # ends its decoding threads now, also after the last answer
         bar.close()
         if out is not None:
             out.close()
     if failed:
-        print(f"{failed} of {len(groups)} input(s) failed; see their `error` fields", file=sys.stderr)
+        print(f"{failed} of {len(items)} input(s) failed; see their `error` fields", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _item_id(item) -> str:
+    """The id of an input: its error record's, or its records' (one id per group)."""
+    return item["id"] if isinstance(item, dict) else item[0].id
 
 
 def _progress(total: int, disabled: bool):
@@ -183,7 +201,11 @@ def _readable(result: dict) -> str:
 
 
 def _collect(args, tasks: list[str]):
-    """(groups of records, data root, number of inputs) from clips, folders or one manifest."""
+    """(inputs, data root, number of inputs) from clips, folders or one manifest.
+
+    Each input is a group of records (one clip's tasks, or one manifest line), or the
+    error record of a path that cannot be used, so that the rest of the batch goes on.
+    """
     from nanoemox.data.manifest import ManifestError, load_manifest
 
     if len(args.inputs) == 1 and args.inputs[0].endswith(".jsonl"):
@@ -202,42 +224,71 @@ def _collect(args, tasks: list[str]):
     clips = _expand(args.inputs)
     if args.subtitle is not None and len(clips) > 1:
         raise UsageError("--subtitle applies to a single clip; for many clips put CLIP.txt beside each clip")
-    return _clip_groups(clips, tasks, args), ".", len(clips)
+    return _clip_inputs(clips, tasks, args), ".", len(clips)
 
 
-def _expand(inputs: list[str]) -> list[Path]:
-    """Clips named on the command line, folders expanded to the media files they hold (sorted)."""
+def _expand(inputs: list[str]) -> list[tuple[Path, Exception | None]]:
+    """(clip, None) per clip named on the command line or found in a named folder (sorted), and
+    (path, error) per path that cannot be used: missing, unreadable, a folder without media."""
     from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+    from nanoemox.media.errors import MediaError
 
     known = set(AUDIO_EXTENSIONS) | set(VIDEO_EXTENSIONS)
-    clips: list[Path] = []
+    clips: list[tuple[Path, Exception | None]] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in known)
-            if not found:
-                raise UsageError(f"folder {path} holds no video or audio files ({', '.join(sorted(known))})")
-            clips.extend(found)
-        else:
-            clips.append(path)  # a missing or broken file becomes an error record, not a stop
+        try:
+            clips.extend((clip, None) for clip in _media_files(path, known))
+        except MediaError as exc:
+            clips.append((path, exc))
     return clips
 
 
-def _clip_groups(clips: list[Path], tasks: list[str], args) -> list[list]:
+def _media_files(path: Path, known: set[str]) -> list[Path]:
+    """The media files an input path stands for; a MediaError naming the path when there are none.
+
+    A file that exists but does not decode is left to the decoder, whose error is more precise.
+    """
+    from nanoemox.media.errors import MediaNotFound, UnusableInput
+
+    shown = path.absolute()
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise UnusableInput(shown, "the folder cannot be read (permission denied)")
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in known)
+        if not found:
+            raise UnusableInput(shown, f"a folder holding no video or audio files ({', '.join(sorted(known))})")
+        return found
+    if not path.exists():
+        raise MediaNotFound(shown, "no such file or folder",
+                            advice="check the path (a relative path starts from the current folder)")
+    if not path.is_file():
+        raise UnusableInput(shown, "not a regular file or a folder")
+    if not os.access(path, os.R_OK):
+        raise UnusableInput(shown, "the file cannot be read (permission denied)")
+    return [path]
+
+
+def _clip_inputs(clips: list[tuple[Path, Exception | None]], tasks: list[str], args) -> list:
+    """Per clip its group of records, or its error record (same form as a clip that fails to decode)."""
     from nanoemox.inference import clip_records
 
-    stems = [c.stem for c in clips]
-    groups = []
-    for clip in clips:
+    stems = [c.stem for c, _ in clips]
+    inputs: list = []
+    for clip, error in clips:
         # Ids are file stems, unless two inputs share one: then the path tells them apart.
         clip_id = clip.stem if stems.count(clip.stem) == 1 else str(clip.with_suffix(""))
+        # Results name the input by its absolute path: a results file is read from anywhere.
+        shown = str(clip.absolute())
         subtitle = args.subtitle
-        sidecar = clip.with_suffix(".txt")
-        if subtitle is None and sidecar.is_file():
-            subtitle = sidecar.read_text(encoding="utf-8").strip() or None
-        groups.append(
+        if error is None and subtitle is None:
+            subtitle, error = _sidecar_subtitle(clip)
+        if error is not None:
+            inputs.append({"id": clip_id, "input": shown, "error": f"{type(error).__name__}: {error}"})
+            continue
+        inputs.append(
             clip_records(
-                str(clip),
+                shown,
                 tasks,
                 clip_id=clip_id,
                 subtitle=subtitle,
@@ -245,7 +296,21 @@ def _clip_groups(clips: list[Path], tasks: list[str], args) -> list[list]:
                 intents=split_list(args.intents),
             )
         )
-    return groups
+    return inputs
+
+
+def _sidecar_subtitle(clip: Path) -> tuple[str | None, Exception | None]:
+    """(subtitle, None) from CLIP.txt beside the clip (None when absent), or (None, error) when unreadable."""
+    from nanoemox.media.errors import UnusableInput
+
+    sidecar = clip.with_suffix(".txt")
+    if not sidecar.is_file():
+        return None, None
+    try:
+        return sidecar.read_text(encoding="utf-8").strip() or None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, UnusableInput(sidecar.absolute(), f"the subtitle file beside the clip cannot be read ({exc})",
+                                   advice="fix or remove it")
 
 
 def _open_results(path: Path):

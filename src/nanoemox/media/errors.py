@@ -41,6 +41,12 @@ class MediaNotFound(MediaError):
     advice = "check the data root and the media path in the manifest"
 
 
+class UnusableInput(MediaError):
+    """A path given as input that holds nothing to read: a folder without media, an unreadable file."""
+
+    advice = "give a video or audio file, or a folder holding some"
+
+
 class CorruptMedia(MediaError):
     advice = "the container cannot be read; re-download or re-encode it (e.g. ffmpeg -i IN -c:v libx264 OUT.mp4)"
 
