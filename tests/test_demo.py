@@ -26,7 +26,8 @@ def test_demo_runs_end_to_end(tmp_path):
         out=tmp_path / "demo", clips=16, workers=1, batch_size=8,
         p2e_config=_short(defaults.p2e_config, tmp_path / "p2e.yaml", 2),
         joint_config=_short(defaults.joint_config, tmp_path / "joint.yaml", 3),
-        pretrain=PretrainConfig(vision_epochs=1, speech_epochs=1, lm_reading_steps=4, lm_steps=4, batch_size=8),
+        pretrain=PretrainConfig(vision_epochs=1, speech_epochs=1, lm_steps=4, batch_size=8, lm_feelings=50,
+                                lm_instructions=50),
     )
     stages = []
     report = run_demo(opts, progress=lambda stage, done, total: stages.append(stage))
@@ -49,39 +50,77 @@ def test_demo_runs_end_to_end(tmp_path):
     assert (out / "model" / "language").is_dir()
 
 
-def _record(i, task, text, shown_text, target, split="train"):
-    from nanoemox.data.manifest import Record
+def _synth_records(n: int = 40):
+    """SynthAffect records of all six tasks, planned but not rendered (no media needed)."""
+    from nanoemox.data.synth.plan import make_plans
+    from nanoemox.data.synth.records import clip_records
 
-    return Record(id=f"c{i}_{task}", dataset="SynthAffect", split=split, task=task,
-                  media={"video": f"media/c{i}.mp4"}, text=text, target=target,
-                  candidates=["anger", "happy", "neutral"] if task == "mer" else None,
-                  extra={"shown": {"face": "neutral", "voice": "neutral", "text": shown_text}})
+    return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
 
 
-def test_language_reading_samples(tiny_config, tiny_tokenizer):
-    """Stage 1 of the language stand-in: one subtitle -> shown-emotion sample per training clip,
-    plus instruction samples only where the words carry the emotion; never media, never test."""
+def test_language_stand_in_never_sees_the_tasks(tiny_tokenizer):
+    """The language stand-in reads subtitles, dialogue lines, feelings and generic instructions:
+    never a task instruction, a task identifier, an answer format, a long answer or a dev/test text."""
     import random
 
-    from nanoemox.demo.pretrain import _reading_samples
-    from nanoemox.processor import NanoEmoXProcessor
+    from nanoemox.demo.language import language_corpus, language_texts
+    from nanoemox.tasks import TASKS, get_task
 
-    processor = NanoEmoXProcessor.from_config(tiny_config, tiny_tokenizer)
-    records = [
-        _record(0, "mer", "the exam went fine. I am furious", "anger", "anger"),
-        _record(0, "msa", "the exam went fine. I am furious", "anger", -0.9),
-        _record(1, "mer", "the exam went fine", "neutral", "happy"),  # the face carries it
-        _record(1, "msa", "the exam went fine", "neutral", 0.9),
-        _record(2, "mer", "what a day. I am glad", "happy", "happy", split="test"),
-    ]
-    samples = _reading_samples(processor, records, random.Random(0))
-    decoded = [(tiny_tokenizer.decode(ids[labels == -100]), tiny_tokenizer.decode(ids[labels != -100])) for ids, labels in samples]
-    placeholders = set(processor.placeholder_ids.values())
-    assert all(not placeholders & set(ids.tolist()) for ids, _ in samples)
-    eos = tiny_tokenizer.eos_token
-    # Clip 0: its subtitle alone and with the MER and MSA instructions; clip 1: only the
-    # subtitle, labelled with what its words show (neutral), not with the clip's emotion.
-    assert len(samples) == 4
-    assert [a.replace(eos, "").strip() for _, a in decoded] == ["anger", "anger", "negative", "neutral"]
-    assert "furious" in decoded[0][0] and "[" not in decoded[0][0]  # no instruction in the plain sample
-    assert all("glad" not in prompt for prompt, _ in decoded)  # no test record
+    records = _synth_records()
+    corpus = language_corpus(tiny_tokenizer, language_texts(records, seed=0, feelings=400, instructions=400))
+    assert {k: len(v) > 0 for k, v in corpus.items()} == {"corpus": True, "feelings": True, "instructions": True}
+    texts = [tiny_tokenizer.decode(ids) for kind in corpus.values() for ids, _ in kind]
+    joined = "\n".join(texts)
+    for name, task in TASKS.items():
+        if task.identifier:
+            assert task.identifier not in joined, task.identifier
+        for template in task.templates + task.candidate_templates:
+            fragment = template.split("{")[0].strip()[:40]
+            assert len(fragment) < 12 or fragment not in joined, (name, fragment)
+    assert "<think>" not in joined and "emotion of the speaker" not in joined
+    long_answers = {get_task(r.task).format_target(r.target) for r in records if r.task in ("eri", "erg", "ovmer")}
+    assert not [a for a in long_answers if a in joined]
+    train_texts = {r.text for r in records if r.split == "train" and r.text}
+    train_joined = "\n".join(train_texts)
+    held_out = {r.text for r in records if r.split != "train" and r.text if r.text not in train_joined}
+    assert held_out and not [t for t in held_out if t in joined]
+    # Generic turns: the answer is learned, the request is not; corpus texts are read whole.
+    ids, labels = corpus["instructions"][0]
+    assert (labels == -100).sum() > 0 and (labels != -100).sum() > 0
+    ids, labels = corpus["corpus"][0]
+    assert bool((labels == ids).all())
+
+
+def test_demo_tokenizer_fits_only_what_the_stand_in_reads(tiny_config):
+    """The demo's tokenizer is fitted to the stand-in's texts alone (no bundled task text), and with
+    copying the stand-in reads every token of the vocabulary: nothing P2E trains on is unread."""
+    from nanoemox.demo.language import copy_samples, flat_texts, language_corpus, language_texts, token_coverage
+    from nanoemox.demo.pretrain import _task_tokens
+    from nanoemox.processor import NanoEmoXProcessor
+    from nanoemox.tokenizer import build_tiny_tokenizer
+
+    records = _synth_records()
+    texts = language_texts(records, seed=0, feelings=300, instructions=300)
+    tokenizer = build_tiny_tokenizer(tiny_config, flat_texts(texts), bundled=False)
+    bundled = build_tiny_tokenizer(tiny_config, flat_texts(texts))
+    # The bundled text carries the task instructions; without it "[Recognition]" is not one merged piece.
+    assert len(tokenizer("[Recognition]")["input_ids"]) > len(bundled("[Recognition]")["input_ids"])
+    processor = NanoEmoXProcessor.from_config(tiny_config, tokenizer)
+    task = [_task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
+    without = token_coverage(language_corpus(tokenizer, texts), task)
+    with_copies = token_coverage(language_corpus(tokenizer, texts, copies=400), task)
+    assert without < 1.0 and with_copies == 1.0
+    special = set(tokenizer.all_special_ids)
+    read = {int(t) for ids, _ in copy_samples(tokenizer, __import__("random").Random(0), 400) for t in ids}
+    assert {i for i in range(len(tokenizer)) if i not in special} <= read
+
+
+def test_language_stand_in_feelings_use_every_emotion():
+    import random
+
+    from nanoemox.data.synth import EMOTIONS
+    from nanoemox.data.synth.vocab import ADJECTIVE
+    from nanoemox.demo.language import feeling_sentences
+
+    sentences = " ".join(feeling_sentences(random.Random(1), 500)).lower()
+    assert all(ADJECTIVE[e] in sentences for e in EMOTIONS if e != "neutral")

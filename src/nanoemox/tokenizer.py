@@ -38,15 +38,18 @@ def load_tokenizer(name_or_path: str, config: NanoEmoXConfig) -> PreTrainedToken
     return tokenizer
 
 
-def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = (),
+                         bundled: bool = True) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer sized for the tiny preset's vocabulary.
 
     `extra_texts` (e.g. the training texts of a corpus) join the bundled text, so the
-    merges fit the words the model will read, as a real tokenizer fits its corpus.
+    merges fit the words the model will read, as a real tokenizer fits its corpus. With
+    `bundled=False` only `extra_texts` are used (the demo fits the tokenizer to exactly
+    what its language stand-in reads; the bundled text holds task instructions).
     """
     vocab_size = int(config.language.model_config.get("vocab_size", 2048))
     specials = [END_OF_TEXT] + [config.placeholders[m] for m in MODALITIES]
-    text = resources.files("nanoemox.resources").joinpath("tiny_tokenizer_corpus.txt").read_text("utf-8")
+    text = resources.files("nanoemox.resources").joinpath("tiny_tokenizer_corpus.txt").read_text("utf-8") if bundled else ""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

@@ -6,8 +6,9 @@
 3. cache the frozen encoders' outputs for every clip (`nanoemox.features`);
 4. train P2E (configs/demo_p2e_tiny.yaml) and, for comparison, joint training with the
    same number of steps (configs/demo_jot_tiny.yaml), both from the same start;
-5. evaluate both on the test split with the SynthAffect benchmark of the harness, then
-   mask each modality in turn to see which clips lose their answer;
+5. evaluate both on the dev and the test split with the SynthAffect benchmark of the
+   harness (dev is where the demo's settings were chosen; test is only reported), then
+   mask each modality in turn on test to see which clips lose their answer;
 6. write `report.md`, `report.json` and plots; the P2E model goes to `OUT/model`.
 """
 
@@ -85,20 +86,26 @@ def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
     return corpus
 
 
-def _tokenizer_texts(records: list[Record]):
+def _training_words(records: list[Record]) -> list[str]:
+    """Every distinct word of the training split's texts: subtitles, dialogue, instructions, answers.
+
+    The tiny tokenizer needs the corpus's words as a real LM's vocabulary (151k tokens for
+    Qwen2.5) already holds every common English word; given as a list of distinct words, it
+    learns words and nothing of the sentences, instructions or answers they come from.
+    """
     from nanoemox.data.synth import EMOTIONS, INTENTS
     from nanoemox.tasks import TASKS, get_task
 
+    texts = []
     for r in records:
-        if r.split != "train":
-            continue
-        yield from filter(None, [r.text] + [t["text"] for t in r.history or []])
-        if r.target is not None:
-            yield get_task(r.task).format_target(r.target)
+        if r.split == "train":
+            texts += [r.text or ""] + [t.get("text") or "" for t in r.history or []]
+            if r.target is not None:
+                texts.append(get_task(r.task).format_target(r.target))
     for name, task in TASKS.items():
         candidates = list(EMOTIONS) if name == "mer" else list(INTENTS) if name == "mir" else None
-        for i in range(len(task.templates)):
-            yield task.instruction(variant=i, candidates=candidates)
+        texts += [task.instruction(variant=i, candidates=candidates) for i in range(len(task.templates))]
+    return sorted({word for text in texts for word in text.split()})
 
 
 def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], progress) -> tuple[Path, dict]:
@@ -109,6 +116,8 @@ def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], pro
     from nanoemox.data.synth import EMOTIONS
     from nanoemox.model import build_model
     from nanoemox.processor import NanoEmoXProcessor
+    from nanoemox.demo.language import flat_texts
+    from nanoemox.demo.pretrain import stand_in_texts
     from nanoemox.tokenizer import build_tiny_tokenizer
 
     target = opts.out / "pretrained"
@@ -117,10 +126,13 @@ def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], pro
         return target, json.loads(metrics_path.read_text())
     torch.manual_seed(opts.seed)
     config = tiny()
-    tokenizer = build_tiny_tokenizer(config, _tokenizer_texts(records))
+    cfg = PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
+    # The tokenizer fits what the language stand-in reads, and knows the corpus's words.
+    words = _training_words(records)
+    tokenizer = build_tiny_tokenizer(config, flat_texts(stand_in_texts(records, cfg)) + [" ".join(words)],
+                                     bundled=False)
     model = build_model(config, pretrained=False, tokenizer=tokenizer)
     processor = NanoEmoXProcessor.from_config(config, tokenizer)
-    cfg = PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
     metrics = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), cfg, progress)
     model.save_pretrained(target, self_contained=True, processor=processor)
     metrics_path.write_text(json.dumps(metrics, indent=2))
@@ -225,17 +237,25 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
     clock = Stopwatch()
     corpus = clock.run("synthaffect", lambda: make_corpus(opts, progress))
     records = load_manifest(corpus / "manifest.jsonl")
-    test = [r for r in records if r.split == "test"]
+    splits = {split: [r for r in records if r.split == split] for split in ("dev", "test")}
     init, pre = clock.run("pretraining", lambda: pretrained_model(opts, corpus, records, progress))
     features = clock.run("feature cache", lambda: cache_features(init, corpus, records, opts, progress))
-    p2e = clock.run("P2E training", lambda: train(opts.p2e_config, "p2e", init, corpus, features, opts))
-    results = {"p2e": clock.run("P2E evaluation", lambda: evaluate(p2e, features, corpus, test,
-                                                                    opts.out / "eval_p2e", opts, "Nano-EmoX tiny, P2E"))}
-    ablation = clock.run("modality ablation", lambda: modality_ablation(p2e, features, corpus, test, opts))
+    runs = {"p2e": ("P2E", opts.p2e_config, "Nano-EmoX tiny, P2E")}
     if opts.joint_config is not None:
-        joint = clock.run("joint training", lambda: train(opts.joint_config, "joint", init, corpus, features, opts))
-        results["joint"] = clock.run("joint evaluation", lambda: evaluate(
-            joint, features, corpus, test, opts.out / "eval_joint", opts, "Nano-EmoX tiny, joint"))
+        runs["joint"] = ("joint", opts.joint_config, "Nano-EmoX tiny, joint")
+    results: dict[str, dict] = {"dev": {}}
+    trained: dict[str, Path] = {}
+    for key, (label, config, name) in runs.items():
+        trained[key] = clock.run(f"{label} training", lambda: train(config, key, init, corpus, features, opts))
+        # Dev is where choices are made; test is reported, never looked at to choose anything.
+        for split in ("dev", "test"):
+            folder = opts.out / (f"eval_{key}" if split == "test" else f"eval_{key}_dev")
+            result = clock.run(f"{label} evaluation ({split})", lambda: evaluate(
+                trained[key], features, corpus, splits[split], folder, opts, name))
+            (results if split == "test" else results["dev"])[key] = result
+    ablation = clock.run("modality ablation", lambda: modality_ablation(trained["p2e"], features, corpus,
+                                                                        splits["test"], opts))
+    p2e = trained["p2e"]
     final = opts.out / "model"
     clock.run("export", lambda: _export(p2e, final))
     report = headline(results, ablation, pre, clock, opts, corpus)

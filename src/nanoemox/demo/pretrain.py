@@ -3,20 +3,30 @@
 The paper preset starts from pretrained CLIP, HuBERT, FaceXFormer and Qwen2.5. The tiny
 preset has no such weights, so its frozen encoders would only hold random projections
 and its language model would know no words. Before the P2E curriculum, the demo gives
-each backbone a short stand-in for that pre-training, on the training split only:
+each backbone a short stand-in for that pre-training, on the training split only.
 
-- vision (the CLIP stand-in, and optionally the face encoder): classify the expression
-  the face *shows* in single frames (`extra.shown.face`; neutral when the face is not
-  a cue). This is what a pretrained vision tower brings: it can tell expressions apart.
-- speech (the HuBERT stand-in): classify the prosody the voice *shows* in one two-second
-  window (`extra.shown.voice`).
-- language (the Qwen-Instruct stand-in): first reading (a subtitle alone, then the
-  emotion its words show, `extra.shown.text`), then answering whole prompts of the
-  training records without media (placeholders removed), loss on the answers.
+What each stand-in sees, exactly:
 
-The encoder stand-ins never see the clip's task labels or which modality carries the
-cue; the language stand-in sees the training prompts and answers but no media; none of
-them sees a dev/test record. After this step the backbones are frozen again, as in P2E.
+- vision (the CLIP stand-in, and optionally the face encoder): single frames of the
+  training clips, each labelled with the expression the face *shows*
+  (`extra.shown.face`): the clip's emotion when the face carries it, "happy" for the
+  polite smile of a conflict clip, "neutral" otherwise. On the clips whose face carries
+  the emotion this label is the clip's MER target, so this is supervised expression
+  recognition, as FaceXFormer (trained on expression datasets) brings it.
+- speech (the HuBERT stand-in): one two-second window per training clip, labelled with
+  the prosody the voice *shows* (`extra.shown.voice`): the clip's emotion when the voice
+  carries it, "neutral" otherwise; on voice-cue clips this is the MER target, as a
+  speech encoder pretrained on emotional speech would know it.
+- language (the Qwen-Instruct stand-in, `nanoemox.demo.language`): the training clips'
+  subtitles and dialogue lines as plain text, generic sentences about feelings written
+  from the SynthAffect vocabulary, and generic instruction turns that are none of the
+  six tasks. It never sees a Nano-EmoX task instruction, an answer format, a record's
+  answer, a label or any media.
+
+The encoder stand-ins see neither the task instructions nor which modality carries a
+clip's emotion (a clip's frames and its audio window are labelled separately, each by
+what that modality shows); no stand-in sees a dev/test record. Afterwards the backbones
+are frozen again, as in P2E: learning the six tasks is P2E's job.
 """
 
 from __future__ import annotations
@@ -46,9 +56,12 @@ class PretrainConfig:
     vision_epochs: int = 2
     speech_epochs: int = 8
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_reading_steps: int = 200  # language stage 1: subtitle -> the emotion its words show
-    lm_steps: int = 800  # language stage 2: whole prompts of all tasks -> answers
-    lm_reading_share: float = 0.5  # share of each stage-2 batch that keeps reading
+    lm_steps: int = 1000  # language stand-in: task-agnostic texts (nanoemox.demo.language)
+    lm_mix: tuple[tuple[str, float], ...] = (("corpus", 0.3), ("feelings", 0.25), ("instructions", 0.3),
+                                             ("copying", 0.15))
+    lm_copies: int = 2000  # copying samples over the whole vocabulary (nanoemox.demo.language)
+    lm_feelings: int = 3000  # generic sentences about feelings to draw from
+    lm_instructions: int = 3000  # generic instruction turns to draw from
     batch_size: int = 32
     lr: float = 1e-3  # vision and face
     speech_lr: float = 3e-3
@@ -171,120 +184,77 @@ def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: li
     return out
 
 
-def _reading_samples(processor, records: Sequence[Record], rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Short texts for the first language stage: the words alone, then what they say about the emotion.
-
-    - one per training clip with a subtitle: the subtitle, then the emotion its words show
-      (`extra.shown.text`, neutral when the words are flat), in the MER answer form;
-    - one per training record whose words carry the emotion: its subtitle (the speaker's
-      current turn in a dialogue), its task instruction, then its answer, so every task's
-      answer form learns to follow the words while the text is still short.
-    """
-    from nanoemox.processor import ASSISTANT, INSTRUCTION_INTRO
-    from nanoemox.tasks import get_task
-
-    def ids(text: str) -> list[int]:
-        return list(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def sample(prompt: str, answer: str) -> tuple[torch.Tensor, torch.Tensor]:
-        prompt_ids, answer_ids = ids(prompt + ASSISTANT), ids(answer) + [processor.tokenizer.eos_token_id]
-        return torch.tensor(prompt_ids + answer_ids), torch.tensor([-100] * len(prompt_ids) + answer_ids)
-
-    seen, samples = set(), []
-    for r in records:
-        shown = r.extra.get("shown", {}).get("text")
-        if r.split != "train" or not r.text or shown is None:
-            continue
-        key = r.media.get("video") or r.id
-        if key not in seen:
-            seen.add(key)
-            samples.append(sample(r.text, get_task("mer").format_target(shown)))
-        if shown != "neutral" and r.target is not None:
-            instruction = processor.instruction(r.task, r.candidates, train=True, rng=rng)
-            samples.append(sample(r.text + INSTRUCTION_INTRO + instruction, get_task(r.task).format_target(r.target)))
-    return samples
-
-
-def _instruction_samples(processor, records: Sequence[Record], rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Whole training prompts of every task with their answers, placeholders removed (no media)."""
-    placeholders = torch.tensor(list(processor.placeholder_ids.values()))
-    samples = []
-    for record in records:
-        if record.split != "train" or record.target is None:
-            continue
-        encoded = processor.encode_text(record.task, record.text, record.history, record.candidates,
-                                        record.target, train=True, rng=rng)
-        ids, answer = torch.tensor(encoded.input_ids), torch.tensor(encoded.labels)
-        keep = ~torch.isin(ids, placeholders)
-        samples.append((ids[keep], answer[keep]))
-    return samples
-
-
 def _draw(rng: random.Random, samples: list, k: int) -> list:
     return rng.sample(samples, k) if k <= len(samples) else rng.choices(samples, k=k)
 
 
+def _task_tokens(processor, record: Record) -> list[int]:
+    encoded = processor.encode_text(record.task, record.text, record.history, record.candidates, record.target)
+    placeholders = set(processor.placeholder_ids.values())
+    return [t for t in encoded.input_ids if t not in placeholders]
+
+
+def stand_in_texts(records: Sequence[Record], cfg: PretrainConfig) -> dict[str, list]:
+    """What the language stand-in reads (and the demo's tokenizer is fitted to)."""
+    from nanoemox.demo.language import language_texts
+
+    return language_texts(records, seed=cfg.seed, feelings=cfg.lm_feelings, instructions=cfg.lm_instructions)
+
+
 def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg: PretrainConfig,
-                      progress: Progress | None = None) -> float:
-    """Train the tiny LM on texts of the training split (no media), in two stages.
+                      progress: Progress | None = None) -> dict[str, float]:
+    """Train the tiny LM on task-agnostic texts (`nanoemox.demo.language`), all its weights but LoRA.
 
-    1. reading (`lm_reading_steps`): a subtitle alone, then the emotion its words show,
-       or, where the words carry the emotion, the subtitle with a task instruction and
-       its answer. With the media intros and the dialogue history around it, a small LM
-       trained from scratch takes thousands of steps to find the one emotional remark in
-       a prompt; from short texts it learns in a few hundred, and the skill carries over
-       to whole prompts.
-    2. instructions (`lm_steps`): whole prompts of all six tasks with their answers, the
-       stand-in for an instruction-tuned LM (the paper uses Qwen2.5-Instruct) that
-       answers in the requested form. Half of each batch (`lm_reading_share`) stays
-       reading: without it the first large gradients of the long answers wipe out the
-       reading skill before the whole prompts can use it.
-
-    The loss is on answer tokens only. Returns the mean loss of the last 20 steps.
+    Each batch mixes the corpus's subtitles and dialogue lines, generic sentences about
+    feelings and generic instruction turns in the shares `lm_mix`. The LM never sees a
+    Nano-EmoX task instruction, answer format or record answer here. Returns the mean
+    loss of the last 20 steps and the share of the vocabulary the texts hold.
     """
+    from nanoemox.demo.language import language_corpus, token_coverage
+
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    reading = _reading_samples(processor, records, rng)
-    instructions = _instruction_samples(processor, records, rng)
-    if not instructions:
-        raise ValueError("no training records with a target to pre-train the language stand-in on")
-    # (steps, reading samples per batch); stage 2 keeps some reading so its skill is not lost
-    # to the first large gradients of the long answers.
-    keep = round(cfg.batch_size * cfg.lm_reading_share) if reading else 0
-    stages = [(cfg.lm_reading_steps if reading else 0, cfg.batch_size), (cfg.lm_steps, keep)]
+    corpus = language_corpus(processor.tokenizer, stand_in_texts(records, cfg), copies=cfg.lm_copies, seed=cfg.seed)
+    # How much of what P2E will train on (prompts and answers, placeholders aside) is made of
+    # tokens the stand-in has read; the rest are sub-word pieces with untrained embeddings.
+    task_texts = [_task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
+    coverage = token_coverage(corpus, task_texts)
+    logger.info("language stand-in: %.1f%% of the training prompts' and answers' tokens are ones it has read",
+                100 * coverage)
+    shares = dict(cfg.lm_mix)
+    counts = {k: round(cfg.batch_size * shares.get(k, 0.0) / sum(shares.values())) for k in corpus}
+    counts["corpus"] += cfg.batch_size - sum(counts.values())
     lm = model.language
     params = [p for n, p in lm.named_parameters() if "lora_" not in n]
     for p in params:
         p.requires_grad_(True)
     lm.train()
     optimizer = torch.optim.AdamW(params, lr=cfg.lm_lr, weight_decay=0.01)
-    total = sum(steps for steps, _ in stages)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lm_lr, total_steps=max(total, 1),
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lm_lr, total_steps=max(cfg.lm_steps, 1),
                                                     pct_start=0.1)
     pad, head, trunk = processor.pad_token_id, lm.get_output_embeddings(), lm.get_decoder()
     losses: list[float] = []
-    for steps, n_reading in stages:
-        for _ in range(steps):
-            chunk = _draw(rng, reading, n_reading) + _draw(rng, instructions, cfg.batch_size - n_reading)
-            ids = nn.utils.rnn.pad_sequence([t for t, _ in chunk], batch_first=True, padding_value=pad)
-            answers = nn.utils.rnn.pad_sequence([a for _, a in chunk], batch_first=True, padding_value=-100)
-            mask = nn.utils.rnn.pad_sequence([torch.ones_like(t) for t, _ in chunk], batch_first=True)
-            hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-            loss = sequence_loss(hidden, answers, head=head)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            if progress:
-                progress("language", len(losses), total)
+    for _ in range(cfg.lm_steps):
+        chunk = [s for kind, k in counts.items() for s in _draw(rng, corpus[kind], k)]
+        ids = nn.utils.rnn.pad_sequence([t for t, _ in chunk], batch_first=True, padding_value=pad)
+        labels = nn.utils.rnn.pad_sequence([a for _, a in chunk], batch_first=True, padding_value=-100)
+        mask = nn.utils.rnn.pad_sequence([torch.ones_like(t) for t, _ in chunk], batch_first=True)
+        hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        loss = sequence_loss(hidden, labels, head=head)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if progress:
+            progress("language", len(losses), cfg.lm_steps)
     for p in lm.parameters():
         p.requires_grad_(False)
     lm.eval()
     final = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else float("nan")
     logger.info("pre-training language: final loss %.3f", final)
-    return final
+    return {"language_loss": final, "language_token_coverage": coverage}
 
 
 def pretrain_tiny(model: NanoEmoX, processor, records: Sequence[Record], root: str, labels: list[str],
@@ -297,6 +267,6 @@ def pretrain_tiny(model: NanoEmoX, processor, records: Sequence[Record], root: s
     started = time.perf_counter()
     data = decode_training_clips(records, processor, root, cfg, labels, progress)
     metrics = pretrain_encoders(model, data, labels, cfg, progress)
-    metrics["language_loss"] = pretrain_language(model, processor, records, cfg, progress)
+    metrics.update(pretrain_language(model, processor, records, cfg, progress))
     metrics["seconds"] = time.perf_counter() - started
     return metrics

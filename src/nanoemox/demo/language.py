@@ -1,0 +1,273 @@
+"""What the tiny language stand-in reads before P2E: the corpus's language, feelings, generic instructions.
+
+The paper starts from Qwen2.5-Instruct, which knows English, knows what emotion words
+mean and follows generic instructions, but has never been trained on the six affective
+tasks of Nano-EmoX. The tiny preset's language model starts from random weights, so the
+demo gives it a stand-in for that pre-training, built only from texts of three kinds:
+
+- **corpus language** (`corpus_samples`): the subtitles and dialogue lines of the
+  training clips, as plain text (every token predicted); no instruction, no answer,
+  no record's label;
+- **feelings** (`feeling_samples`): generic sentences, written here from the
+  SynthAffect vocabulary and not from any record, that use emotion words as a speaker of
+  English would ("I am over the moon about it!" she said, delighted; anger is an
+  unpleasant feeling);
+- **generic instructions** (`instruction_samples`): `###Human: ... ###Assistant: ...`
+  turns of tasks that are none of the six (repeat a sentence, give its last word, pick
+  the listed word that occurs in a sentence, pick or list the words of a category, number
+  the sentences of a text, tag the topic of a sentence, say what a sentence is about);
+  the loss is on the answer only, as in instruction tuning;
+- **copying** (`copy_samples`): "Repeat exactly:" strings of random tokens, so every
+  token of the vocabulary has been read and written once the stand-in is done.
+
+The demo fits the tiny tokenizer to exactly these texts (`flat_texts`), so the stand-in
+has read every token of its vocabulary, as a pretrained LM has; the words of the task
+instructions and answers that these texts lack are spelled with the sub-word tokens it
+knows.
+
+None of these texts holds a task instruction of Nano-EmoX, a task identifier such as
+`[Recognition]`, an answer format of the six tasks (the ERG `<think>` steps, the ERI
+reasons, the OV-MER word lists, sentiment words as answers) or any record's answer;
+`tests/test_demo.py` checks this on a generated corpus. Learning the tasks is left to
+P2E (adapters, fusion and phase 3's LoRA), as in the paper.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+
+from nanoemox.data.manifest import Record
+from nanoemox.data.synth.text import EMOTION_REMARKS, EVENTS
+from nanoemox.data.synth.vocab import ADJECTIVE, EMOTIONS, INTENSITIES, OV_WORDS, VALENCE
+
+Sample = tuple[torch.Tensor, torch.Tensor]  # token ids, labels (-100 where no loss)
+
+NAMES = ("Anna", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kemi", "Liam")
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "colour": ("red", "blue", "green", "yellow", "purple", "orange", "grey", "brown"),
+    "animal": ("dog", "cat", "horse", "sparrow", "rabbit", "goat", "fox", "owl"),
+    "food": ("bread", "apple", "rice", "cheese", "soup", "carrot", "cake", "pasta"),
+    "day of the week": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "piece of furniture": ("table", "chair", "sofa", "wardrobe", "shelf", "bed", "desk", "stool"),
+    "feeling": tuple(sorted({ADJECTIVE[e] for e in EMOTIONS if e != "neutral"}
+                            | {w for e in EMOTIONS if e != "neutral" for ws in OV_WORDS[e].values() for w in ws})),
+}
+# Ways of introducing a remark and its feeling; generic English, not a task's answer form.
+_SAID = ('"{remark}" {name} said, {word}.', '{name} was {word}. "{remark}"',
+         'Feeling {word}, {name} said: "{remark}"', 'When {name} said "{remark}", {pronoun} was {word}.')
+_ABOUT = ("{name} felt {word} about {topic}.", "{topic_cap} left {name} {word}.",
+          "After {topic}, {name} was {word}.")
+_MEANING = ("Someone who is {word} feels {noun}.", "To be {word} is a form of {noun}.",
+            "{noun_cap} can make a person {word}.")
+_VALENCE = ("{noun_cap} is {kind} feeling.", "Most people find {noun} {kind_adj}.")
+_FLAT = ('"{remark}" {name} said, without any feeling in {possessive} voice.',
+         "{name} talked about {topic} calmly, showing no particular feeling.")
+# Nouns for the seven classes, used only inside generic sentences.
+_NOUN = {"anger": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness", "neutral": "calm",
+         "sad": "sadness", "surprise": "surprise"}
+
+
+def _tokens(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def plain(tokenizer, text: str) -> Sample:
+    """A text to read whole: every token (and the end of text) is predicted."""
+    ids = torch.tensor(_tokens(tokenizer, text) + [tokenizer.eos_token_id])
+    return ids, ids.clone()
+
+
+def turn(tokenizer, request: str, answer: str) -> Sample:
+    """One generic instruction turn in the prompt framing of the processor; loss on the answer only."""
+    from nanoemox.processor import ASSISTANT, HUMAN
+
+    prompt = _tokens(tokenizer, f"{HUMAN} {request}{ASSISTANT}")
+    reply = _tokens(tokenizer, answer) + [tokenizer.eos_token_id]
+    return torch.tensor(prompt + reply), torch.tensor([-100] * len(prompt) + reply)
+
+
+def corpus_texts(records: Sequence[Record]) -> list[str]:
+    """Unique subtitles and dialogue lines of the training split, in order."""
+    seen: dict[str, None] = {}
+    for r in records:
+        if r.split != "train":
+            continue
+        for text in [r.text] + [t.get("text") for t in r.history or []]:
+            if text:
+                seen.setdefault(text.strip(), None)
+    return list(seen)
+
+
+def corpus_samples(tokenizer, records: Sequence[Record]) -> list[Sample]:
+    return [plain(tokenizer, text) for text in corpus_texts(records)]
+
+
+def feeling_sentences(rng: random.Random, n: int) -> list[str]:
+    """Generic sentences that use emotion words the way English does (none mentions a record)."""
+    out = []
+    for _ in range(n):
+        emotion, intensity = rng.choice(EMOTIONS), rng.choice(INTENSITIES)
+        name = rng.choice(NAMES)
+        pronoun, possessive, obj = ("she", "her", "her") if NAMES.index(name) % 2 == 0 else ("he", "his", "him")
+        topic = rng.choice(EVENTS).topic
+        remark = rng.choice(EMOTION_REMARKS[emotion][intensity])
+        words = [ADJECTIVE[emotion], *OV_WORDS[emotion][intensity]]
+        word, noun = rng.choice(words), _NOUN[emotion]
+        if emotion == "neutral":
+            flat = rng.choice(EMOTION_REMARKS[rng.choice([e for e in EMOTIONS if e != "neutral"])]["mild"])
+            kind = rng.randrange(3)
+            text = (rng.choice(_FLAT).format(remark=f"It was about {topic}.", name=name, possessive=possessive,
+                                             topic=topic) if kind == 0 else
+                    f"{name} was calm. Nothing about {topic} moved {obj}."
+                    if kind == 1 else f'"{flat}" is not something a calm person would say.')
+        else:
+            kind = rng.randrange(4)
+            valence = VALENCE[emotion]
+            fields = dict(remark=remark, name=name, pronoun=pronoun, word=word, topic=topic,
+                          topic_cap=topic[0].upper() + topic[1:], noun=noun, noun_cap=noun.capitalize(),
+                          kind="a pleasant" if valence > 0 else "an unpleasant",
+                          kind_adj="pleasant" if valence > 0 else "unpleasant")
+            template = rng.choice((_SAID, _ABOUT, _MEANING, _VALENCE)[kind] if kind else _SAID)
+            text = template.format(**fields)
+        out.append(text[0].upper() + text[1:])
+    return out
+
+
+def feeling_samples(tokenizer, rng: random.Random, n: int) -> list[Sample]:
+    return [plain(tokenizer, text) for text in feeling_sentences(rng, n)]
+
+
+def _words(sentence: str) -> list[str]:
+    return [w.strip('.,!?"\'') for w in sentence.split() if w.strip('.,!?"\'')]
+
+
+def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """(request, answer) pairs of generic instruction following over the given sentences."""
+    pool = sorted({w for ws in CATEGORIES.values() for w in ws} | {w.lower() for t in texts for w in _words(t)})
+    topics = [e.topic for e in EVENTS]
+    out = []
+    for _ in range(n):
+        sentence = rng.choice(texts)
+        words = _words(sentence)
+        kind = rng.randrange(8)
+        if kind == 0:
+            out.append((f"Repeat this sentence exactly: {sentence}", sentence))
+        elif kind == 1:
+            out.append((f"What is the last word of this sentence? {sentence}", words[-1]))
+        elif kind == 2:
+            present = rng.choice(words).lower()
+            options = rng.sample([w for w in pool if w not in {x.lower() for x in words}], 3) + [present]
+            rng.shuffle(options)
+            out.append((f"Sentence: {sentence}\nWhich of these words occurs in the sentence: "
+                        f"{', '.join(options)}? Reply with the word.", present))
+        elif kind == 3:
+            category = rng.choice(sorted(CATEGORIES))
+            right = rng.choice(CATEGORIES[category])
+            others = [w for c, ws in CATEGORIES.items() if c != category for w in ws]
+            options = rng.sample(others, 3) + [right]
+            rng.shuffle(options)
+            article = "an" if category[0] in "aeiou" else "a"
+            out.append((f"Which one is {article} {category}: {', '.join(options)}?", right))
+        elif kind == 5:
+            category = rng.choice(sorted(CATEGORIES))
+            right = rng.sample(CATEGORIES[category], rng.randint(1, 3))
+            others = [w for c, ws in CATEGORIES.items() if c != category for w in ws]
+            options = rng.sample(others, 5 - len(right)) + right
+            rng.shuffle(options)
+            plural = category + ("es" if category.endswith("h") else "s")
+            out.append((f"List every {category} among these words, separated by commas: {', '.join(options)}.",
+                        ", ".join(w for w in options if w in right)))
+        elif kind == 7:
+            about = [t for t in topics if t in sentence] or [words[-1]]
+            out.append((f"Copy this sentence and mark what it is about with <topic> tags: {sentence}",
+                        sentence.replace(about[0], f"<topic>{about[0]}</topic>", 1)))
+        elif kind == 6:
+            parts = [p.strip() + "." for p in " ".join(rng.sample(list(texts), 2)).replace("!", ".").replace("?", ".")
+                     .split(".") if p.strip()]
+            out.append(("Number the sentences of this text, one per line: " + " ".join(parts),
+                        "\n".join(f"{i}. {p}" for i, p in enumerate(parts, 1))))
+        else:
+            about = [t for t in topics if t in sentence]
+            if about:
+                out.append((f"What is this sentence about? {sentence}", about[0]))
+            else:
+                out.append((f"How many words are in this sentence? {sentence}", str(len(words))))
+    return out
+
+
+def instruction_samples(tokenizer, texts: Sequence[str], rng: random.Random, n: int) -> list[Sample]:
+    return [turn(tokenizer, request, answer) for request, answer in generic_turns(texts, rng, n)]
+
+
+def language_texts(records: Sequence[Record], seed: int = 0, feelings: int = 3000,
+                   instructions: int = 3000) -> dict[str, list]:
+    """The stand-in's reading, deterministic for a seed: corpus texts, feeling sentences, generic turns.
+
+    Sentences come from the training split only. "instructions" holds (request, answer) pairs.
+    """
+    rng = random.Random(seed)
+    texts = corpus_texts(records)
+    if not texts:
+        raise ValueError("no subtitles or dialogue lines in the training split to pre-train the language stand-in on")
+    feeling_texts = feeling_sentences(rng, feelings)
+    return {"corpus": texts, "feelings": feeling_texts,
+            "instructions": generic_turns(texts + feeling_texts[:500], rng, instructions)}
+
+
+def flat_texts(texts: dict[str, list]) -> list[str]:
+    """Every text of `language_texts` as the LM reads it (turns in the processor's framing).
+
+    The tiny tokenizer is fitted to exactly these, so every token of its vocabulary is one
+    the stand-in has read: a token it never saw would keep a random embedding that LoRA
+    cannot train, unlike a real LM whose whole vocabulary was pre-trained.
+    """
+    from nanoemox.processor import ASSISTANT, HUMAN
+
+    return texts["corpus"] + texts["feelings"] + [f"{HUMAN} {q}{ASSISTANT}{a}" for q, a in texts["instructions"]]
+
+
+def copy_samples(tokenizer, rng: random.Random, n: int, length: tuple[int, int] = (3, 12)) -> list[Sample]:
+    """Generic copying over the whole vocabulary: "Repeat exactly:" random tokens, then the same tokens.
+
+    A pretrained LM has read every token of its vocabulary in some context; texts alone
+    leave many sub-word pieces unread (BPE keeps intermediate merges), and their random
+    embeddings cannot be trained by LoRA later. Copying random token strings reads and
+    writes each of them, and copying is a generic skill, not one of the six tasks.
+    """
+    from nanoemox.processor import ASSISTANT, HUMAN
+
+    special = set(tokenizer.all_special_ids)
+    vocab = [i for i in range(len(tokenizer)) if i not in special]
+    order: list[int] = []  # whole shuffled passes over the vocabulary, so every token comes early
+    while len(order) < n * length[1]:
+        order += rng.sample(vocab, len(vocab))
+    head, tail = _tokens(tokenizer, f"{HUMAN} Repeat exactly: "), _tokens(tokenizer, ASSISTANT)
+    out, pos = [], 0
+    for _ in range(n):
+        k = rng.randint(*length)
+        body, pos = order[pos:pos + k], pos + k
+        prompt, reply = head + body + tail, body + [tokenizer.eos_token_id]
+        out.append((torch.tensor(prompt + reply), torch.tensor([-100] * len(prompt) + reply)))
+    return out
+
+
+def language_corpus(tokenizer, texts: dict[str, list], copies: int = 0, seed: int = 0) -> dict[str, list[Sample]]:
+    """`language_texts`, tokenized: plain texts are read whole, turns learn their answer;
+    with `copies`, that many copying samples over the whole vocabulary (`copy_samples`)."""
+    corpus = {"corpus": [plain(tokenizer, t) for t in texts["corpus"]],
+              "feelings": [plain(tokenizer, t) for t in texts["feelings"]],
+              "instructions": [turn(tokenizer, q, a) for q, a in texts["instructions"]]}
+    if copies:
+        corpus["copying"] = copy_samples(tokenizer, random.Random(seed), copies)
+    return corpus
+
+
+def token_coverage(samples: dict[str, list[Sample]], sequences: Sequence[Sequence[int]]) -> float:
+    """Share of the token occurrences in `sequences` (e.g. the task prompts and answers P2E
+    will train on) whose token the stand-in has read in `samples`."""
+    seen = {int(t) for kind in samples.values() for ids, _ in kind for t in ids}
+    total = sum(len(seq) for seq in sequences)
+    return sum(int(t) in seen for seq in sequences for t in seq) / max(1, total)
