@@ -27,7 +27,7 @@ def test_demo_runs_end_to_end(tmp_path):
         p2e_config=_short(defaults.p2e_config, tmp_path / "p2e.yaml", 2),
         joint_config=_short(defaults.joint_config, tmp_path / "joint.yaml", 3),
         pretrain=PretrainConfig(vision_epochs=1, speech_epochs=1, lm_steps=4, batch_size=8, lm_feelings=50,
-                                lm_instructions=50),
+                                lm_instructions=50, lm_copies=50, lm_framed=50),
     )
     stages = []
     report = run_demo(opts, progress=lambda stage, done, total: stages.append(stage))
@@ -43,6 +43,14 @@ def test_demo_runs_end_to_end(tmp_path):
         assert 0.0 <= saved[key] <= 1.0
     assert set(saved["modality_ablation"]["accuracy_by_cue"]) == {"none", "face", "voice", "text"}
     assert saved["p2e_vs_joint"]["mer_accuracy"].keys() == {"p2e", "joint"}
+    # The same figures on dev, where the demo's settings are chosen; evaluated apart from test.
+    for key in ("mer_accuracy", "msa_waf", "mir_accuracy", "ovmer_fscore", "erg_emotion_accuracy"):
+        assert 0.0 <= saved["dev"][key] <= 1.0
+    assert saved["dev"]["p2e_vs_joint"]["mer_accuracy"].keys() == {"p2e", "joint"}
+    assert (out / "eval_p2e_dev" / "results.json").is_file() and (out / "eval_joint_dev" / "results.json").is_file()
+    dev_ids = {json.loads(line)["id"] for line in (out / "eval_p2e_dev" / "predictions.jsonl").open()}
+    test_ids = {json.loads(line)["id"] for line in (out / "eval_p2e" / "predictions.jsonl").open()}
+    assert dev_ids and test_ids and not dev_ids & test_ids
     assert saved == json.loads(json.dumps(report))
     assert {"synthaffect", "vision", "speech", "language", "features"} <= set(stages)
     # The exported model is self-contained: it loads on its own.
@@ -58,17 +66,24 @@ def _synth_records(n: int = 40):
     return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
 
 
-def test_language_stand_in_never_sees_the_tasks(tiny_tokenizer):
+def test_language_stand_in_never_sees_the_tasks(tiny_config, tiny_tokenizer):
     """The language stand-in reads subtitles, dialogue lines, feelings and generic instructions:
     never a task instruction, a task identifier, an answer format, a long answer or a dev/test text."""
     import random
 
-    from nanoemox.demo.language import language_corpus, language_texts
+    from nanoemox.demo.language import framed_samples, language_corpus, language_texts
+    from nanoemox.processor import NanoEmoXProcessor
     from nanoemox.tasks import TASKS, get_task
 
     records = _synth_records()
+    processor = NanoEmoXProcessor.from_config(tiny_config, tiny_tokenizer)
     corpus = language_corpus(tiny_tokenizer, language_texts(records, seed=0, feelings=400, instructions=400))
-    assert {k: len(v) > 0 for k, v in corpus.items()} == {"corpus": True, "feelings": True, "instructions": True}
+    corpus["framed"] = framed_samples(processor, records, random.Random(0), 400)
+    assert {k: len(v) > 0 for k, v in corpus.items()} == {"corpus": True, "feelings": True, "instructions": True,
+                                                          "framed": True}
+    # Framed requests sit in the whole prompt framing: every placeholder, then the words of a training clip.
+    ids, labels = corpus["framed"][0]
+    assert sum(int(t) in set(processor.placeholder_ids.values()) for t in ids) == sum(processor.token_counts.values())
     texts = [tiny_tokenizer.decode(ids) for kind in corpus.values() for ids, _ in kind]
     joined = "\n".join(texts)
     for name, task in TASKS.items():

@@ -297,10 +297,8 @@ def _small_pretraining():
     """The stand-in pre-training cut to a few steps (only knobs this version has are set)."""
     from nanoemox.demo.pretrain import PretrainConfig
 
-    small = {"vision_epochs": 1, "speech_epochs": 1, "face_epochs": 0, "lm_reading_steps": 4, "lm_steps": 4,
-             "lm_feelings": 50, "lm_instructions": 50, "batch_size": 8}
-    known = {f.name for f in dataclasses.fields(PretrainConfig)}
-    return PretrainConfig(**{k: v for k, v in small.items() if k in known})
+    return PretrainConfig(vision_epochs=1, speech_epochs=1, face_epochs=0, lm_steps=4, lm_feelings=50,
+                          lm_instructions=50, lm_copies=50, lm_framed=50, batch_size=8)
 
 
 def test_demo_out_is_the_working_directory(tmp_path, monkeypatch, untouched):
@@ -313,7 +311,7 @@ def test_demo_out_is_the_working_directory(tmp_path, monkeypatch, untouched):
     real = pipeline.DemoOptions
 
     def small_options(**options):
-        return real(**options, batch_size=8, p2e_config=p2e, pretrain=_small_pretraining())
+        return real(**options, batch_size=8, p2e_config=p2e, pretrain=_small_pretraining(), language={}, lora={})
 
     monkeypatch.setattr(pipeline, "DemoOptions", small_options)
     assert main(["demo", "--out", "my-demo", "--clips", "16", "--workers", "1", "--no-joint"]) == 0

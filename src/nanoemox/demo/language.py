@@ -271,3 +271,49 @@ def token_coverage(samples: dict[str, list[Sample]], sequences: Sequence[Sequenc
     seen = {int(t) for kind in samples.values() for ids, _ in kind for t in ids}
     total = sum(len(seq) for seq in sequences)
     return sum(int(t) in seen for seq in sequences for t in seq) / max(1, total)
+
+
+def framed_requests(text: str, history: Sequence[dict] | None, rng: random.Random) -> tuple[str, str]:
+    """A generic (request, answer) about the words of a clip, asked in the prompt's framing."""
+    words = _words(text)
+    topics = [e.topic for e in EVENTS if e.topic in text]
+    if history and rng.random() < 0.5:
+        first = history[0]
+        return rng.choice((("Who spoke first in the conversation?", first["role"]),
+                           ("What was said first in the conversation?", first["text"])))
+    kind = rng.randrange(4)
+    if kind == 0:
+        return "Repeat what is said, word for word.", text
+    if kind == 1:
+        return "What is the last word that is said?", words[-1]
+    if kind == 2 and topics:
+        return "What is the talk about?", topics[0]
+    present = rng.choice(words).lower()
+    pool = sorted({w for ws in CATEGORIES.values() for w in ws} - {w.lower() for w in words})
+    options = rng.sample(pool, 3) + [present]
+    rng.shuffle(options)
+    return f"Which of these words is said: {', '.join(options)}? Reply with the word.", present
+
+
+def framed_samples(processor, records: Sequence[Record], rng: random.Random, n: int) -> list[Sample]:
+    """Generic requests about a training clip's words inside the processor's whole prompt framing.
+
+    The prompt is the one P2E uses up to the instruction (the modality introductions with
+    their placeholder tokens, then the subtitle or the conversation so far), followed by a
+    generic request from `framed_requests` instead of a task instruction; the placeholders
+    hold the LM's own embeddings (no media). So the stand-in learns to find the words in a
+    long prompt, as a pretrained LM reads long contexts, without meeting any of the six tasks.
+    """
+    from nanoemox.processor import ASSISTANT, INSTRUCTION_INTRO
+
+    pool = [r for r in records if r.split == "train" and r.text]
+    out = []
+    for _ in range(n):
+        r = rng.choice(pool)
+        request, answer = framed_requests(r.text, r.history, rng)
+        intro, turns = processor._context_turns(r.task, r.text, r.history)
+        prompt = (processor._head_ids + intro + [t for run in turns for t in run]
+                  + processor._ids(INSTRUCTION_INTRO + request) + processor._ids(ASSISTANT))
+        reply = processor._ids(answer) + [processor.tokenizer.eos_token_id]
+        out.append((torch.tensor(prompt + reply), torch.tensor([-100] * len(prompt) + reply)))
+    return out

@@ -56,10 +56,11 @@ class PretrainConfig:
     vision_epochs: int = 2
     speech_epochs: int = 8
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_steps: int = 1000  # language stand-in: task-agnostic texts (nanoemox.demo.language)
-    lm_mix: tuple[tuple[str, float], ...] = (("corpus", 0.3), ("feelings", 0.25), ("instructions", 0.3),
-                                             ("copying", 0.15))
+    lm_steps: int = 1500  # language stand-in: task-agnostic texts (nanoemox.demo.language)
+    lm_mix: tuple[tuple[str, float], ...] = (("corpus", 0.2), ("feelings", 0.2), ("instructions", 0.2),
+                                             ("copying", 0.1), ("framed", 0.3))
     lm_copies: int = 2000  # copying samples over the whole vocabulary (nanoemox.demo.language)
+    lm_framed: int = 3000  # generic requests inside the whole prompt framing (nanoemox.demo.language)
     lm_feelings: int = 3000  # generic sentences about feelings to draw from
     lm_instructions: int = 3000  # generic instruction turns to draw from
     batch_size: int = 32
@@ -210,11 +211,13 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
     Nano-EmoX task instruction, answer format or record answer here. Returns the mean
     loss of the last 20 steps and the share of the vocabulary the texts hold.
     """
-    from nanoemox.demo.language import language_corpus, token_coverage
+    from nanoemox.demo.language import framed_samples, language_corpus, token_coverage
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     corpus = language_corpus(processor.tokenizer, stand_in_texts(records, cfg), copies=cfg.lm_copies, seed=cfg.seed)
+    if cfg.lm_framed:
+        corpus["framed"] = framed_samples(processor, records, random.Random(cfg.seed + 1), cfg.lm_framed)
     # How much of what P2E will train on (prompts and answers, placeholders aside) is made of
     # tokens the stand-in has read; the rest are sub-word pieces with untrained embeddings.
     task_texts = [_task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
