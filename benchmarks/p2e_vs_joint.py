@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.seeds) < 2:
         parser.error("give at least two seeds: a standard deviation needs them")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from nanoemox.cli import _quiet_libraries
+
+    _quiet_libraries()  # no weight-loading progress bars between the runs' log lines
     work = Path(args.work).expanduser().resolve()
     out = Path(args.out).expanduser().resolve()
     opts = pipeline.DemoOptions(out=work, clips=args.clips, seed=0)

@@ -19,8 +19,10 @@ What each stand-in sees, exactly:
   speech encoder pretrained on emotional speech would know it.
 - language (the Qwen-Instruct stand-in, `nanoemox.demo.language`): the training clips'
   subtitles and dialogue lines as plain text, generic sentences about feelings written
-  from the SynthAffect vocabulary, and generic instruction turns that are none of the
-  six tasks. It never sees a Nano-EmoX task instruction, an answer format, a record's
+  from the SynthAffect vocabulary, generic instruction turns that are none of the six
+  tasks (alone, and about a clip's words inside the model's prompt framing, with the
+  placeholders holding no media), and copying of random token strings over its whole
+  vocabulary. It never sees a Nano-EmoX task instruction, an answer format, a record's
   answer, a label or any media.
 
 The encoder stand-ins see neither the task instructions nor which modality carries a
