@@ -99,8 +99,8 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_title(f"{split} split")
         ax.set_ylim(0, 105)
     axes[0].set_ylabel("score (%), mean ± std over seeds")
-    axes[0].legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path)
     plt.close(fig)
 
