@@ -3,7 +3,7 @@
 The paper starts from Qwen2.5-Instruct, which knows English, knows what emotion words
 mean and follows generic instructions, but has never been trained on the six affective
 tasks of Nano-EmoX. The tiny preset's language model starts from random weights, so the
-demo gives it a stand-in for that pre-training, built only from texts of three kinds:
+demo gives it a stand-in for that pre-training, built only from texts of five kinds:
 
 - **corpus language** (`corpus_samples`): the subtitles and dialogue lines of the
   training clips, as plain text (every token predicted); no instruction, no answer,
@@ -17,13 +17,16 @@ demo gives it a stand-in for that pre-training, built only from texts of three k
   the listed word that occurs in a sentence, pick or list the words of a category, number
   the sentences of a text, tag the topic of a sentence, say what a sentence is about);
   the loss is on the answer only, as in instruction tuning;
+- **framed requests** (`framed_samples`): generic requests about a training clip's words
+  (repeat them, their last word, which listed word is said, who spoke first) inside the
+  model's whole prompt framing, placeholders included but holding no media, so that it
+  learns to find the words in a long prompt;
 - **copying** (`copy_samples`): "Repeat exactly:" strings of random tokens, so every
   token of the vocabulary has been read and written once the stand-in is done.
 
-The demo fits the tiny tokenizer to exactly these texts (`flat_texts`), so the stand-in
-has read every token of its vocabulary, as a pretrained LM has; the words of the task
-instructions and answers that these texts lack are spelled with the sub-word tokens it
-knows.
+The demo fits the tiny tokenizer to these texts (`flat_texts`) plus the list of distinct
+words of the training split (a vocabulary, without the sentences), and the copying texts
+make the stand-in read every token of that vocabulary, as a pretrained LM has.
 
 None of these texts holds a task instruction of Nano-EmoX, a task identifier such as
 `[Recognition]`, an answer format of the six tasks (the ERG `<think>` steps, the ERI
