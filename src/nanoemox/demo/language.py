@@ -5,14 +5,14 @@ mean and follows generic instructions, but has never been trained on the six aff
 tasks of Nano-EmoX. The tiny preset's language model starts from random weights, so the
 demo gives it a stand-in for that pre-training, built only from texts of five kinds:
 
-- **corpus language** (`corpus_samples`): the subtitles and dialogue lines of the
+- **corpus language** (`corpus_texts`): the subtitles and dialogue lines of the
   training clips, as plain text (every token predicted); no instruction, no answer,
   no record's label;
-- **feelings** (`feeling_samples`): generic sentences, written here from the
+- **feelings** (`feeling_sentences`): generic sentences, written here from the
   SynthAffect vocabulary and not from any record, that use emotion words as a speaker of
   English would ("I am over the moon about it!" she said, delighted; anger is an
   unpleasant feeling);
-- **generic instructions** (`instruction_samples`): `###Human: ... ###Assistant: ...`
+- **generic instructions** (`generic_turns`): `###Human: ... ###Assistant: ...`
   turns of tasks that are none of the six (repeat a sentence, give its last word, pick
   the listed word that occurs in a sentence, pick or list the words of a category, number
   the sentences of a text, tag the topic of a sentence, say what a sentence is about);
@@ -104,10 +104,6 @@ def corpus_texts(records: Sequence[Record]) -> list[str]:
     return list(seen)
 
 
-def corpus_samples(tokenizer, records: Sequence[Record]) -> list[Sample]:
-    return [plain(tokenizer, text) for text in corpus_texts(records)]
-
-
 def feeling_sentences(rng: random.Random, n: int) -> list[str]:
     """Generic sentences that use emotion words the way English does (none mentions a record)."""
     out = []
@@ -133,14 +129,10 @@ def feeling_sentences(rng: random.Random, n: int) -> list[str]:
                           topic_cap=topic[0].upper() + topic[1:], noun=noun, noun_cap=noun.capitalize(),
                           kind="a pleasant" if valence > 0 else "an unpleasant",
                           kind_adj="pleasant" if valence > 0 else "unpleasant")
-            template = rng.choice((_SAID, _ABOUT, _MEANING, _VALENCE)[kind] if kind else _SAID)
+            template = rng.choice((_SAID, _ABOUT, _MEANING, _VALENCE)[kind])
             text = template.format(**fields)
         out.append(text[0].upper() + text[1:])
     return out
-
-
-def feeling_samples(tokenizer, rng: random.Random, n: int) -> list[Sample]:
-    return [plain(tokenizer, text) for text in feeling_sentences(rng, n)]
 
 
 def _words(sentence: str) -> list[str]:
@@ -180,7 +172,6 @@ def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tupl
             others = [w for c, ws in CATEGORIES.items() if c != category for w in ws]
             options = rng.sample(others, 5 - len(right)) + right
             rng.shuffle(options)
-            plural = category + ("es" if category.endswith("h") else "s")
             out.append((f"List every {category} among these words, separated by commas: {', '.join(options)}.",
                         ", ".join(w for w in options if w in right)))
         elif kind == 7:
@@ -199,10 +190,6 @@ def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tupl
             else:
                 out.append((f"How many words are in this sentence? {sentence}", str(len(words))))
     return out
-
-
-def instruction_samples(tokenizer, texts: Sequence[str], rng: random.Random, n: int) -> list[Sample]:
-    return [turn(tokenizer, request, answer) for request, answer in generic_turns(texts, rng, n)]
 
 
 def language_texts(records: Sequence[Record], seed: int = 0, feelings: int = 3000,
