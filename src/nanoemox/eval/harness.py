@@ -60,18 +60,43 @@ def _squash(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def mer_unibench_folders(root: Path) -> dict[str, Path | None]:
+    """The folder of each of the nine sets under `root` (None when absent).
+
+    A set's folder is found under its own name (`MER2023/`, `OV-MERD+/`, ...), any
+    converter alias, or the name AffectGPT gives it (`mer2023-dataset-process`,
+    `meld-process`, `cmumosi-process`, ...); case and punctuation are ignored.
+    """
+    from nanoemox.data.converters import CONVERTERS
+
+    folders = {_squash(p.name): p for p in sorted(root.iterdir()) if p.is_dir()}
+    found: dict[str, Path | None] = {}
+    for name in MER_UNIBENCH_SETS:
+        conv = CONVERTERS[name]
+        keys = [_squash(k) for k in (name, *conv.aliases)]
+        found[name] = next((folders[k] for k in keys if k in folders), None)
+    return found
+
+
 def _mer_unibench_sets(root: Path, split: str | None) -> list[ReferenceSet]:
-    """Records of the MER-UniBench sets found as sub-folders of `root`."""
+    """Records of the MER-UniBench sets found as sub-folders of `root`; absent sets are skipped.
+
+    A set whose folder exists but does not convert raises (its error names the file),
+    so a damaged set never drops out of the average unnoticed.
+    """
     from nanoemox.data.converters import convert
 
-    folders = {_squash(p.name): p for p in root.iterdir() if p.is_dir()}
     sets = []
-    for name in MER_UNIBENCH_SETS:
-        folder = folders.get(_squash(name))
+    for name, folder in mer_unibench_folders(root).items():
         if folder is None:
-            log.warning("MER-UniBench set %s not found under %s (expected a folder %s/); skipped", name, root, name)
+            log.warning("MER-UniBench set %s not found under %s; skipped (see docs/datasets.md for the "
+                        "folder names)", name, root)
             continue
         sets.append(ReferenceSet(folder, convert(name, folder, split=split).records))
+    if not sets:
+        raise FileNotFoundError(f"no MER-UniBench set found under {root}: expected folders such as "
+                                "MER2023/ or mer2023-dataset-process/, meld-process/, cmumosi-process/ "
+                                "(docs/datasets.md)")
     return sets
 
 

@@ -321,10 +321,13 @@ def score_predictions(
         columns.extend(_SCORERS[kind](name, records, texts, ctx))
     for column in columns:
         column["paper"] = column["paper"] if column["paper"] is not None else _paper_value(benchmark, column)
+    extra: dict[str, Any] = {}
     if benchmark == "mer-unibench":
         average = _average(columns)
         if average:
             columns.append(average)
+        present = {c["name"] for c in columns}
+        extra["missing_sets"] = [spec.column for spec in MER_UNIBENCH if spec.column not in present]
     missing = [r.id for r in references if r.id in used and r.id not in predictions]
     return {
         "benchmark": benchmark,
@@ -334,6 +337,7 @@ def score_predictions(
         "missing_ids": missing[:20],
         "n_unused_predictions": len(set(predictions) - used),
         "ignored_records": len(references) - len(used),
+        **extra,
     }
 
 
@@ -355,4 +359,7 @@ def markdown_table(result: dict, model_name: str = "Ours") -> str:
     notes = [f"Benchmark: {result['benchmark']}. Values in percent"
              + ("; EMER overlap on the judge's 1-10 scale" if any(c["scale"] == "1-10" for c in columns) else "")
              + f". Samples: {result['n_references']}, missing predictions (counted wrong): {result['n_missing']}."]
+    if result.get("missing_sets"):
+        notes.append("Not evaluated (no data for these sets; the average covers the others): "
+                     + ", ".join(result["missing_sets"]) + ".")
     return "\n".join(rows + [""] + notes) + "\n"

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nanoemox.data.converters.base import AnnotationError, Converter, MediaFinder, read_json
+from nanoemox.data.converters.base import AnnotationError, Converter, ConversionContext, read_json
 from nanoemox.data.manifest import Record
 from nanoemox.tasks.labels import normalise_avamerg_emotion
 
@@ -53,7 +53,7 @@ def _role(role: Any, index: int) -> str:
     return "speaker" if index % 2 == 0 else "listener"  # dialogues alternate, speaker first
 
 
-def _turn_records(conv: dict, turn: dict, split: str, media: MediaFinder, where: str) -> list[Record]:
+def _turn_records(conv: dict, turn: dict, split: str, media: ConversionContext, where: str) -> list[Record]:
     conv_id, speaker = str(conv["conversation_id"]), str(conv["speaker_profile"]["ID"])
     try:
         k = int(turn["turn_id"])
@@ -89,7 +89,7 @@ def _turn_records(conv: dict, turn: dict, split: str, media: MediaFinder, where:
     ]
 
 
-def convert_avamerg(root: Path, split: str | None, media: MediaFinder) -> list[Record]:
+def convert_avamerg(root: Path, split: str | None, media: ConversionContext) -> list[Record]:
     records = []
     for sample_split, path in _files(root, split):
         data = read_json(path)

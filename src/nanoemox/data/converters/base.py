@@ -4,7 +4,11 @@ A converter reads one dataset in its native layout under a root folder and retur
 manifest `Record`s whose media paths are relative to that root. Media that should
 exist but does not is collected in `ConversionResult.missing` (never an exception),
 so annotations can be converted before every clip has arrived. Malformed annotation
-files raise `AnnotationError`, which names the file, the line and the fix.
+files raise `AnnotationError`, which names the file, the line and the fix; so does a
+conversion that yields no record at all, since an empty manifest is never what a
+user wants. While converting, each converter notes which layout it recognised and
+which annotation files (and keys) it read (`ConversionContext.note`), so
+`nanoemox data check` can say what it found without writing anything.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class ConversionResult:
     root: Path
     records: list[Record] = field(default_factory=list)
     missing: list[dict[str, str]] = field(default_factory=list)
+    layout: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    media_found: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Number of records per "split/task"."""
@@ -60,7 +67,8 @@ class ConversionResult:
         """A copy keeping only records whose media were all found."""
         bad = {m["id"] for m in self.missing}
         kept = [r for r in self.records if r.id not in bad]
-        return ConversionResult(self.dataset, self.root, kept, list(self.missing))
+        return ConversionResult(self.dataset, self.root, kept, list(self.missing), self.layout,
+                                list(self.sources), dict(self.media_found))
 
     def write(self, out_path: str | os.PathLike, report_path: str | os.PathLike | None = None) -> int:
         """Write the manifest (and, if asked, a JSON report); return the record count."""
@@ -73,12 +81,28 @@ class ConversionResult:
         return n
 
 
-class MediaFinder:
-    """Resolves media paths under a root and remembers the ones that are missing."""
+class ConversionContext:
+    """Resolves media paths under a root, remembers the missing ones, and notes what was read.
+
+    `find` looks media up; `note` records an annotation file read (with details
+    such as the keys found); `layout` is a one-line name of the layout recognised.
+    """
 
     def __init__(self, root: Path):
         self.root = root
         self.missing: list[dict[str, str]] = []
+        self.found: Counter[str] = Counter()
+        self.sources: list[dict[str, Any]] = []
+        self.layout = ""
+
+    def note(self, path: str | os.PathLike, **details: Any) -> None:
+        """Record that annotation file `path` was read; `details` (keys, rows, ...) go with it."""
+        path = Path(path)
+        try:
+            rel = path.relative_to(self.root).as_posix()
+        except ValueError:
+            rel = str(path)
+        self.sources.append({"file": rel, **details})
 
     def find(self, sample_id: str, kind: str, candidates: Sequence[str], required: bool = True) -> str | None:
         """First candidate (relative, posix) that exists under the root.
@@ -90,11 +114,13 @@ class MediaFinder:
         for rel in candidates:
             path = self.root / rel
             if (path.is_dir() if rel.endswith("/") else path.is_file()):
+                self.found[kind] += 1
                 return rel
         if required and candidates:
             self.missing.append({"id": sample_id, "path": candidates[0], "kind": kind})
             return candidates[0]
         return None
+
 
 
 def video_candidates(folder: str, stem: str, exts: Sequence[str] = (".mp4", ".avi", ".mkv", ".mov")) -> list[str]:
@@ -170,7 +196,7 @@ class Converter:
     """One dataset's converter: `func(root, split, media) -> records`."""
 
     name: str
-    func: Callable[[Path, str | None, MediaFinder], list[Record]]
+    func: Callable[[Path, str | None, ConversionContext], list[Record]]
     aliases: tuple[str, ...] = ()
     description: str = ""
 
@@ -180,12 +206,24 @@ class Converter:
             raise FileNotFoundError(f"{self.name}: dataset root {root} is not a folder")
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-        media = MediaFinder(root)
+        media = ConversionContext(root)
         records = self.func(root, split, media)
         ids = Counter(r.id for r in records)
         dup = [i for i, n in ids.items() if n > 1]
         if dup:
             raise AnnotationError(root, f"{len(dup)} duplicate sample id(s), e.g. {dup[:3]}",
                                   hint="the annotation lists a sample twice")
+        if not records:
+            read = "; ".join(_describe(s) for s in media.sources) or "no annotation file"
+            raise AnnotationError(root, f"{self.name}: no records converted"
+                                  + (f" for split {split!r}" if split else "") + f" (read: {read})",
+                                  hint="check that --root is the dataset folder and the split exists; "
+                                       "`nanoemox data check` shows what was found; see docs/datasets.md")
         log.info("%s: %d records, %d missing media file(s)", self.name, len(records), len(media.missing))
-        return ConversionResult(self.name, root, records, media.missing)
+        return ConversionResult(self.name, root, records, media.missing, media.layout, media.sources,
+                                dict(media.found))
+
+
+def _describe(source: dict[str, Any]) -> str:
+    details = ", ".join(f"{k}={v}" for k, v in source.items() if k != "file")
+    return source["file"] + (f" ({details})" if details else "")
