@@ -288,3 +288,45 @@ def test_eval_cli_on_the_downloaded_tree_writes_the_table(tmp_path, monkeypatch,
     assert header.startswith("| Model | MER2023 | MER2024 | MELD | IEMOCAP | MOSI | MOSEI | SIMS | OV-MERD+ | Average")
     saved = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert saved["missing_sets"] == ["SIMSv2"] and saved["n_references"] == 4 + 5 + 8 + 3 + 4 + 4 + 4 + 2
+
+
+# ---------------------------------------------------------------- data check
+def _snapshot(root):
+    return sorted((p.relative_to(root).as_posix(), p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+
+def test_data_check_reports_layout_files_counts_labels_and_media(tmp_path, capsys):
+    root = tmp_path / "meld-process"
+    root.mkdir()
+    meld(root)
+    (root / "subaudio" / "dia3_utt0.wav").unlink()
+    before = _snapshot(tmp_path)
+    assert main(["data", "check", "--dataset", "MELD", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "layout: MER-UniBench MELD (label.npz)" in out
+    assert "label.npz: keys={'train_corpus': 1, 'val_corpus': 1, 'test_corpus': 8}" in out
+    assert "test/mer: 8" in out and "neutral 2" in out
+    assert "audio (optional): 9 of 10 found" in out
+    assert "faces (optional): 0 of 10 found; looked for e.g. openface_face/dia100_utt0.npy" in out
+    assert _snapshot(tmp_path) == before  # nothing written
+
+    assert main(["data", "check", "--dataset", "MELD", "--root", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"dev/mer": 1, "test/mer": 8, "train/mer": 1}
+    assert report["labels"]["test/mer"]["values"]["neutral"] == 2
+    assert report["media"]["video"] == {"samples": 10, "found": 10, "missing": 0, "required": True,
+                                        "expected_like": [f"{d}/dia100_utt0.{e}" for d in ("subvideo", "video")
+                                                          for e in ("mp4", "avi", "mkv", "mov")]}
+
+
+def test_data_check_names_what_is_missing(tmp_path, capsys):
+    root = tmp_path / "iemocap-process"
+    root.mkdir()
+    iemocap(root)
+    (root / "label_4way.npz").unlink()
+    assert main(["data", "check", "--dataset", "IEMOCAP", "--root", str(root)]) == 2
+    out = capsys.readouterr().out
+    assert "NOT RECOGNISED" in out and "IEMOCAP label file not found" in out
+    assert "expected one of: label_4way.npz, label.npz, label.csv" in out
+    assert "the folder holds: subaudio/, subvideo-tgt/, transcription-engchi-polish.csv" in out
+    assert not (root / "label_4way.npz").exists()

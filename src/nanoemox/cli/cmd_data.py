@@ -1,5 +1,6 @@
-"""`nanoemox data`: convert datasets to manifests, list converters, summarise manifests.
+"""`nanoemox data`: check and convert downloaded datasets, list converters, summarise manifests.
 
+    nanoemox data check --dataset MELD --root /data/meld-process
     nanoemox data convert --dataset MER2023 --root /data/mer2023 --out manifests/mer2023.jsonl
     nanoemox data list
     nanoemox data stats manifests/mer2023.jsonl
@@ -26,6 +27,13 @@ def register(subparsers) -> None:
     conv.add_argument("--drop-missing", action="store_true",
                       help="leave out records whose media files were not found")
     conv.set_defaults(func=run_convert)
+
+    chk = actions.add_parser("check", help="say what a downloaded dataset folder holds, writing nothing")
+    chk.add_argument("--dataset", required=True, help="dataset name (see `nanoemox data list`)")
+    chk.add_argument("--root", required=True, help="the downloaded dataset folder")
+    chk.add_argument("--split", choices=("train", "dev", "test"), help="check one split only")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.set_defaults(func=run_check)
 
     lst = actions.add_parser("list", help="list the dataset converters")
     lst.set_defaults(func=run_list)
@@ -59,6 +67,18 @@ def run_convert(args: argparse.Namespace) -> int:
     if report:
         print(f"  report: {report}")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from nanoemox.data.converters.check import check_dataset, format_report
+
+    try:
+        report = check_dataset(args.dataset, args.root, split=args.split)
+    except ValueError as exc:  # unknown dataset name
+        print(f"error: {exc}")
+        return 2
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report), end="\n" if args.json else "")
+    return 0 if report["ok"] else 2
 
 
 def run_list(args: argparse.Namespace) -> int:

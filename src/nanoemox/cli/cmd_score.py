@@ -21,8 +21,10 @@ def add_reference_options(p: argparse.ArgumentParser) -> None:
     refs = p.add_mutually_exclusive_group(required=True)
     refs.add_argument("--references", action="append", metavar="MANIFEST",
                       help="reference manifest (repeat for several, e.g. the nine MER-UniBench sets)")
-    refs.add_argument("--data-root", help="raw dataset folder, converted on the fly; for mer-unibench a "
-                      "folder holding MER2023/, MER2024/, ..., OV-MERD+/; for synthaffect a SynthAffect folder")
+    refs.add_argument("--data-root", help="raw dataset folder, converted on the fly; for mer-unibench the "
+                      "folder holding the nine sets as downloaded (mer2023-dataset-process/, meld-process/, ..., "
+                      "ovmerdplus-process/, or MER2023/, MELD/, ...; absent sets are listed and skipped); for "
+                      "synthaffect a SynthAffect folder")
 
 
 def add_scoring_options(p: argparse.ArgumentParser) -> None:

@@ -39,7 +39,8 @@ RUN_FILE = "run.json"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
-# With a data root, MER-UniBench expects one sub-folder per set (docs/datasets.md);
+# With a data root, MER-UniBench expects one sub-folder per set, under its own name or
+# AffectGPT's (docs/datasets.md);
 # the other raw benchmarks take the dataset folder itself; SynthAffect its corpus folder.
 MER_UNIBENCH_SETS = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMSv2", "OV-MERD+")
 DATASET_OF_BENCHMARK = {"emer": "EMER", "mintrec": "MIntRec", "mintrec2": "MIntRec2.0", "avamerg": "AvaMERG"}
@@ -113,8 +114,9 @@ def load_references(benchmark: str, *, data_root: str | os.PathLike | None = Non
                     media_root: str | os.PathLike | None = None) -> list[ReferenceSet]:
     """A benchmark's reference records, from a raw data root or from manifests.
 
-    `data_root`: converted on the fly (`split` only); for mer-unibench a folder holding
-    MER2023/, ..., OV-MERD+/; for synthaffect a SynthAffect corpus (its `<split>.jsonl`).
+    `data_root`: converted on the fly (`split` only); for mer-unibench the folder holding
+    the sets (`mer_unibench_folders` says which names are found); for synthaffect a
+    SynthAffect corpus (its `<split>.jsonl`).
     `manifests`: read as they are, keeping only `split` when it is not None; media are
     found under `media_root`, by default each manifest's own folder.
     """

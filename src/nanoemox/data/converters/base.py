@@ -47,6 +47,7 @@ class ConversionResult:
     layout: str = ""
     sources: list[dict[str, Any]] = field(default_factory=list)
     media_found: dict[str, int] = field(default_factory=dict)
+    media_expected: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Number of records per "split/task"."""
@@ -68,7 +69,7 @@ class ConversionResult:
         bad = {m["id"] for m in self.missing}
         kept = [r for r in self.records if r.id not in bad]
         return ConversionResult(self.dataset, self.root, kept, list(self.missing), self.layout,
-                                list(self.sources), dict(self.media_found))
+                                list(self.sources), dict(self.media_found), dict(self.media_expected))
 
     def write(self, out_path: str | os.PathLike, report_path: str | os.PathLike | None = None) -> int:
         """Write the manifest (and, if asked, a JSON report); return the record count."""
@@ -92,6 +93,8 @@ class ConversionContext:
         self.root = root
         self.missing: list[dict[str, str]] = []
         self.found: Counter[str] = Counter()
+        # per kind, the candidates of its first lookup and whether the kind is required
+        self.expected: dict[str, dict[str, Any]] = {}
         self.sources: list[dict[str, Any]] = []
         self.layout = ""
 
@@ -111,6 +114,8 @@ class ConversionContext:
         candidate is returned (so the record says where the file is expected); an
         optional one gives None. Candidates ending in "/" must be folders.
         """
+        self.expected.setdefault(kind, {"like": list(candidates), "required": required, "lookups": 0})
+        self.expected[kind]["lookups"] += 1
         for rel in candidates:
             path = self.root / rel
             if (path.is_dir() if rel.endswith("/") else path.is_file()):
@@ -221,7 +226,7 @@ class Converter:
                                        "`nanoemox data check` shows what was found; see docs/datasets.md")
         log.info("%s: %d records, %d missing media file(s)", self.name, len(records), len(media.missing))
         return ConversionResult(self.name, root, records, media.missing, media.layout, media.sources,
-                                dict(media.found))
+                                dict(media.found), media.expected)
 
 
 def _describe(source: dict[str, Any]) -> str:

@@ -104,6 +104,14 @@ SPECS = (
 
 
 # ---------------------------------------------------------------- label files
+def _release_keys(spec: BenchSpec) -> tuple[str, ...]:
+    """The corpus keys of the set's published label file."""
+    if spec.test_prefix:
+        return (spec.test_key,)
+    dev = () if spec.test_key == "test1_corpus" else ("val_corpus",)  # the MER challenges have no dev
+    return ("train_corpus", *dev, spec.test_key, *spec.other_keys)
+
+
 def _npz_corpora(path: Path, spec: BenchSpec, media: ConversionContext) -> dict[str, dict]:
     """The archive's corpora by key, each a dict name -> {"emo", "val"}; unknown keys are errors."""
     from nanoemox.data.safe_npz import load_npz
@@ -114,11 +122,13 @@ def _npz_corpora(path: Path, spec: BenchSpec, media: ConversionContext) -> dict[
         data = load_npz(path)
     except Exception as exc:  # damaged archive, or objects that are not plain data
         raise AnnotationError(path, f"cannot read npz archive: {exc}") from None
-    known = {*_SPLIT_KEYS, spec.test_key, *spec.other_keys}
+    release = _release_keys(spec)
+    # Single-corpus sets know only their corpus; the others also accept spellings of train/dev.
+    known = set(release) | (set() if spec.test_prefix else set(_SPLIT_KEYS))
     unknown = sorted(set(data) - known)
     if unknown:
         raise AnnotationError(path, f"unknown corpus key(s) {unknown}; keys found: {sorted(data)}",
-                              hint=f"{spec.name} expects " + ", ".join(sorted(known)) + "; is this the "
+                              hint=f"{spec.name}'s label file holds " + ", ".join(release) + "; is this the "
                                    f"{spec.name} label file? see docs/datasets.md")
     corpora = {}
     for key in data:
