@@ -126,7 +126,8 @@ def test_mercaption_merr_and_emer(tmp_path):
     assert recs["mercaptionplus_v1_ovmer"].target == ["happy", "relaxed"]
     assert recs["mercaptionplus_v1_eri"].target == "She smiles broadly."
     assert recs["mercaptionplus_v1_eri"].text == "hello"
-    assert convert("MER-Caption+", tmp_path, split="test").records == []
+    with pytest.raises(AnnotationError, match="MER-Caption\\+: no records converted for split 'test'"):
+        convert("MER-Caption+", tmp_path, split="test")  # training only: an empty split is an error
 
     write(tmp_path, "MERR_fine_grained.json", json.dumps({
         "v1": {"AU_list": ["AU12"], "pseu_emotion": "happy", "text": "hi", "peak_index": 3,
@@ -275,7 +276,9 @@ def test_ferv39k_caer_cremad_m3ed(tmp_path):
     recs = by_id(result)
     assert recs["m3ed_anjia_1_1"].target == "happy" and recs["m3ed_anjia_1_1"].split == "test"
     assert recs["m3ed_anjia_1_1"].media["audio"] == "audio/anjia_1_1.wav"
-    assert result.missing == [{"id": "m3ed_anjia_1_2", "path": "audio/anjia_1_2.wav", "kind": "audio"}]
+    # The bare {utterance}.wav name is still found; a missing clip is reported under the
+    # release's {speaker}_{utterance}.wav name.
+    assert result.missing == [{"id": "m3ed_anjia_1_2", "path": "audio/B_anjia_1_2.wav", "kind": "audio"}]
 
 
 def cli_main(argv: list[str]) -> int:
