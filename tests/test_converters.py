@@ -80,11 +80,13 @@ def test_mer2023_npz_layout_and_missing_report(tmp_path):
     assert [r.id for r in result.without_missing().records] == ["mer2023_s1", "mer2023_t1"]
 
 
-def test_npz_with_single_differently_named_test_corpus(tmp_path):
-    np.savez(tmp_path / "label.npz", test3_corpus={"a": {"emo": "ang", "val": -1.0}})
+def test_npz_with_a_differently_named_test_corpus_is_refused(tmp_path):
+    # Before, any lone "test*" corpus was taken as the test split; an unknown key now
+    # stops the conversion, naming the keys found and the ones the set ships.
+    np.savez(tmp_path / "label.npz", test3_corpus={"a": {"emo": 3, "val": -1.0}})
     write(tmp_path, "subtitle.csv", "name,english\na,no\n")
-    (rec,) = convert("IEMOCAP", tmp_path).records
-    assert (rec.id, rec.split, rec.target) == ("iemocap_a", "test", "angry")
+    with pytest.raises(AnnotationError, match=r"unknown corpus key\(s\) \['test3_corpus'\].*holds whole_corpus"):
+        convert("IEMOCAP", tmp_path)
 
 
 def test_msa_and_ovmer_csv_layouts(tmp_path):
@@ -109,7 +111,7 @@ def test_msa_and_ovmer_csv_layouts(tmp_path):
 def test_bad_valence_names_file_and_line(tmp_path):
     write(tmp_path, "label.csv", "name,val\na,0.5\nb,oops\n")
     write(tmp_path, "subtitle.csv", "name,english\n")
-    with pytest.raises(AnnotationError, match=r"label\.csv:3: .*'b'.*not a number"):
+    with pytest.raises(AnnotationError, match=r"label\.csv: 1 label\(s\) outside MOSI's label set: 'oops' x1 in line 3"):
         convert("MOSI", tmp_path)
     (tmp_path / "label.csv").unlink()
     with pytest.raises(AnnotationError, match="label file not found"):
