@@ -91,10 +91,12 @@ def _turn_records(conv: dict, turn: dict, split: str, media: ConversionContext, 
 
 def convert_avamerg(root: Path, split: str | None, media: ConversionContext) -> list[Record]:
     records = []
+    media.layout = "AvaMERG: one JSON list of conversations per split"
     for sample_split, path in _files(root, split):
         data = read_json(path)
         if not isinstance(data, list):
             raise AnnotationError(path, "expected a JSON list of conversations")
+        media.note(path, split=sample_split, conversations=len(data))
         for ci, conv in enumerate(data):
             where = f"{path} (conversation #{ci})"
             try:
