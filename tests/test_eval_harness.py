@@ -88,7 +88,8 @@ def test_synthaffect_run_scores_every_task(corpus, tmp_path):
     # Files: predictions (one line per id, with its task), results, table, figures.
     lines = _lines(tmp_path / PREDICTIONS_FILE)
     assert sorted(e["id"] for e in lines) == sorted(r.id for r in records)
-    assert all(set(e) == {"id", "task", "prediction"} for e in lines)
+    assert all(set(e) == {"id", "task", "prediction", "decoding"} for e in lines)  # a duck-typed predictor gives no budgets
+    assert lines[0]["decoding"]["strategy"] == "greedy"
     saved = json.loads((tmp_path / "results.json").read_text())
     assert {"benchmark", "columns", "run", "confusion", "n_missing"} <= set(saved)
     assert saved["run"]["failed"] == 0 and saved["run"]["predicted"] == 12
@@ -136,8 +137,10 @@ def test_truncated_last_line_is_cut_and_rerun(corpus, tmp_path):
 def test_broken_middle_line_and_changed_settings_are_refused(corpus, tmp_path):
     refs = load_references("synthaffect", data_root=corpus)
     run_benchmark("synthaffect", OraclePredictor(), refs, out_dir=tmp_path, limit=2, seed=0)
-    with pytest.raises(ValueError, match="other settings.*seed"):
-        run_benchmark("synthaffect", OraclePredictor(), refs, out_dir=tmp_path, seed=1)
+    # The seed does not act under greedy decoding, so it does not split a run; sampling does.
+    run_benchmark("synthaffect", OraclePredictor(), refs, out_dir=tmp_path, limit=3, seed=1)
+    with pytest.raises(ValueError, match="other settings.*decoding.*'do_sample': False.*'do_sample': True"):
+        run_benchmark("synthaffect", OraclePredictor(), refs, out_dir=tmp_path, do_sample=True, seed=1)
     path = tmp_path / PREDICTIONS_FILE
     lines = path.read_text().splitlines()
     path.write_text("garbage\n" + "\n".join(lines) + "\n")
@@ -221,7 +224,8 @@ def test_cli_eval_synthaffect_with_tiny_model(corpus, tiny_model_dir, tmp_path, 
     assert "| Model | MSA | MER |" in printed and "Run: 6 samples" in printed
     assert {p.name for p in out.glob("*.png")} == {"confusion_MSA.png", "confusion_MER.png", "confusion_MIR.png"}
     run = json.loads((out / "run.json").read_text())
-    assert run["do_sample"] is False and run["seed"] == 0 and run["max_new_tokens"] == 4
+    assert run["decoding"]["do_sample"] is False and run["decoding"]["seed"] is None and run["max_new_tokens"] == 4
+    assert run["effective"]["max_new_tokens"] == {t: 4 for t in ("msa", "mer", "ovmer", "eri", "mir", "erg")}
 
 
 def test_cli_eval_mer_unibench_with_a_corrupt_clip(corpus, tiny_model_dir, tmp_path, capsys):

@@ -3,6 +3,7 @@ signals, NaN handling and multi-process gradient synchronisation (gloo on CPU)."
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from nanoemox.data.manifest import load_manifest
 from nanoemox.model import NanoEmoX, set_trainable
 from nanoemox.model.groups import count_parameters
 from nanoemox.train import Trainer, TrainingDiverged, load_train_config
@@ -145,6 +147,10 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, corpus, init_model):
         assert torch.equal(got[key], expected[key]), f"{key} differs after resume from step {step}"
     history = (out / "phases" / "02_instruct" / "history.json").read_text()
     assert '"steps": 4' in history
+    # Answer budgets measured on the training targets travel with the model (nanoemox.decoding).
+    budgets = json.loads((resumed / "answer_budgets.json").read_text())
+    assert set(budgets["budgets"]) == {r.task for r in load_manifest(corpus / "train.jsonl")}
+    assert all(budgets["budgets"][t] > s["p99_tokens"] for t, s in budgets["stats"].items())
     assert (out / "loss.png").is_file() and (out / "phases" / "02_instruct" / "tensorboard").is_dir()
 
 

@@ -9,8 +9,10 @@ command line, the HTTP service and the evaluation harness share.
     predictor.score(sample, ["happy", "sad"], "mer")   # {"label": ..., "probabilities": {...}}
 
 Two ways to answer:
-- generation: greedy (or seeded sampling) decoding of left-padded batches, only the new
-  tokens decoded, with a per-task token budget (`DEFAULT_MAX_NEW_TOKENS`);
+- generation: plain greedy (or seeded sampling) decoding of left-padded batches, only the
+  new tokens decoded, with a per-task token budget (the caller's, else the model folder's
+  measured one, else `DEFAULT_MAX_NEW_TOKENS`; see `nanoemox.decoding`); an answer
+  that reaches its budget without EOS is marked truncated;
 - closed-set scoring (MSA, MER, MIR): every candidate answer, rendered exactly as
   training renders targets and followed by EOS, is ranked by its log-likelihood. The
   prompt runs through the language model once; its KV cache is then repeated over the
@@ -37,13 +39,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 
 from nanoemox.data.manifest import TASKS, Record
+from nanoemox.decoding import DEFAULT_MAX_NEW_TOKENS, Decoding, read_budgets
 from nanoemox.media.errors import MediaError
 from nanoemox.tasks import SENTIMENTS, get_task, label_set
 
 logger = logging.getLogger(__name__)
 
-# Answer budgets: labels are a few tokens, explanations and empathetic replies long.
-DEFAULT_MAX_NEW_TOKENS = {"msa": 16, "mer": 16, "mir": 16, "ovmer": 32, "eri": 96, "erg": 160}
 # Tasks with a fixed answer set, which closed-set scoring can rank.
 SCORABLE_TASKS = ("msa", "mer", "mir")
 DECODE_MODES = ("generate", "score")
@@ -101,7 +102,8 @@ class Prediction:
     """One record's outcome. Unpacks as `(record, text, error)`.
 
     `flags` describes the media the model saw (audio_present, video_present, faces_found:
-    frames with a face); `scores` holds closed-set probabilities when the answer was scored.
+    frames with a face); `scores` holds closed-set probabilities when the answer was scored;
+    `max_new_tokens` is the budget of a generated answer and `truncated` says it ran out.
     """
 
     record: Record
@@ -109,6 +111,8 @@ class Prediction:
     error: str | None
     flags: dict[str, Any] | None = None
     scores: dict[str, float] | None = None
+    max_new_tokens: int | None = None
+    truncated: bool = False
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.record, self.text, self.error))
@@ -150,12 +154,18 @@ class Predictor:
         batch_size: int = 8,
         max_new_tokens: int | dict[str, int] | None = None,
         do_sample: bool = False,
-        temperature: float = 1.0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        repetition_penalty: float | None = None,
         seed: int = 0,
+        model_budgets: dict[str, int] | None = None,
         media_cache: int = 16,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.decoding = Decoding(do_sample=bool(do_sample), temperature=temperature, top_p=top_p, top_k=top_k,
+                                 repetition_penalty=repetition_penalty, seed=int(seed))
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
@@ -163,9 +173,7 @@ class Predictor:
         self.tokenizer = processor.tokenizer
         self.batch_size = int(batch_size)
         self.max_new_tokens = max_new_tokens
-        self.do_sample = bool(do_sample)
-        self.temperature = float(temperature)
-        self.seed = int(seed)
+        self.model_budgets = dict(model_budgets or {})
         # Model calls and the tokenizer are not shared across threads at once (the HTTP
         # service calls from a thread pool); media decoding runs outside the lock.
         self._model_lock = threading.RLock()
@@ -186,16 +194,29 @@ class Predictor:
         dtype = pick_dtype(dtype, device)
         model = NanoEmoX.from_pretrained(model_dir, dtype=dtype, device=device)
         processor = NanoEmoXProcessor.from_pretrained(model_dir)
+        kw.setdefault("model_budgets", read_budgets(model_dir))
         return cls(model, processor, device=device, dtype=dtype, **kw)
 
     # ------------------------------------------------------------------ samples
 
     def budget(self, task: str | None) -> int:
-        """Maximum new tokens for `task` (the largest budget when the task is unknown)."""
+        """Maximum new tokens for `task`: the caller's, else the model folder's, else the default.
+
+        The largest budget when the task is unknown.
+        """
         if isinstance(self.max_new_tokens, int):
             return self.max_new_tokens
-        table = {**DEFAULT_MAX_NEW_TOKENS, **(self.max_new_tokens or {})}
+        table = {**DEFAULT_MAX_NEW_TOKENS, **self.model_budgets, **(self.max_new_tokens or {})}
         return table[task] if task in table else max(table.values())
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that decides an answer, for run records: decoding, budgets and where each came from."""
+        given = self.max_new_tokens if isinstance(self.max_new_tokens, dict) else {}
+        source = {t: ("caller" if isinstance(self.max_new_tokens, int) or t in given
+                      else "model folder" if t in self.model_budgets else "default") for t in TASKS}
+        return {"decoding": self.decoding.effective(),
+                "max_new_tokens": {t: self.budget(t) for t in TASKS}, "max_new_tokens_source": source,
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
 
     def _media(self, video, audio, faces) -> dict[str, torch.Tensor]:
         """Media tensors of one input, decoded once and reused (several tasks often share a clip)."""
@@ -255,27 +276,28 @@ class Predictor:
         budget = max_new_tokens if max_new_tokens is not None else self.budget(task)
         texts: list[str] = []
         for chunk in _chunks(samples, self.batch_size):
-            texts.extend(self._generate_batch(chunk, budget))
+            texts.extend(text for text, _ in self._generate_batch(chunk, budget))
         return texts
 
-    def _generate_batch(self, samples: Sequence[dict[str, torch.Tensor]], max_new_tokens: int) -> list[str]:
+    def _generate_batch(self, samples: Sequence[dict[str, torch.Tensor]], max_new_tokens: int) -> list[tuple[str, bool]]:
+        """(answer, truncated) per sample; truncated: the budget ran out before EOS."""
         batch = self._batch(samples)
-        options: dict[str, Any] = {"do_sample": self.do_sample}
-        if self.do_sample:
-            options["temperature"] = self.temperature
+        eos = self.tokenizer.eos_token_id
         with self._model_lock, torch.inference_mode():
-            if self.do_sample:
-                torch.manual_seed(self.seed)  # the same call gives the same answers
+            if self.decoding.do_sample:
+                torch.manual_seed(self.decoding.seed)  # the same call gives the same answers
             new_tokens = self.model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                eos_token_id=self.tokenizer.eos_token_id,
+                eos_token_id=eos,
                 pad_token_id=self.processor.pad_token_id,
-                **options,
+                **self.decoding.generate_kwargs(),
             )  # [B, N]
+        new_tokens = new_tokens.cpu()
+        truncated = [(row != eos).all().item() and len(row) >= max_new_tokens for row in new_tokens]
         with self._text_lock:
-            texts = self.tokenizer.batch_decode(new_tokens.cpu(), skip_special_tokens=True)
-        return [t.strip() for t in texts]
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [(t.strip(), bool(cut)) for t, cut in zip(texts, truncated)]
 
     # ------------------------------------------------------------------ closed-set scoring
 
@@ -353,9 +375,12 @@ class Predictor:
             if pending is not None:
                 yield pending.result()
 
-    def _answer_chunk(self, loaded: list[_Loaded], decode: str) -> dict[int, tuple[str, dict | None]]:
-        """Answers of the readable records of one chunk, keyed by position in the chunk."""
-        answers: dict[int, tuple[str, dict | None]] = {}
+    def _answer_chunk(self, loaded: list[_Loaded], decode: str) -> dict[int, dict[str, Any]]:
+        """Answers of the readable records of one chunk, keyed by position in the chunk.
+
+        Each answer: {"text", "scores"} when scored, {"text", "max_new_tokens", "truncated"} when generated.
+        """
+        answers: dict[int, dict[str, Any]] = {}
         by_task: dict[str, list[int]] = collections.defaultdict(list)
         for i, item in enumerate(loaded):
             if item.sample is None:
@@ -364,12 +389,15 @@ class Predictor:
             if decode == "score" and task in SCORABLE_TASKS:
                 candidates = item.record.candidates or default_candidates(task)
                 result = self.score(item.sample, candidates, task)
-                answers[i] = (get_task(task).format_target(result["label"]), result["probabilities"])
+                answers[i] = {"text": get_task(task).format_target(result["label"]),
+                              "scores": result["probabilities"]}
             else:
                 by_task[task].append(i)
         for task, rows in by_task.items():
-            texts = self._generate_batch([loaded[i].sample for i in rows], self.budget(task))
-            answers.update({i: (text, None) for i, text in zip(rows, texts)})
+            budget = self.budget(task)
+            generated = self._generate_batch([loaded[i].sample for i in rows], budget)
+            answers.update({i: {"text": text, "max_new_tokens": budget, "truncated": cut}
+                            for i, (text, cut) in zip(rows, generated)})
         return answers
 
     def predict_records(
@@ -395,8 +423,9 @@ class Predictor:
         for loaded in self._loaded_chunks(selected, root):
             answers = self._answer_chunk(loaded, decode)
             for i, item in enumerate(loaded):
-                text, scores = answers.get(i, (None, None))
-                yield Prediction(item.record, text, item.error, item.flags or None, scores)
+                answer = answers.get(i, {})
+                yield Prediction(item.record, answer.get("text"), item.error, item.flags or None,
+                                 answer.get("scores"), answer.get("max_new_tokens"), answer.get("truncated", False))
             if progress is not None:
                 progress(len(loaded))
 
@@ -495,6 +524,8 @@ def summarize(predictions: Sequence[Prediction]) -> dict[str, Any]:
             errors[task] = p.error
             continue
         answers[task] = answer_entry(task, p.text, p.record.candidates or default_candidates(task), p.scores)
+        if p.truncated:  # the answer ran out of its token budget before it ended
+            answers[task]["truncated"] = True
         result.update(p.flags or {})
     if answers:
         result["answers"] = answers

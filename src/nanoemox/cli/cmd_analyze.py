@@ -12,6 +12,7 @@ Exit status: 0 all inputs answered, 1 some failed, 2 usage error.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -38,10 +39,43 @@ def add_predictor_arguments(p) -> None:
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, float16 or auto (bf16 on a GPU)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per batch on the device (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="answer length limit (default: per task)")
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding (seeded)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
+    add_decoding_arguments(p)
+
+
+def add_decoding_arguments(p) -> None:
+    """Answer budgets and decoding (shared by analyze, chat, serve and eval). Greedy unless --sample."""
+    p.add_argument("--max-new-tokens", type=_budgets, default=None, metavar="N|TASK=N,...",
+                   help="answer length limit: one number for every task or per task, e.g. eri=256,erg=384 "
+                        "(default: the model folder's budgets measured on its training data, else built-in)")
+    p.add_argument("--sample", action="store_true", help="sample instead of plain greedy decoding (seeded)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (with --sample; default 1.0)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling (with --sample; default off)")
+    p.add_argument("--top-k", type=int, help="top-k sampling (with --sample; default off)")
+    p.add_argument("--repetition-penalty", type=float,
+                   help="repetition penalty, greedy or sampled (default: none, whatever the checkpoint says)")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling (default 0)")
+
+
+def _budgets(text: str):
+    from nanoemox.decoding import parse_max_new_tokens
+
+    try:
+        return parse_max_new_tokens(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def decoding_from_args(args) -> dict:
+    """Predictor keyword arguments of the decoding options; UsageError for a knob that needs --sample."""
+    from nanoemox.decoding import Decoding
+
+    options = {"do_sample": args.sample, "temperature": args.temperature, "top_p": args.top_p,
+               "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed}
+    try:
+        Decoding(**options)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return {"max_new_tokens": args.max_new_tokens, **options}
 
 
 def check_model_folder(model: str) -> None:
@@ -58,10 +92,7 @@ def predictor_from_args(args):
         device=args.device,
         dtype=args.dtype,
         batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.sample,
-        temperature=args.temperature,
-        seed=args.seed,
+        **decoding_from_args(args),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from nanoemox.cli.cmd_analyze import UsageError, add_decoding_arguments, decoding_from_args
 from nanoemox.cli.cmd_score import (
     add_reference_options,
     add_scoring_options,
@@ -30,14 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="only the first N samples (smoke runs)")
     gen = p.add_argument_group("generation")
     gen.add_argument("--batch-size", type=int, default=8)
-    gen.add_argument("--max-new-tokens", type=int, help="default: the model's per-task setting")
-    gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     gen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the model's")
     gen.add_argument("--decode", choices=("generate", "score"), default="generate",
                      help="score: rank the candidate labels of MSA/MER/MIR samples instead of generating")
-    gen.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    gen.add_argument("--temperature", type=float, default=1.0, help="with --sample (default %(default)s)")
+    add_decoding_arguments(gen)
     p.add_argument("--no-plots", action="store_true", help="skip the confusion-matrix PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scoring_options(p)
@@ -57,20 +55,19 @@ def run(args: argparse.Namespace) -> int:
         print("error: --limit must be at least 1")
         return 2
     try:
+        decoding = decoding_from_args(args)
         sets = references_from_args(args, split=args.split, media_root=args.media_root)
         todo = pending(sets, args.out, limit=args.limit)
         client, extractor, judge = scoring_tools(args)
-    except (OSError, ValueError) as exc:  # missing folder, bad manifest, LLM options absent
+    except (OSError, ValueError, UsageError) as exc:  # missing folder, bad manifest, LLM options absent
         print(f"error: {exc}")
         return 2
     bar = _progress_bar(todo, args.no_progress)
     try:
         result = run_benchmark(
             args.benchmark, args.model, sets, out_dir=args.out, limit=args.limit, progress=bar.update,
-            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, do_sample=args.sample,
-            temperature=args.temperature if args.sample else None, seed=args.seed, device=args.device,
-            dtype=args.dtype, decode=args.decode, extractor=extractor, judge=judge, model_name=args.model_name,
-            plots=not args.no_plots)
+            batch_size=args.batch_size, **decoding, device=args.device, dtype=args.dtype, decode=args.decode,
+            extractor=extractor, judge=judge, model_name=args.model_name, plots=not args.no_plots)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}")
         return 2

@@ -6,8 +6,10 @@
 
 Files written under `out_dir`:
     predictions.jsonl   one line per sample, appended and flushed as samples finish:
-                        {"id", "task", "prediction"} (+ "error" when the sample failed)
-    run.json            the settings the predictions were made with (checked on resume)
+                        {"id", "task", "prediction", "decoding"} (+ "max_new_tokens" and
+                        "truncated" for generated answers, "error" when the sample failed)
+    run.json            the settings the predictions were made with (checked on resume),
+                        and under "effective" the decoding and per-task budgets in force
     results.json        scores (`score_predictions` layout) + run summary + confusion counts
     results.md          paper-style table with the published Nano-EmoX numbers beside ours
     confusion_<set>.png one figure per closed-set group (see `nanoemox.eval.plots`)
@@ -45,7 +47,7 @@ RESULTS_MD = "results.md"
 MER_UNIBENCH_SETS = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMSv2", "OV-MERD+")
 DATASET_OF_BENCHMARK = {"emer": "EMER", "mintrec": "MIntRec", "mintrec2": "MIntRec2.0", "avamerg": "AvaMERG"}
 # Settings that change what a prediction is; a resumed run must use the same ones.
-_RESUME_KEYS = ("benchmark", "model", "decode", "do_sample", "temperature", "seed", "max_new_tokens")
+_RESUME_KEYS = ("benchmark", "model", "decode", "decoding", "max_new_tokens")
 
 
 @dataclass
@@ -233,7 +235,7 @@ def _load_predictor(model, options: dict):
 
 
 def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: Path,
-             progress: Callable[[int], None] | None, decode: str) -> dict:
+             progress: Callable[[int], None] | None, decode: str, decoding: dict) -> dict:
     """Run the samples not yet in `done`, appending one flushed line per finished sample."""
     counts = Counter()
     # Only the real predictor knows decode modes; the default keeps duck-typed predictors working.
@@ -244,8 +246,13 @@ def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: P
             counts["resumed"] += len(s.records) - len(todo)
             if not todo:
                 continue
-            for record, text, error in predictor.predict_records(todo, s.root, **extra):
-                entry = {"id": record.id, "task": record.task, "prediction": None if error else text}
+            for answer in predictor.predict_records(todo, s.root, **extra):
+                record, text, error = answer
+                entry = {"id": record.id, "task": record.task, "prediction": None if error else text,
+                         "decoding": decoding}
+                if getattr(answer, "max_new_tokens", None) is not None:  # a generated (not scored) answer
+                    entry["max_new_tokens"] = answer.max_new_tokens
+                    entry["truncated"] = bool(answer.truncated)
                 if error:
                     entry["error"] = str(error)
                     counts["failed_now"] += 1
@@ -337,6 +344,16 @@ def _add_accuracy_columns(result: dict, tables: list[dict]) -> None:
 def _summary_lines(run: dict) -> str:
     lines = [f"Run: {run['n_samples']} samples, {run['predicted']} predicted now, {run['resumed']} resumed "
              f"from an earlier run, {run['failed']} failed (media errors, counted as wrong)."]
+    decoding = run.get("decoding") or {}
+    if decoding:
+        knobs = ", ".join(f"{k} {decoding[k]}" for k in ("temperature", "top_p", "top_k", "seed")
+                          if decoding.get(k) is not None)
+        lines.append(f"Decoding: {decoding['strategy']}" + (f" ({knobs})" if knobs else "")
+                     + f", repetition penalty {decoding['repetition_penalty']}.")
+    if run.get("truncated"):
+        by_task = ", ".join(f"{t} {n}" for t, n in sorted(run["truncated_by_task"].items()))
+        lines.append(f"Truncated: {run['truncated']} generated answer(s) reached their token budget before "
+                     f"ending ({by_task}); raise it with --max-new-tokens TASK=N.")
     if run["predicted"]:
         lines.append(f"Inference: {run['inference_seconds']:.1f} s, "
                      f"{run['samples_per_second']:.2f} samples/s.")
@@ -356,8 +373,10 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
                   references: Sequence[Record] | Sequence[ReferenceSet], root: str | os.PathLike | None = None,
                   out_dir: str | os.PathLike = "eval", *, limit: int | None = None,
                   progress: Callable[[int], None] | None = None, batch_size: int = 8,
-                  max_new_tokens: int | None = None, do_sample: bool = False, temperature: float | None = None,
-                  seed: int = 0, device: str | None = None, dtype: str | None = None,
+                  max_new_tokens: int | dict[str, int] | None = None, do_sample: bool = False,
+                  temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
+                  repetition_penalty: float | None = None, seed: int = 0, device: str | None = None,
+                  dtype: str | None = None,
                   decode: str = "generate", extractor=None, judge=None, model_name: str = "Ours",
                   plots: bool = True) -> dict:
     """Predict, score and report one benchmark; returns the result also written to results.json.
@@ -366,10 +385,16 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     predictor (anything with `predict_records(records, root)`). `references` are
     records under `root`, or `ReferenceSet`s from `load_references`. `progress` is
     called with 1 per finished sample. `decode="score"` ranks the candidates of MSA,
-    MER and MIR samples instead of generating (see `nanoemox.inference`). The result
-    is `score_predictions`' dict plus "run" (counts, failures, timing), "confusion"
-    (closed-set counts) and "table" (the markdown written to results.md).
+    MER and MIR samples instead of generating (see `nanoemox.inference`). Decoding is
+    plain greedy unless `do_sample`; `max_new_tokens` is one budget or one per task
+    (see `nanoemox.decoding`). The result is `score_predictions`' dict plus "run"
+    (counts, failures, truncated answers, decoding, timing), "confusion" (closed-set
+    counts) and "table" (the markdown written to results.md).
     """
+    from nanoemox.decoding import Decoding
+
+    decoding = Decoding(do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
+                        repetition_penalty=repetition_penalty, seed=seed)
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
     if benchmark == "emer" and judge is None:
@@ -381,19 +406,22 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     out = Path(out_dir).expanduser().resolve()  # results.json names files under it
     out.mkdir(parents=True, exist_ok=True)
     model_id = str(Path(model).resolve()) if isinstance(model, (str, os.PathLike)) else type(model).__name__
-    _check_settings(out, {"benchmark": benchmark, "model": model_id, "decode": decode, "do_sample": do_sample,
-                          "temperature": temperature if do_sample else None, "seed": seed,
-                          "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit})
+    settings = {"benchmark": benchmark, "model": model_id, "decode": decode, "decoding": decoding.effective(),
+                "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
+    _check_settings(out, settings)
     done = read_predictions(out / PREDICTIONS_FILE)
     counts, seconds = Counter(resumed=len(records)), 0.0
     if any(r.id not in done for r in records):
         predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size,
-                                            "max_new_tokens": max_new_tokens, "do_sample": do_sample,
-                                            "temperature": temperature if do_sample else None, "seed": seed})
+                                            "max_new_tokens": max_new_tokens, **decoding.to_dict()})
+        if hasattr(predictor, "settings"):  # the budgets and precision actually in force
+            settings["effective"] = predictor.settings()
+            (out / RUN_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         start = time.perf_counter()
-        counts = _predict(predictor, sets, done, out / PREDICTIONS_FILE, progress, decode)
+        counts = _predict(predictor, sets, done, out / PREDICTIONS_FILE, progress, decode, decoding.effective())
         seconds = time.perf_counter() - start
     failed = [r.id for r in records if "error" in done.get(r.id, {})]
+    truncated = [r.id for r in records if done.get(r.id, {}).get("truncated")]
     predictions = {r.id: done[r.id]["prediction"] or "" for r in records
                    if r.id in done and "error" not in done[r.id]}
     result = score_run(benchmark, predictions, records, extractor=extractor, judge=judge)
@@ -401,7 +429,11 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     if benchmark == "synthaffect":
         _add_accuracy_columns(result, result["confusion"])
     result["run"] = {"n_samples": len(records), "predicted": counts["predicted"], "resumed": counts["resumed"],
-                     "failed": len(failed), "failed_ids": failed[:20], "inference_seconds": round(seconds, 3),
+                     "failed": len(failed), "failed_ids": failed[:20], "truncated": len(truncated),
+                     "truncated_by_task": dict(Counter(done[i]["task"] for i in truncated)),
+                     "truncated_ids": truncated[:20], "decoding": decoding.effective(),
+                     "max_new_tokens": (settings.get("effective") or {}).get("max_new_tokens", max_new_tokens),
+                     "inference_seconds": round(seconds, 3),
                      "samples_per_second": counts["predicted"] / seconds if seconds else None,
                      "predictions": str(out / PREDICTIONS_FILE)}
     _outputs(out, result, model_name)

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import inject_adapter_in_model
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
 from nanoemox.config import LanguageConfig, LoRAConfig
 
 LORA_MARKER = "lora_"
+# Token ids are all a checkpoint's generation config may pass on; decoding settings come
+# from the caller only (see `plain_generation_config`).
+_KEPT_GENERATION_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+log = logging.getLogger(__name__)
+
+
+def plain_generation_config(loaded: GenerationConfig | None) -> GenerationConfig:
+    """A generation config holding only the special token ids of `loaded`.
+
+    Qwen2.5-Instruct ships `do_sample`, temperature 0.7, top-p 0.8, top-k 20 and a
+    repetition penalty of 1.05 in its `generation_config.json`, and `generate` fills
+    every setting a call leaves unset from that file. Decoding here must be exactly
+    what the caller asked for (plain argmax when greedy), so the inherited settings
+    are dropped when the language model is built.
+    """
+    kept = {k: getattr(loaded, k, None) for k in _KEPT_GENERATION_FIELDS} if loaded is not None else {}
+    if loaded is not None:
+        dropped = {k: v for k, v in loaded.to_diff_dict().items()
+                   if k not in _KEPT_GENERATION_FIELDS and k != "transformers_version"}
+        if dropped:
+            log.info("ignoring the checkpoint's generation settings %s; decoding uses only what is asked", dropped)
+    return GenerationConfig(**{k: v for k, v in kept.items() if v is not None})
 
 
 def build_language_model(
@@ -27,6 +52,7 @@ def build_language_model(
         lm = Qwen2ForCausalLM(Qwen2Config(**cfg.model_config))
     if vocab_size is not None and vocab_size > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(vocab_size, mean_resizing=False)
+    lm.generation_config = plain_generation_config(lm.generation_config)
     return lm
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import GenerationConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from nanoemox.config import MODALITIES, NanoEmoXConfig
@@ -197,18 +198,27 @@ class NanoEmoX(nn.Module):
         *,
         max_new_tokens: int = 64,
         do_sample: bool = False,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        repetition_penalty: float | None = None,
         use_cache: bool = True,
         eos_token_id: int | list[int] | None = None,
         pad_token_id: int | None = None,
-        **generate_kwargs,
+        **model_kwargs,
     ) -> torch.Tensor:
         """Answer tokens only, [B, <= max_new_tokens]. Prompts must be left-padded when batched.
 
-        Greedy by default; placeholder tokens are never generated.
+        Decoding is exactly what is passed: greedy (plain argmax) unless `do_sample`;
+        temperature, top-p and top-k act only when sampling; no repetition penalty
+        unless one is given. Nothing is taken from the checkpoint's generation
+        settings (see `plain_generation_config`). Placeholder tokens are never generated.
         """
         for key in FLAG_KEYS:
-            generate_kwargs.pop(key, None)
-        generate_kwargs.pop("labels", None)
+            model_kwargs.pop(key, None)
+        model_kwargs.pop("labels", None)
+        if not do_sample and any(v is not None for v in (temperature, top_p, top_k)):
+            raise ValueError("temperature, top_p and top_k apply only with do_sample=True")
         embeds = self.inputs_embeds(
             input_ids,
             pixel_values=pixel_values,
@@ -218,23 +228,21 @@ class NanoEmoX(nn.Module):
         )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        gen_config = self.language.generation_config
-        eos = eos_token_id if eos_token_id is not None else gen_config.eos_token_id
-        pad = pad_token_id if pad_token_id is not None else (gen_config.pad_token_id if gen_config.pad_token_id is not None else eos)
+        ids = self.language.generation_config
+        eos = eos_token_id if eos_token_id is not None else ids.eos_token_id
+        pad = pad_token_id if pad_token_id is not None else (ids.pad_token_id if ids.pad_token_id is not None else eos)
         if isinstance(pad, list):
             pad = pad[0]
-        return self.language.generate(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            use_cache=use_cache,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            suppress_tokens=list(self.placeholder_ids.values()),
-            **({} if do_sample else {"temperature": None, "top_p": None, "top_k": None}),
-            **generate_kwargs,
+        sampling = ({"temperature": 1.0 if temperature is None else float(temperature),
+                     "top_p": 1.0 if top_p is None else float(top_p), "top_k": 0 if top_k is None else int(top_k)}
+                    if do_sample else {})
+        config = GenerationConfig(
+            max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample), num_beams=1, use_cache=use_cache,
+            repetition_penalty=1.0 if repetition_penalty is None else float(repetition_penalty),
+            eos_token_id=eos, pad_token_id=pad, suppress_tokens=list(self.placeholder_ids.values()), **sampling,
         )
+        return self.language.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config,
+                                      **model_kwargs)
 
     # ------------------------------------------------------------------ persistence
 

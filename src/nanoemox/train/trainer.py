@@ -159,11 +159,21 @@ class Trainer:
         self.model = self.accelerator.unwrap_model(model)  # the trained model of the latest phase
         if self.is_main:
             self.accelerator.unwrap_model(model).save_pretrained(final, processor=processor)
+            self._save_budgets(final, processor)
             atomic_write_json({"phase": phase.name, "steps": state.step, "history": state.history}, folder / "history.json")
             self._plot(folder, state)
             (folder / "DONE").write_text("complete\n")
         self.accelerator.wait_for_everyone()
         return final
+
+    def _save_budgets(self, folder: Path, processor) -> None:
+        """Per-task answer budgets measured on the training targets, stored with the model."""
+        from nanoemox.decoding import answer_budgets, write_budgets
+
+        budgets, stats = answer_budgets(self._records, processor.tokenizer)
+        if budgets:
+            write_budgets(folder, budgets, stats)
+            logger.info("answer budgets (new tokens) from the training targets: %s", budgets)
 
     def setup(self, phase: PhaseConfig, init_dir: Path, folder: Path):
         """Model from the hand-over folder, phase groups applied, optimizer, schedule, resume state."""
