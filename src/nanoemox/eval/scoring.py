@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -116,10 +116,6 @@ def _task(name: str):
     return get_task(name)
 
 
-def _sentiment(text: str | None) -> str | None:
-    return _task("msa").parse(text) if text is not None else None
-
-
 def _intent(text: str | None, record: Record) -> str | None:
     return _task("mir").parse(text, candidates=record.candidates) if text is not None else None
 
@@ -171,11 +167,17 @@ def score_ovf(name, records, texts, ctx) -> list[dict]:
 
 
 def score_waf(name, records, texts, ctx) -> list[dict]:
+    """MSA WAF: each answer -> sentiment directly, or through its emotion words (`eval.sentiment`)."""
     refs = [_msa_reference(r.target) for r in records]
+    classifier = ctx["sentiment"]
+    present = [i for i, t in enumerate(texts) if t is not None]
+    found = dict(zip(present, classifier.classify_many([texts[i] for i in present])))
     # A missing prediction is given the wrong sign so that it always counts as an error.
-    preds = [_sentiment(t) if t is not None else ("negative" if ref > 0 else "positive")
-             for t, ref in zip(texts, refs)]
+    preds = [found[i][0] if i in found else ("negative" if ref > 0 else "positive") for i, ref in enumerate(refs)]
     res = sentiment_waf(preds, refs)
+    res["routes"] = dict(Counter(route for _, route in found.values()))
+    res["note"] = ("answers naming a sentiment are taken as they are; other answers are scored through "
+                   f"their emotion words: {classifier.description}")
     return [_column(name, "WAF", _pct(res["waf"]), len(records), _n_missing(texts), res)]
 
 
@@ -296,11 +298,15 @@ def score_predictions(
     extractor=None,
     judge=None,
     coarse_map: dict[str, str] | None = None,
+    sentiment=None,
 ) -> dict:
     """Score raw generations of one benchmark against its reference records.
 
     `extractor` turns text into emotion words (default: the built-in
-    `EmotionExtractor`); `judge` (an `EmerJudge`) is needed for EMER / ERI only.
+    `EmotionExtractor`); `sentiment` turns MSA answers into sentiments (default:
+    `eval.sentiment.sentiment_classifier(extractor)`, the LLM route for an LLM
+    extractor, else the offline lexicon); `judge` (an `EmerJudge`) is needed for
+    EMER / ERI only.
     Returns {"benchmark", "columns": [...], "n_references", "n_missing",
     "missing_ids" (first 20), "n_unused_predictions", "ignored_records"}; each
     column holds name, metric, value (percent, or 1-10 for EMER), paper, n, missing.
@@ -311,7 +317,10 @@ def score_predictions(
         from nanoemox.eval.extract import EmotionExtractor
 
         extractor = EmotionExtractor()
-    ctx = {"extractor": extractor, "judge": judge, "coarse_map": coarse_map}
+    from nanoemox.eval.sentiment import sentiment_classifier
+
+    ctx = {"extractor": extractor, "judge": judge, "coarse_map": coarse_map,
+           "sentiment": sentiment or sentiment_classifier(extractor)}
     groups = _LAYOUT[benchmark](references)
     columns: list[dict] = []
     used: set[str] = set()
@@ -359,6 +368,13 @@ def markdown_table(result: dict, model_name: str = "Ours") -> str:
     notes = [f"Benchmark: {result['benchmark']}. Values in percent"
              + ("; EMER overlap on the judge's 1-10 scale" if any(c["scale"] == "1-10" for c in columns) else "")
              + f". Samples: {result['n_references']}, missing predictions (counted wrong): {result['n_missing']}."]
+    routes = Counter()
+    for column in columns:
+        routes.update((column.get("details") or {}).get("routes") or {})
+    if routes:
+        names = {"direct": "named a sentiment", "lexicon": "through emotion words and the VADER lexicon",
+                 "llm": "through emotion words and the LLM", "none": "had no emotion word (neutral)"}
+        notes.append("MSA answers: " + ", ".join(f"{n} {names.get(r, r)}" for r, n in sorted(routes.items())) + ".")
     if result.get("missing_sets"):
         notes.append("Not evaluated (no data for these sets; the average covers the others): "
                      + ", ".join(result["missing_sets"]) + ".")
