@@ -12,7 +12,10 @@ logger = logging.getLogger(__name__)
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="run the phases of a training config (P2E or joint)")
     p.add_argument("config", help="YAML run description, e.g. configs/p2e_paper.yaml")
-    p.add_argument("--out", required=True, help="output folder (checkpoints, logs, model folders)")
+    p.add_argument("--out", help="output folder (checkpoints, logs, model folders); required unless --dry-run")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, manifests and media and print each phase's pools, mixture, samples "
+                        "seen and epochs, without building the model or writing anything")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--data-root", help="override data.root")
     p.add_argument("--train", nargs="+", help="override data.train (manifest files)")
@@ -45,9 +48,27 @@ def _overrides(args) -> dict:
     return out
 
 
+def _dry_run(args) -> int:
+    from nanoemox.train import load_train_config
+    from nanoemox.train.plan import format_plan, plan_training
+
+    try:
+        plan = plan_training(load_train_config(args.config, overrides=_overrides(args)))
+    except (FileNotFoundError, ValueError) as exc:  # PlanError lists every problem
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(plan), end="")
+    return 0
+
+
 def run(args) -> int:
     from nanoemox.train import Trainer, TrainingDiverged, TrainingInterrupted, load_train_config
 
+    if args.dry_run:
+        return _dry_run(args)
+    if not args.out:
+        print("error: --out is required (or use --dry-run)", file=sys.stderr)
+        return 2
     try:
         config = load_train_config(args.config, overrides=_overrides(args))
         trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
