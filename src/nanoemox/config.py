@@ -122,6 +122,10 @@ class NanoEmoXConfig:
     language: LanguageConfig = field(default_factory=LanguageConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     placeholders: dict[str, str] = field(default_factory=lambda: dict(PLACEHOLDERS))
+    # Backbones ("scene", "speech", "face", "language") whose weights were random when the
+    # model was first built; recorded at build time and kept in every saved folder, since
+    # a random backbone saved into a folder looks like any other on reload.
+    random_backbones: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.fusion.speech_layers) != len(self.fusion.visual_layers):

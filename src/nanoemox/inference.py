@@ -195,6 +195,9 @@ class Predictor:
         model = NanoEmoX.from_pretrained(model_dir, dtype=dtype, device=device)
         processor = NanoEmoXProcessor.from_pretrained(model_dir)
         kw.setdefault("model_budgets", read_budgets(model_dir))
+        if model.config.random_backbones and model.config.preset != "tiny":
+            logger.warning("%s: backbone(s) %s of this %s model have random (untrained) weights; its answers "
+                           "mean little", model_dir, ", ".join(model.config.random_backbones), model.config.preset)
         return cls(model, processor, device=device, dtype=dtype, **kw)
 
     # ------------------------------------------------------------------ samples
@@ -216,7 +219,8 @@ class Predictor:
                       else "model folder" if t in self.model_budgets else "default") for t in TASKS}
         return {"decoding": self.decoding.effective(),
                 "max_new_tokens": {t: self.budget(t) for t in TASKS}, "max_new_tokens_source": source,
-                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "random_backbones": list(getattr(self.model.config, "random_backbones", []))}
 
     def _media(self, video, audio, faces) -> dict[str, torch.Tensor]:
         """Media tensors of one input, decoded once and reused (several tasks often share a clip)."""

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--decode", choices=("generate", "score"), default="generate",
                      help="score: rank the candidate labels of MSA/MER/MIR samples instead of generating")
     add_decoding_arguments(gen)
+    p.add_argument("--allow-random-backbones", action="store_true",
+                   help="evaluate a non-tiny model whose frozen backbones include random weights (refused otherwise)")
     p.add_argument("--no-plots", action="store_true", help="skip the confusion-matrix PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scoring_options(p)
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_benchmark(
             args.benchmark, args.model, sets, out_dir=args.out, limit=args.limit, progress=bar.update,
             batch_size=args.batch_size, **decoding, device=args.device, dtype=args.dtype, decode=args.decode,
-            extractor=extractor, judge=judge, model_name=args.model_name, plots=not args.no_plots)
+            extractor=extractor, judge=judge, model_name=args.model_name, plots=not args.no_plots,
+            allow_random_backbones=args.allow_random_backbones)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}")
         return 2

@@ -33,6 +33,10 @@ def run(args) -> int:
     print("  per parameter group:")
     for name, n in info["groups"].items():
         print(f"    {name:<16}{_millions(n)}")
+    if info["random_backbones"]:
+        print(f"  random when built as configured: {', '.join(info['random_backbones'])}"
+              + ("" if info["preset"] == "tiny" else " (training and evaluation refuse this unless "
+                 "--allow-random-backbones)"))
     tokens = info["tokens"]
     print(f"  modality tokens: scene {tokens['scene']}, speech {tokens['speech']}, face {tokens['face']}, "
           f"fusion {tokens['fusion']} ({info['placeholders_per_prompt']} placeholders per prompt)")

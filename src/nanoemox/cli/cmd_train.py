@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--features", help="override data.features (a feature cache folder)")
     p.add_argument("--workers", type=int, help="override data.workers (DataLoader processes)")
     p.add_argument("--model", help="start from this model folder instead of the config's model")
+    p.add_argument("--allow-random-backbones", action="store_true",
+                   help="train a non-tiny model even if a frozen backbone has random weights (e.g. no FaceXFormer "
+                        "checkpoint); refused otherwise")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -43,8 +46,13 @@ def _overrides(args) -> dict:
     if args.workers is not None:
         data["workers"] = args.workers
     out: dict = {"data": data} if data else {}
+    model: dict = {}
     if args.model:
-        out["model"] = {"path": _absolute(args.model), "preset": None}
+        model.update(path=_absolute(args.model), preset=None)
+    if getattr(args, "allow_random_backbones", False):
+        model["allow_random_backbones"] = True
+    if model:
+        out["model"] = model
     return out
 
 

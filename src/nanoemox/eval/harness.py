@@ -226,6 +226,17 @@ def pending(references: Sequence[Record] | Sequence[ReferenceSet], out_dir: str 
     return sum(r.id not in done for s in _limit(_as_sets(references, root), limit) for r in s.records)
 
 
+def model_backbones(model, allow_random: bool) -> list[str]:
+    """Random backbones of a model folder (checked before loading); [] for a ready predictor."""
+    if not isinstance(model, (str, os.PathLike)):
+        config = getattr(getattr(model, "model", None), "config", None)
+        return list(getattr(config, "random_backbones", []) or [])
+    from nanoemox.model.build import check_backbones, read_model_config
+
+    config, _ = read_model_config(model)
+    return check_backbones(config, allow=allow_random, purpose="evaluation")
+
+
 def _load_predictor(model, options: dict):
     if not isinstance(model, (str, os.PathLike)):
         return model  # an object with predict_records(records, root)
@@ -350,6 +361,9 @@ def _summary_lines(run: dict) -> str:
                           if decoding.get(k) is not None)
         lines.append(f"Decoding: {decoding['strategy']}" + (f" ({knobs})" if knobs else "")
                      + f", repetition penalty {decoding['repetition_penalty']}.")
+    if run.get("random_backbones"):
+        lines.append("Random backbones: " + ", ".join(run["random_backbones"]) + " had untrained (random) "
+                     "weights in this model; its scores say nothing about the paper's model.")
     if run.get("truncated"):
         by_task = ", ".join(f"{t} {n}" for t, n in sorted(run["truncated_by_task"].items()))
         lines.append(f"Truncated: {run['truncated']} generated answer(s) reached their token budget before "
@@ -378,7 +392,7 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
                   repetition_penalty: float | None = None, seed: int = 0, device: str | None = None,
                   dtype: str | None = None,
                   decode: str = "generate", extractor=None, judge=None, model_name: str = "Ours",
-                  plots: bool = True) -> dict:
+                  plots: bool = True, allow_random_backbones: bool = False) -> dict:
     """Predict, score and report one benchmark; returns the result also written to results.json.
 
     `model` is a model folder (loaded with `Predictor.from_pretrained`) or a ready
@@ -406,6 +420,7 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     out = Path(out_dir).expanduser().resolve()  # results.json names files under it
     out.mkdir(parents=True, exist_ok=True)
     model_id = str(Path(model).resolve()) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    random_backbones = model_backbones(model, allow_random_backbones)  # refused before any inference
     settings = {"benchmark": benchmark, "model": model_id, "decode": decode, "decoding": decoding.effective(),
                 "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
     _check_settings(out, settings)
@@ -432,6 +447,7 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
                      "failed": len(failed), "failed_ids": failed[:20], "truncated": len(truncated),
                      "truncated_by_task": dict(Counter(done[i]["task"] for i in truncated)),
                      "truncated_ids": truncated[:20], "decoding": decoding.effective(),
+                     "random_backbones": random_backbones,
                      "max_new_tokens": (settings.get("effective") or {}).get("max_new_tokens", max_new_tokens),
                      "inference_seconds": round(seconds, 3),
                      "samples_per_second": counts["predicted"] / seconds if seconds else None,

@@ -56,6 +56,50 @@ def _placeholder_ids(config: NanoEmoXConfig, tokenizer: PreTrainedTokenizerBase 
     return {m: vocab - len(MODALITIES) + i for i, m in enumerate(MODALITIES)}
 
 
+# What each backbone's weights are and where a config names them.
+BACKBONE_WEIGHTS = {
+    "scene": "the CLIP ViT-L/14 vision weights (scene.encoder)",
+    "speech": "the HuBERT-Large weights (speech.encoder)",
+    "face": "the FaceXFormer checkpoint (model.face_checkpoint in a training config, face.encoder in a model config)",
+    "language": "the Qwen2.5-1.5B-Instruct weights (language.model)",
+}
+
+
+def random_backbones_of(config: NanoEmoXConfig, *, pretrained: bool = True) -> list[str]:
+    """The backbones `build_model` leaves random: no weight reference, or `pretrained=False`.
+
+    Backbones the config already records as random stay in the list.
+    """
+    references = {"scene": config.scene.encoder, "speech": config.speech.encoder, "face": config.face.encoder,
+                  "language": config.language.model}
+    random = set(config.random_backbones) | {b for b, ref in references.items() if not (pretrained and ref)}
+    return [b for b in BACKBONE_DIRS if b in random]
+
+
+class RandomBackbonesError(ValueError):
+    """A non-tiny model would run with a frozen backbone that was never trained."""
+
+
+def check_backbones(config: NanoEmoXConfig, *, allow: bool = False, purpose: str = "training") -> list[str]:
+    """The model's random backbones; RandomBackbonesError for a non-tiny preset unless `allow`.
+
+    The tiny preset is random by design (a CPU stand-in), so it always passes. A frozen
+    random encoder never learns, so a paper-scale run with one would quietly produce a
+    weaker model; it is refused unless explicitly allowed, and then logged.
+    """
+    random = list(config.random_backbones)
+    if not random or config.preset == "tiny":
+        return random
+    missing = "; ".join(f"{b}: {BACKBONE_WEIGHTS[b]}" for b in random)
+    if not allow:
+        raise RandomBackbonesError(
+            f"refusing {purpose}: the {config.preset} model has random weights in its frozen backbone(s) "
+            f"{', '.join(random)}. Missing: {missing}. Give the weights, or pass --allow-random-backbones "
+            "(training configs: model.allow_random_backbones: true) to go on knowingly")
+    logger.warning("%s with random backbone(s) %s, as allowed; missing: %s", purpose, ", ".join(random), missing)
+    return random
+
+
 def build_model(
     config: NanoEmoXConfig,
     *,
@@ -71,6 +115,7 @@ def build_model(
     """
     ids = placeholder_ids or _placeholder_ids(config, tokenizer)
     vocab_size = len(tokenizer) if tokenizer is not None else None
+    config.random_backbones = random_backbones_of(config, pretrained=pretrained)
     language = build_language_model(config.language, pretrained=pretrained, vocab_size=vocab_size, dtype=dtype)
     apply_lora(language, config.lora)
     lm_width = language.config.hidden_size

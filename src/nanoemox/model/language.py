@@ -15,6 +15,9 @@ LORA_MARKER = "lora_"
 # Token ids are all a checkpoint's generation config may pass on; decoding settings come
 # from the caller only (see `plain_generation_config`).
 _KEPT_GENERATION_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+# Settings that would change an answer if inherited (reported when a checkpoint sets them).
+_DECODING_FIELDS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty",
+                    "no_repeat_ngram_size", "num_beams", "length_penalty", "max_new_tokens", "max_length")
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,7 @@ def plain_generation_config(loaded: GenerationConfig | None) -> GenerationConfig
     """
     kept = {k: getattr(loaded, k, None) for k in _KEPT_GENERATION_FIELDS} if loaded is not None else {}
     if loaded is not None:
-        dropped = {k: v for k, v in loaded.to_diff_dict().items()
-                   if k not in _KEPT_GENERATION_FIELDS and k != "transformers_version"}
+        dropped = {k: v for k, v in loaded.to_diff_dict().items() if k in _DECODING_FIELDS}
         if dropped:
             log.info("ignoring the checkpoint's generation settings %s; decoding uses only what is asked", dropped)
     return GenerationConfig(**{k: v for k, v in kept.items() if v is not None})

@@ -76,6 +76,8 @@ class ModelSource:
     preset: str | None = "tiny"
     path: str | None = None  # a model folder (e.g. from `nanoemox init-model` or an earlier run)
     face_checkpoint: str | None = None  # FaceXFormer weights for a preset build
+    # A non-tiny model with a random frozen backbone is refused unless this is true.
+    allow_random_backbones: bool = False
 
 
 @dataclass

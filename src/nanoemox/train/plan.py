@@ -45,20 +45,30 @@ def _manifests(config: TrainConfig, problems: list[str]) -> tuple[list[Record], 
 
 
 def _model_source(config: TrainConfig, problems: list[str]) -> str:
-    source = config.model
-    if source.path:
-        if not (Path(source.path) / "config.json").is_file():
-            problems.append(f"model.path {source.path} is not a model folder (no config.json)")
-        return f"model folder {source.path}"
     from nanoemox.config import get_preset
+    from nanoemox.model.build import check_backbones, random_backbones_of, read_model_config
 
+    source = config.model
     try:
-        get_preset(source.preset)
-    except (KeyError, ValueError) as exc:
-        problems.append(f"model.preset {source.preset!r}: {exc}")
-    if source.face_checkpoint and not Path(source.face_checkpoint).is_file():
-        problems.append(f"model.face_checkpoint {source.face_checkpoint} not found")
-    return f"preset {source.preset}" + (f" + FaceXFormer {source.face_checkpoint}" if source.face_checkpoint else "")
+        if source.path:
+            if not (Path(source.path) / "config.json").is_file():
+                problems.append(f"model.path {source.path} is not a model folder (no config.json)")
+                return f"model folder {source.path}"
+            model_config, _ = read_model_config(source.path)
+            described = f"model folder {source.path}"
+        else:
+            model_config = get_preset(source.preset)
+            model_config.face.encoder = source.face_checkpoint or model_config.face.encoder
+            model_config.random_backbones = random_backbones_of(model_config, pretrained=True)
+            described = f"preset {source.preset}" + (f" + FaceXFormer {source.face_checkpoint}"
+                                                     if source.face_checkpoint else "")
+            if source.face_checkpoint and not Path(source.face_checkpoint).is_file():
+                problems.append(f"model.face_checkpoint {source.face_checkpoint} not found")
+        random = check_backbones(model_config, allow=source.allow_random_backbones, purpose="training")
+    except (OSError, ValueError) as exc:  # unknown preset, unreadable folder, random backbones refused
+        problems.append(str(exc))
+        return f"model folder {source.path}" if source.path else f"preset {source.preset}"
+    return described + (f"; random backbones: {', '.join(random)}" if random else "")
 
 
 def _phase(phase: PhaseConfig, records: list[Record], seed: int, problems: list[str]) -> dict[str, Any] | None:

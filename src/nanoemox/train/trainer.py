@@ -32,7 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
 from nanoemox.model import NanoEmoX, build_model, build_tokenizer, set_trainable
-from nanoemox.model.build import trainable_state_dict
+from nanoemox.model.build import check_backbones, random_backbones_of, trainable_state_dict
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.train import checkpoint as ckpt
 from nanoemox.train.config import PhaseConfig, TrainConfig
@@ -126,6 +126,8 @@ class Trainer:
             config = get_preset(source.preset)
             if source.face_checkpoint:
                 config.face.encoder = source.face_checkpoint
+            config.random_backbones = random_backbones_of(config, pretrained=True)
+            check_backbones(config, allow=source.allow_random_backbones, purpose="training")  # before any download
             tokenizer = build_tokenizer(config)
             model = build_model(config, pretrained=True, tokenizer=tokenizer)
             model.save_pretrained(target, processor=NanoEmoXProcessor.from_config(config, tokenizer))
@@ -181,6 +183,7 @@ class Trainer:
 
         torch.manual_seed(self.config.seed)
         model = NanoEmoX.from_pretrained(init_dir)
+        check_backbones(model.config, allow=self.config.model.allow_random_backbones, purpose="training")
         processor = NanoEmoXProcessor.from_pretrained(init_dir)
         counts = set_trainable(model, phase.trainable)
         logger.info("phase %s trains %s", phase.name, {g: n for g, n in counts.items() if n})
