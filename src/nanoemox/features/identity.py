@@ -29,7 +29,8 @@ from torch import nn
 
 from nanoemox.data.manifest import MEDIA_KINDS, Record
 
-IDENTITY_VERSION = 1
+# 2: speech clip vectors average over real (unpadded) frames only, with HuBERT's attention mask.
+IDENTITY_VERSION = 2
 NO_MEDIA_KEY = "nomedia"
 # Elements hashed per step: bounds the host memory a GPU tensor is copied through.
 _HASH_CHUNK = 1 << 24
