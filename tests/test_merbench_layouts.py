@@ -279,6 +279,7 @@ def test_eval_cli_on_the_downloaded_tree_writes_the_table(tmp_path, monkeypatch,
                 yield r, ("happy" if r.task != "msa" else "positive"), None
 
     monkeypatch.setattr("nanoemox.eval.harness._load_predictor", lambda model, options: Echo())
+    monkeypatch.setattr("nanoemox.eval.harness.model_backbones", lambda model, allow: [])
     monkeypatch.chdir(tmp_path)
     rc = main(["eval", "--benchmark", "mer-unibench", "--data-root", "dataset", "--model", "m",
                "--out", "ev", "--no-plots", "--no-progress"])

@@ -1,9 +1,13 @@
 """A small client for OpenAI-compatible chat-completion endpoints, with retries and a reply cache.
 
 Used by the LLM emotion extractor and the EMER judge. Every request is bounded:
-a per-request timeout, at most `max_retries` retries with exponential backoff on
-timeouts, connection errors, HTTP 429/5xx and malformed replies, and at most
-`concurrency` requests in flight. Replies are cached on disk, one JSON file per
+a total deadline per attempt (`timeout_s` for the whole reply, however slowly it
+trickles in, plus at most one read of `timeout_s`), replies of at most
+`MAX_REPLY_BYTES`, at most `max_retries` retries with exponential backoff on timeouts,
+connection errors, HTTP 429/5xx and malformed replies (a `Retry-After` header is
+honoured up to `max_retry_after_s`), and at most `concurrency` requests in flight.
+Nothing a server sends (a broken gzip body, deeply nested JSON, a huge reply) escapes
+as anything but an `LLMError` for that request. Replies are cached on disk, one JSON file per
 key, where the key hashes (endpoint, model, messages, sampling parameters); a
 re-run with the same inputs therefore sends no request and gives the same result.
 """
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
 
 
+MAX_REPLY_BYTES = 4 * 1024 * 1024  # a chat reply is text; anything larger is refused
+
+
 class LLMError(RuntimeError):
     """A request failed for good (after retries, or with a non-retryable status)."""
 
@@ -48,6 +55,7 @@ class LLMConfig:
     max_retries: int = 4
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
+    max_retry_after_s: float = 120.0  # the longest server-requested wait (Retry-After) honoured
     concurrency: int = 4
     cache_dir: str | None = None
     params: dict[str, Any] = field(default_factory=lambda: {"temperature": 0.0, "max_tokens": 512})
@@ -97,18 +105,39 @@ def request_key(endpoint: str, model: str, messages: Messages, params: dict[str,
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
-def _reply_text(response: httpx.Response) -> str:
-    """The assistant text of a chat-completion reply, or _Retryable if it is malformed."""
+def _reply_text(raw: bytes) -> str:
+    """The assistant text of a chat-completion reply body, or _Retryable if it is malformed."""
     try:
-        content = response.json()["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise _Retryable(f"malformed reply ({type(exc).__name__}): {response.text[:200]!r}") from exc
+        content = json.loads(raw.decode("utf-8"))["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+        shown = raw[:200].decode("utf-8", "replace")
+        raise _Retryable(f"malformed reply ({type(exc).__name__}): {shown!r}") from None
     if not isinstance(content, str):
-        raise _Retryable(f"reply content is not text: {content!r:.200}")
+        raise _Retryable(f"reply content is not text: {str(content)[:200]!r}")
     return content
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class LLMClient:
@@ -153,27 +182,45 @@ class LLMClient:
         with self._slots:
             reply = self._post_with_retries(body)
         if self.cache is not None:
-            self.cache.put(key, body, reply)
+            try:
+                self.cache.put(key, body, reply)
+            except OSError as exc:  # a full disk costs the cache entry, not the reply
+                log.warning("could not cache an LLM reply under %s: %s", self.cache.root, exc)
         return reply
+
+    def _read(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body bytes) of one POST, within the attempt's deadline and size limit."""
+        deadline = time.monotonic() + self.config.timeout_s
+        chunks, size = [], 0
+        with self._http.stream("POST", self.config.endpoint, json=body) as response:
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    raise _Retryable(f"reply larger than {MAX_REPLY_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise _Retryable(f"no complete reply within {self.config.timeout_s:g} s")
+            return response.status_code, dict(response.headers), b"".join(chunks)
 
     def _post_once(self, body: dict[str, Any]) -> str:
         with self._lock:
             self.requests_sent += 1
         try:
-            response = self._http.post(self.config.endpoint, json=body)
-        except httpx.TimeoutException as exc:
-            raise _Retryable(f"timed out after {self.config.timeout_s:g} s") from exc
-        except httpx.TransportError as exc:
-            raise _Retryable(f"connection failed: {exc}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}: {response.text[:200]!r}")
-        if response.status_code >= 400:
+            status, headers, raw = self._read(body)
+        except httpx.TimeoutException:
+            raise _Retryable(f"timed out after {self.config.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:  # connection, protocol, and body decoding (e.g. broken gzip) errors
+            raise _Retryable(f"request failed ({type(exc).__name__}): {exc}") from None
+        text = raw[:300].decode("utf-8", "replace")
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}: {text[:200]!r}", retry_after_seconds(headers.get("retry-after")))
+        if status >= 400:
             raise LLMError(
-                f"{self.config.endpoint} refused the request with HTTP {response.status_code}: "
-                f"{response.text[:300]!r}; check --llm-url, --llm-model and the API key in "
+                f"{self.config.endpoint} refused the request with HTTP {status}: "
+                f"{text!r}; check --llm-url, --llm-model and the API key in "
                 f"${self.config.api_key_env}"
             )
-        return _reply_text(response)
+        return _reply_text(raw)
 
     def _post_with_retries(self, body: dict[str, Any]) -> str:
         attempts = self.config.max_retries + 1
@@ -186,6 +233,8 @@ class LLMClient:
                         f"{self.config.endpoint}: giving up after {attempts} attempt(s); last error: {exc}"
                     ) from exc
                 delay = min(self.config.max_backoff_s, self.config.backoff_s * 2**attempt)
+                if exc.retry_after is not None:  # the server said when to come back
+                    delay = min(self.config.max_retry_after_s, max(delay, exc.retry_after))
                 log.warning("LLM request failed (%s); retry %d in %.2f s", exc, attempt + 1, delay)
                 self._sleep(delay)
         raise AssertionError("unreachable")
@@ -198,6 +247,9 @@ class LLMClient:
                 return self.chat(messages, **params)
             except LLMError as exc:
                 return exc
+            except Exception as exc:  # never let one request end a long job: it becomes that sample's failure
+                log.warning("LLM request failed unexpectedly: %s: %s", type(exc).__name__, exc)
+                return LLMError(f"unexpected {type(exc).__name__}: {exc}")
 
         if not conversations:
             return []

@@ -4,6 +4,7 @@
         return "happy, calm"            # reply text (HTTP 200, chat-completion JSON)
         # or (500, "oops")              # any status with a raw body
         # or Raw(200, "not json")       # a raw 200 body (malformed reply)
+        # or Raw(429, "", headers=(("Retry-After", "2"),), trickle=0.5)
 
     with FakeChatServer(respond) as server:
         client = LLMClient(LLMConfig(url=server.url, model="judge"))
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Union
@@ -24,10 +26,15 @@ from typing import Any, Callable, Union
 
 @dataclass(frozen=True)
 class Raw:
-    """A reply sent verbatim with the given status."""
+    """A reply sent verbatim with the given status, extra headers, and optionally trickled.
+
+    `trickle` > 0 sends the body one byte at a time with that many seconds between bytes.
+    """
 
     status: int
-    body: str
+    body: str | bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    trickle: float = 0.0
 
 
 Reply = Union[str, tuple, Raw]
@@ -95,18 +102,27 @@ class FakeChatServer:
                 index = server._record(body, self.headers.get("Authorization"))
                 try:
                     reply = server.respond(body, index)
+                    headers, trickle = (), 0.0
                     if isinstance(reply, Raw):
-                        status, text = reply.status, reply.body
+                        status, text, headers, trickle = reply.status, reply.body, reply.headers, reply.trickle
                     elif isinstance(reply, tuple):
                         status, text = reply
                     else:
                         status, text = 200, json.dumps(completion(reply, body.get("model", "fake")))
-                    data = text.encode("utf-8")
+                    data = text if isinstance(text, bytes) else text.encode("utf-8")
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers:
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if trickle > 0:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(trickle)
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout); nothing to answer
                 finally:
