@@ -158,7 +158,7 @@ def test_eval_records_decoding_budgets_and_truncation(model_dir, tmp_path, capsy
     rc = main(["eval", "--benchmark", "synthaffect", "--data-root", str(corpus), "--model", str(model_dir),
                "--out", str(out), "--limit", "6", "--no-plots", "--no-progress", "--repetition-penalty", "1.2",
                "--max-new-tokens", "eri=2,erg=3,ovmer=2,mer=2,mir=2,msa=2"])
-    assert rc == 2 and "made with other settings (decoding" in capsys.readouterr().out
+    assert rc == 2 and "made with other settings (decoding" in capsys.readouterr().err
     assert main(["eval", "--benchmark", "synthaffect", "--data-root", str(corpus), "--model", str(model_dir),
                  "--out", str(out), "--limit", "6", "--no-plots", "--no-progress", "--temperature", "0.5"]) == 2
-    assert "only act when sampling" in capsys.readouterr().out
+    assert "only act when sampling" in capsys.readouterr().err

@@ -254,9 +254,9 @@ def test_cli_eval_mer_unibench_with_a_corrupt_clip(corpus, tiny_model_dir, tmp_p
 def test_cli_eval_reports_problems(corpus, tmp_path, capsys):
     common = ["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o")]
     assert main(["eval", "--benchmark", "emer", "--references", str(corpus / "test.jsonl"), *common]) == 2
-    assert "needs --llm-url" in capsys.readouterr().out
+    assert "needs --llm-url" in capsys.readouterr().err
     assert main(["eval", "--benchmark", "synthaffect", "--data-root", str(tmp_path / "absent"), *common]) == 2
-    assert "not a folder" in capsys.readouterr().out
+    assert "not a folder" in capsys.readouterr().err
     assert main(["eval", "--benchmark", "synthaffect", "--references", str(corpus / "test.jsonl"),
                  "--split", "dev", *common]) == 2
-    assert "no reference records" in capsys.readouterr().out
+    assert "no reference records" in capsys.readouterr().err

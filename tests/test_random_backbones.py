@@ -42,7 +42,7 @@ def test_eval_refuses_then_reports_random_backbones(scaled_dir, tmp_path, capsys
     args = ["eval", "--benchmark", "synthaffect", "--data-root", str(corpus), "--model", str(scaled_dir),
             "--out", str(tmp_path / "ev"), "--limit", "2", "--no-plots", "--no-progress", "--max-new-tokens", "2"]
     assert main(args) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "refusing evaluation" in out and "scene, speech, face, language" in out
     assert not (tmp_path / "ev" / "predictions.jsonl").exists()  # refused before any inference
     assert main(args + ["--allow-random-backbones"]) == 0

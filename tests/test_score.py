@@ -187,7 +187,7 @@ def test_cli_score_writes_json_and_markdown(tmp_path, capsys):
                  "--references", str(manifest)]) == 2
     assert main(["score", "--benchmark", "mintrec", "--predictions", str(tmp_path / "none.jsonl"),
                  "--references", str(manifest)]) == 2
-    assert "not found" in capsys.readouterr().out
+    assert "not found" in capsys.readouterr().err  # errors go to stderr
 
 
 def test_cli_score_from_data_root(tmp_path, capsys):

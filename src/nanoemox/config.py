@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,17 +166,58 @@ class NanoEmoXConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a (nested) dataclass from `asdict` output, turning lists back into tuples."""
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether `value` (from JSON) fits a field's type hint; nested dataclasses are checked by _from_dict."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list) or hint in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = [a for a in args if a is not Ellipsis]
+        return not inner or all(_type_ok(v, inner[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict) and (not args or all(_type_ok(v, args[1]) for v in value.values()))
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    return True  # anything else is not constrained here
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Rebuild a (nested) dataclass from `asdict` output, turning lists back into tuples.
+
+    Every field is checked against its type hint; a wrong one is a ValueError naming
+    the field (e.g. `scene.num_frames: expected int, got '8'`).
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or cls.__name__}: expected an object, got {type(data).__name__}")
     kwargs = {}
-    hints = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(hints)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - fields
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
     for name, value in data.items():
-        default = getattr(cls(), name) if name in hints else None
+        path = f"{where}.{name}" if where else name
+        hint = hints.get(name, Any)
+        if not _type_ok(value, hint):
+            shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise ValueError(f"{path}: expected {shown}, got {value!r:.80}")
+        default = getattr(cls(), name)
         if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = _from_dict(type(default), value)
+            value = _from_dict(type(default), value, path)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value

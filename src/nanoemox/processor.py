@@ -153,18 +153,23 @@ class NanoEmoXProcessor:
         path = directory / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; a processor folder is written by NanoEmoXProcessor.save_pretrained")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        media = dict(data["media"])
-        for key in ("clip_mean", "clip_std", "face_mean", "face_std"):
-            media[key] = tuple(media[key])
-        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
-        return cls(
-            tokenizer,
-            MediaConfig(**media),
-            placeholders=data["placeholders"],
-            token_counts=data["token_counts"],
-            max_length=data["max_length"],
-        )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            media = dict(data["media"])
+            for key in ("clip_mean", "clip_std", "face_mean", "face_std"):
+                media[key] = tuple(media[key])
+            media_config = MediaConfig(**media)
+            settings = {"placeholders": dict(data["placeholders"]), "token_counts": dict(data["token_counts"]),
+                        "max_length": int(data["max_length"])}
+        except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+            raise ValueError(f"{path}: not a valid processor config ({problem}); copy the model folder again") from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{directory / TOKENIZER_DIR}: the tokenizer cannot be loaded "
+                             f"({str(exc).strip()[:200]}); copy the model folder again") from None
+        return cls(tokenizer, media_config, **settings)
 
     # ------------------------------------------------------------------ text
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def run_convert(args: argparse.Namespace) -> int:
     try:
         result = convert(args.dataset, args.root, split=args.split)
     except (AnnotationError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.drop_missing:
         result = result.without_missing()
@@ -75,7 +76,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         report = check_dataset(args.dataset, args.root, split=args.split)
     except ValueError as exc:  # unknown dataset name
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report), end="\n" if args.json else "")
     return 0 if report["ok"] else 2
@@ -98,7 +99,7 @@ def run_stats(args: argparse.Namespace) -> int:
         try:
             records = load_manifest(path)
         except (ManifestError, FileNotFoundError) as exc:
-            print(f"error: {exc}")
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         counts.update(f"{r.dataset}\t{r.split}\t{r.task}" for r in records)
     print(json.dumps({k.replace("\t", "/"): v for k, v in sorted(counts.items())}, indent=2))

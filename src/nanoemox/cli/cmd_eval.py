@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from nanoemox.cli.cmd_analyze import UsageError, add_decoding_arguments, decoding_from_args
 from nanoemox.cli.cmd_score import (
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from nanoemox.eval.harness import pending, run_benchmark
 
     if args.limit is not None and args.limit < 1:
-        print("error: --limit must be at least 1")
+        print("error: --limit must be at least 1", file=sys.stderr)
         return 2
     try:
         decoding = decoding_from_args(args)
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         todo = pending(sets, args.out, limit=args.limit)
         client, extractor, judge = scoring_tools(args)
     except (OSError, ValueError, UsageError) as exc:  # missing folder, bad manifest, LLM options absent
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     bar = _progress_bar(todo, args.no_progress)
     try:
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             extractor=extractor, judge=judge, model_name=args.model_name, plots=not args.no_plots,
             allow_random_backbones=args.allow_random_backbones)
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         bar.close()

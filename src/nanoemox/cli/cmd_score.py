@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -134,15 +135,15 @@ def run(args: argparse.Namespace) -> int:
         sets = references_from_args(args, split=None if args.references else "test")
         references = [r for s in sets for r in s.records]
     except (OSError, ValueError) as exc:  # unreadable file, bad manifest or predictions
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if not references:
-        print("error: no reference records found")
+        print("error: no reference records found", file=sys.stderr)
         return 2
     try:
         client, extractor, judge = scoring_tools(args)
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         # As `eval` scores: SynthAffect's ERI without a judge by its offline token-overlap proxy.

@@ -220,8 +220,10 @@ def read_model_config(folder: str | os.PathLike) -> tuple[NanoEmoXConfig, dict[s
         data = json.loads(path.read_text(encoding="utf-8"))
         config = NanoEmoXConfig.from_dict(data["config"])
         ids = {m: int(i) for m, i in data["placeholder_ids"].items()}
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a valid Nano-EmoX config ({exc})") from exc
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+        raise ValueError(f"{path}: not a valid Nano-EmoX config ({problem}); copy the folder again or "
+                         "re-create it with `nanoemox init-model` / training") from None
     if data.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path}: folder format {data['format_version']} is newer than this version supports")
     config.scene.encoder = _resolve(config.scene.encoder, folder)
@@ -232,6 +234,17 @@ def read_model_config(folder: str | os.PathLike) -> tuple[NanoEmoXConfig, dict[s
     return config, ids
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a damaged or truncated file is a ValueError naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: cannot be read as safetensors ({str(exc).strip()[:200]}); the file is damaged "
+                         "or truncated: copy it again, or use an intact checkpoint") from None
+
+
 def load_model(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device=None) -> NanoEmoX:
     """Rebuild a model from a folder written by `save_model`; every stored weight must fit exactly."""
     folder = Path(folder)
@@ -240,14 +253,19 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
     weights_path = folder / WEIGHTS_NAME
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} is missing: the folder holds no trained weights")
-    weights = load_file(weights_path)
-    expected = set(trainable_state_dict(model))
-    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    weights = read_weights(weights_path)
+    own = trainable_state_dict(model)
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     if missing or unexpected:
         raise ValueError(
             f"{weights_path} does not fit the model built from {folder / CONFIG_NAME}: "
             f"missing {missing[:8]} ({len(missing)}), unexpected {unexpected[:8]} ({len(unexpected)})"
         )
+    wrong = [f"{k} {tuple(weights[k].shape)} (model: {tuple(own[k].shape)})" for k in own
+             if weights[k].shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"{weights_path}: {len(wrong)} tensor(s) of the wrong shape for the model built from "
+                         f"{folder / CONFIG_NAME}, e.g. {', '.join(wrong[:3])}")
     model.load_state_dict(weights, strict=False)
     model.eval()
     return model.to(device) if device is not None else model

@@ -9,12 +9,18 @@ A checkpoint folder `step_00000100/` holds
                            Python and NumPy RNG states, the phase name, the loss history
 
 It is written to a temp folder and renamed, so a crash mid-write leaves the previous
-checkpoint intact; only the newest `keep_last` are kept.
+checkpoint intact; only the newest `keep_last` are kept. `state.json`, written last,
+records the size and SHA-256 of each tensor file, so a resume can verify the newest
+checkpoint (`verify_checkpoint`) and fall back to the newest intact one
+(`latest_intact_checkpoint`) when a disk or a copy damaged it; temp folders left by
+a kill during a write are removed when a run resumes (`remove_stale_temp`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 import re
 import shutil
@@ -28,6 +34,22 @@ from safetensors.torch import load_file
 from nanoemox.utils import atomic_directory, atomic_save_safetensors, atomic_write_json
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+TEMP_DIR = re.compile(r"^\.step_\d{8}\..*\.(tmp|old-\d+)$|^\.step_\d{8}\.old-\d+$")
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -95,7 +117,9 @@ def save_checkpoint(
         atomic_save_safetensors(model_weights, tmp / "model.safetensors")
         atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
-        state = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta, **extra}
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)} for name in TENSOR_FILES}
+        state = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta,
+                 "files": files, **extra}
         atomic_write_json(state, tmp / "state.json")
     for old in list_checkpoints(folder)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -115,10 +139,70 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _read_state(path: Path) -> dict[str, Any]:
+    state_path = path / "state.json"
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("no integer 'step'")
+        return state
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{state_path}: unreadable checkpoint state ({exc})") from None
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: damaged or truncated ({str(exc).strip()[:160]})") from None
+
+
+def verify_checkpoint(path: Path) -> None:
+    """CheckpointError naming the first damaged file: state.json, a size or checksum, or a file that will not load."""
+    state = _read_state(path)
+    recorded = state.get("files") or {}
+    for name in TENSOR_FILES:
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing")
+        expect = recorded.get(name)
+        if expect:
+            if file.stat().st_size != expect.get("bytes"):
+                raise CheckpointError(f"{file}: {file.stat().st_size} bytes, {expect.get('bytes')} when written")
+            if _sha256(file) != expect.get("sha256"):
+                raise CheckpointError(f"{file}: checksum differs from the one recorded when it was written")
+        _load_tensors(file)
+
+
+def latest_intact_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that verifies; each damaged newer one is logged as a warning and skipped."""
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError as exc:
+            log.warning("skipping damaged checkpoint %s: %s; trying the one before", path.name, exc)
+    return None
+
+
+def remove_stale_temp(folder: Path) -> list[Path]:
+    """Delete temp folders a killed checkpoint write left behind; returns them."""
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_dir() and TEMP_DIR.match(p.name)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left by an interrupted checkpoint write", path)
+    return stale
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint; tensors come back on the CPU."""
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    state["model_weights"] = load_file(path / "model.safetensors")
-    state["optimizer_state"] = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), state.pop("optimizer"))
-    state["rng_tensors"] = load_file(path / "rng.safetensors")
+    """Read a checkpoint; tensors come back on the CPU. CheckpointError names a damaged file."""
+    state = _read_state(path)
+    state["model_weights"] = _load_tensors(path / "model.safetensors")
+    state["optimizer_state"] = _unflatten_optimizer(_load_tensors(path / "optimizer.safetensors"), state.pop("optimizer"))
+    state["rng_tensors"] = _load_tensors(path / "rng.safetensors")
+    state.pop("files", None)
     return state

@@ -191,7 +191,14 @@ class Trainer:
         optimizer = build_optimizer(model, phase)
         scheduler = build_scheduler(optimizer, phase)
         state = PhaseState()
-        latest = ckpt.latest_checkpoint(folder / "checkpoints") if self.resume else None
+        latest = None
+        if self.resume:
+            if self.is_main:
+                ckpt.remove_stale_temp(folder / "checkpoints")
+            latest = ckpt.latest_intact_checkpoint(folder / "checkpoints")
+            if latest is None and ckpt.list_checkpoints(folder / "checkpoints"):
+                raise ckpt.CheckpointError(f"{folder / 'checkpoints'}: no intact checkpoint to resume from "
+                                           "(see the warnings above); delete the folder to restart the phase")
         if latest is not None:
             state = self._restore(latest, model, optimizer, scheduler)
             logger.info("resumed phase %s from %s (step %d)", phase.name, latest, state.step)
