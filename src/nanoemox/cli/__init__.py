@@ -76,8 +76,9 @@ def _describe(exc: BaseException) -> str:
     """One line: our own and Python's errors by their message, a library's with its type in front."""
     if isinstance(exc, RecursionError):
         return "an input nests too deeply to be read (a JSON value with thousands of levels)"
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    # A multi-line message (a manifest's bad lines) is folded onto one line, the first few kept.
+    text = " | ".join(lines[:4]) + (f" | ... ({len(lines) - 4} more)" if len(lines) > 4 else "")
     ours = type(exc).__module__ == "builtins" or type(exc).__module__.startswith("nanoemox")
     return text if ours and text else f"{type(exc).__name__}: {text}".rstrip(": ")
 

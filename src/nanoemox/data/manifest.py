@@ -199,16 +199,39 @@ def _record(obj: dict[str, Any]) -> Record:
     )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name} (NaN and Infinity are not valid values)")
+
+
+def decode_json_line(raw: bytes | str) -> tuple[Any, str | None]:
+    """(object, None) for one JSON line, or (None, problem): bad UTF-8, bad JSON, NaN/Infinity, deep nesting."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    try:
+        return json.loads(raw, parse_constant=_no_constant), None
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError as exc:
+        return None, str(exc)
+    except RecursionError:
+        return None, "nested too deeply to read"
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield (line number, decoded object or None, JSON problem or None) for every non-blank line."""
-    with open(path, encoding="utf-8") as fh:
+    """Yield (line number, decoded object or None, problem or None) for every non-blank line.
+
+    Every problem names its line: invalid UTF-8, invalid JSON, NaN or Infinity (which
+    JSON does not have), or nesting too deep to read.
+    """
+    with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                yield lineno, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+            obj, problem = decode_json_line(line)
+            yield lineno, obj, problem
 
 
 def iter_manifest(path: str | os.PathLike) -> Iterator[tuple[int, Record | None, str | None]]:

@@ -170,6 +170,9 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     Any other unreadable line raises ValueError naming the file and line: such a file
     was not written by an interrupted run and should be checked by hand.
     """
+    from nanoemox.data.manifest import decode_json_line
+    from nanoemox.eval.scoring import check_prediction
+
     path = Path(path)
     if not path.exists():
         return {}
@@ -177,18 +180,16 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     entries: dict[str, dict] = {}
     good_end, lines = 0, data.split(b"\n")
     for lineno, raw in enumerate(lines, start=1):
-        last = lineno == len(lines)
+        last = lineno == len(lines)  # only a last line without its newline can be a write cut short
         if raw.strip():
-            try:
-                obj = json.loads(raw)
-                if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
-                    raise ValueError("not a prediction entry")
-            except ValueError as exc:
-                if last or (lineno == len(lines) - 1 and not lines[-1].strip()):
-                    log.warning("%s: cutting off an unfinished last line (%s); that sample runs again", path, exc)
+            obj, problem = decode_json_line(raw)
+            problem = problem or check_prediction(obj, {})
+            if problem:
+                if last:
+                    log.warning("%s: cutting off an unfinished last line (%s); that sample runs again", path, problem)
                     break
-                raise ValueError(f"{path}:{lineno}: unreadable prediction line ({exc}); fix or delete "
-                                 "the file, or choose another output folder") from exc
+                raise ValueError(f"{path}:{lineno}: unreadable prediction line ({problem}); fix or delete "
+                                 "the file, or choose another output folder")
             entries[str(obj["id"])] = obj
         good_end += len(raw) + (0 if last else 1)
     if good_end != len(data) or (data and not data.endswith(b"\n")):

@@ -81,7 +81,7 @@ def load_predictions(path: str | os.PathLike) -> dict[str, str]:
     out: dict[str, str] = {}
     problems: list[str] = []
     for lineno, obj, problem in iter_jsonl(path):
-        problem = problem or _check_prediction(obj, out)
+        problem = problem or check_prediction(obj, out)
         if problem:
             problems.append(f"line {lineno}: {problem}")
             continue
@@ -97,7 +97,8 @@ def load_predictions(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def _check_prediction(obj: Any, seen: dict[str, str]) -> str | None:
+def check_prediction(obj: Any, seen: dict[str, str]) -> str | None:
+    """The problem of one decoded predictions line, or None."""
     if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
         return 'needs the fields "id" and "prediction"'
     if obj["prediction"] is not None and not isinstance(obj["prediction"], str):
