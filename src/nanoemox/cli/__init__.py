@@ -59,10 +59,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     import yaml
     from safetensors import SafetensorError
 
+    from nanoemox.features.errors import FeatureCacheError
     from nanoemox.media.errors import FileProblem
 
-    errors: list[type[BaseException]] = [OSError, ValueError, FileProblem, SafetensorError, yaml.YAMLError,
-                                         httpx.HTTPError, RecursionError, EOFError]
+    errors: list[type[BaseException]] = [OSError, ValueError, FileProblem, FeatureCacheError, SafetensorError,
+                                         yaml.YAMLError, httpx.HTTPError, RecursionError, EOFError]
     try:
         import av
 

@@ -28,6 +28,7 @@ from nanoemox.features.store import (
     INDEX_NAME,
     dtype_name,
     field_specs,
+    file_sha256,
     new_index,
     read_index,
     shard_name,
@@ -134,13 +135,14 @@ def _next_shard_name(index: dict[str, Any]) -> str:
     return shard_name(number)
 
 
-def _drop_missing_shards(folder: Path, index: dict[str, Any]) -> None:
-    """Forget shards that were deleted or cut short, so their media are encoded again."""
+def _drop_damaged_shards(folder: Path, index: dict[str, Any]) -> None:
+    """Forget shards that were deleted, cut short or changed (size or SHA-256), so their media are encoded again."""
     for name, info in list(index["shards"].items()):
         path = folder / name
-        if path.is_file() and path.stat().st_size == info["bytes"]:
+        if path.is_file() and path.stat().st_size == info["bytes"] and file_sha256(path) == info["sha256"]:
             continue
-        logger.warning("%s is missing or has the wrong size; its media will be encoded again", path)
+        logger.warning("%s is missing or damaged (size or checksum); its media will be encoded again", path)
+        path.unlink(missing_ok=True)
         del index["shards"][name]
         for key in [k for k, (shard, _) in index["entries"].items() if shard == name]:
             del index["entries"][key]
@@ -159,7 +161,7 @@ def _open_for_writing(folder: Path, identity: dict[str, Any], dtype: torch.dtype
             f"{folder / INDEX_NAME}: the cache stores {index['dtype']} features, this run asks for "
             f"{dtype_name(dtype)}; use the same dtype to resume, or another folder"
         )
-    _drop_missing_shards(folder, index)
+    _drop_damaged_shards(folder, index)
     return index
 
 

@@ -63,6 +63,10 @@ def phase_mixture(records: Sequence[Record], phase: PhaseConfig, seed: int) -> T
     return TaskMixture(by_task, weights, mode=phase.mixture_mode, seed=seed)
 
 
+class UnreadableData(ValueError):
+    """Training cannot find readable samples: the data, not one file, is the problem."""
+
+
 class PhaseDataset(Dataset):
     """Index -> one processed training sample (a dict of tensors plus its record id)."""
 
@@ -90,7 +94,10 @@ class PhaseDataset(Dataset):
             except MediaError as exc:
                 problems.append(str(exc))
                 logger.warning("skipping %s: %s", record.id, exc)
-        raise RuntimeError(f"{MAX_REPLACEMENTS} unreadable samples in a row at index {index}: {problems[-3:]}")
+        raise UnreadableData(f"{MAX_REPLACEMENTS} unreadable samples in a row at sample index {index} (last: "
+                             f"{problems[-1]}); the media are probably not where the manifests say: check "
+                             "data.root (--data-root) and run `nanoemox train CONFIG --dry-run`, which lists "
+                             "missing files")
 
     def _dropped(self, index: int) -> list[str]:
         """Modalities left out of sample `index` (its own generator: a pure function of the index)."""
