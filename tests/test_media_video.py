@@ -159,3 +159,26 @@ def test_unknown_codec_is_unsupported(tmp_path):
     bad.write_bytes(data.replace(b"FMP4", b"QQQQ"))  # a fourcc no decoder claims
     with pytest.raises(UnsupportedCodec, match="no decoder"):
         read_frames(bad)
+
+
+def test_huge_frames_are_downscaled_while_decoding_or_refused(tmp_path, monkeypatch):
+    import nanoemox.media.video as video
+
+    path = tmp_path / "huge.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 2560, 1600, "yuv420p"
+        for i in range(2):
+            image = np.full((1600, 2560, 3), 40 * (i + 1), np.uint8)
+            image[:, :1280] = 200  # left half bright: the aspect ratio must survive
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert path.stat().st_size < 200_000  # a small file of large frames
+    sampled = read_frames(path, num_frames=2)
+    assert {f.shape for f in sampled.frames} == {(800, 1280, 3)}
+    assert sampled.frames[0][:, :600].mean() > 190 and sampled.frames[0][:, 700:].mean() < 100
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 1000 * 1000)
+    with pytest.raises(UnsupportedCodec, match=r"2560x1600 pixels exceed the limit"):
+        read_frames(path, num_frames=2)

@@ -29,7 +29,8 @@ from torch import nn
 
 from nanoemox.data.manifest import MEDIA_KINDS, Record
 
-# 2: speech clip vectors average over real (unpadded) frames only, with HuBERT's attention mask.
+# 2: speech clip vectors average over real (unpadded) frames only, with HuBERT's attention mask;
+#    video frames larger than 1280 pixels are downscaled while decoding.
 IDENTITY_VERSION = 2
 NO_MEDIA_KEY = "nomedia"
 # Elements hashed per step: bounds the host memory a GPU tensor is copied through.

@@ -9,7 +9,8 @@ current decode position and the target, read from the demuxer's index when the
 container has one), so a one-hour clip costs about what a ten-second one does.
 
 Clips with fewer frames than `n` repeat frames (each target takes the frame on
-screen). Rotation metadata (the display matrix FFmpeg attaches to decoded
+screen). Frames larger than `MAX_FRAME_SIDE` are downscaled while they are converted
+to RGB; streams of more than `MAX_FRAME_PIXELS` pixels per frame are refused. Rotation metadata (the display matrix FFmpeg attaches to decoded
 frames) is applied, so portrait phone videos come out upright. Horizontal or
 vertical flips in the display matrix and non-square pixel aspect ratios are not
 applied.
@@ -33,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 MAX_BAD_PACKETS = 64  # damaged packets skipped before the file counts as corrupt
 SEEK_GAP_SECONDS = 2.0  # without a keyframe index, seek only when the next target is this far ahead
+# Frames are downscaled to this longest side while they are converted to RGB (the model
+# reads 224-pixel frames and face detection works at 640), and streams whose frames
+# exceed MAX_FRAME_PIXELS are refused before decoding, so a tiny file of huge frames
+# cannot take gigabytes of memory.
+MAX_FRAME_SIDE = 1280
+MAX_FRAME_PIXELS = 8192 * 8192
 
 
 @dataclass
@@ -153,7 +160,12 @@ def _advance(cursor: _Cursor, target: float) -> av.VideoFrame | None:
 
 
 def _to_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
-    rgb = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+    scale = min(1.0, MAX_FRAME_SIDE / max(frame.width, frame.height))
+    if scale < 1.0:  # downscaled in the pixel-format conversion: no full-size RGB copy is ever made
+        width, height = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
+        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    else:
+        rgb = frame.to_ndarray(format="rgb24")  # [H, W, 3]
     rotation = int(frame.rotation or 0)
     quarter_turns = int(round(rotation / 90.0)) % 4
     if quarter_turns:
@@ -170,6 +182,10 @@ def read_frames(
     path = Path(path)
     with open_container(path, max_bytes) as container:
         stream = first_stream(container, path, "video")
+        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        if width * height > MAX_FRAME_PIXELS:
+            raise UnsupportedCodec(path, f"frames of {width}x{height} pixels exceed the limit of {MAX_FRAME_PIXELS} "
+                                         "pixels per frame; downscale the video first")
         start, duration = stream_span(container, stream)
         if duration is None or duration <= 0:
             duration = max(_scan_duration(container, stream) - start, 0.0)
