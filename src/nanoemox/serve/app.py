@@ -9,7 +9,10 @@
 
 Limits (`ServeSettings`): upload size (413), media types by extension and content type
 (415), a concurrency limit with a queue timeout (503), a per-request timeout (504).
-Uploads are written to a per-request temporary folder that is always removed.
+Any body the service cannot use (no clip and no subtitle, a file where text belongs,
+JSON nested too deeply, ...) is a 422; no client input gives a 5xx. Every status is
+described in the OpenAPI document. Uploads are written to a per-request temporary
+folder that is always removed.
 """
 
 from __future__ import annotations
@@ -53,6 +56,17 @@ class ServeSettings:
     queue_timeout: float = 10.0
     tmp_dir: str | None = None  # where uploads are kept while answered (default: system temp)
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _text(form, name: str) -> str | None:
+    """A text field of a form; a file sent in its place is a 422."""
+    value = form.get(name)
+    if value is not None and not isinstance(value, str):
+        raise HTTPException(422, f"{name} must be a text field, not a file")
+    return value
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -147,21 +161,25 @@ def _cleanup(folder: Path | None):
 
 
 def _add_analyze(app: FastAPI, predictor, gate: ModelGate, uploads: Uploads) -> None:
-    @app.post("/v1/analyze", openapi_extra=_ANALYZE_BODY)
+    @app.post("/v1/analyze", openapi_extra=_ANALYZE_BODY, responses=_responses(413, 415, 422, 503, 504))
     async def analyze_clip(request: Request):
         """Answer the requested tasks for one uploaded clip (same JSON as `nanoemox analyze --json`)."""
+        if not request.headers.get("content-type", "").startswith(FORM_TYPES):
+            raise HTTPException(422, "send a multipart/form-data body with a `clip` file and/or a `subtitle` field")
         async with request.form() as form:
-            tasks = _tasks(form.get("tasks"))
-            decode = str(form.get("decode") or "generate")
+            tasks = _tasks(_text(form, "tasks"))
+            decode = str(_text(form, "decode") or "generate")
             if decode not in DECODE_MODES:
                 raise HTTPException(422, f"decode must be one of {DECODE_MODES}, got {decode!r}")
             options = dict(
-                subtitle=(str(form.get("subtitle") or "").strip() or None),
-                candidates=_split(form.get("candidates")),
-                intents=_split(form.get("intents")),
+                subtitle=(str(_text(form, "subtitle") or "").strip() or None),
+                candidates=_split(_text(form, "candidates")),
+                intents=_split(_text(form, "intents")),
             )
             upload = form.get("clip")
             upload = upload if isinstance(upload, UploadFile) and upload.filename else None
+            if upload is None and options["subtitle"] is None:
+                raise HTTPException(422, "nothing to analyze: send a `clip` file, a `subtitle`, or both")
             folder, path = await uploads.save(upload) if upload is not None else (None, None)
         name = upload.filename if upload is not None else None
         records = clip_records(path, tasks, clip_id=Path(name).stem if name else "text", **options)
@@ -182,7 +200,7 @@ def _hide_paths(result: dict, path: Path | None, name: str | None) -> None:
 
 
 def _add_chat(app: FastAPI, predictor, gate: ModelGate, uploads: Uploads) -> None:
-    @app.post("/v1/chat", openapi_extra=_CHAT_BODY)
+    @app.post("/v1/chat", openapi_extra=_CHAT_BODY, responses=_responses(413, 415, 422, 503, 504))
     async def chat(request: Request):
         """The listener's next turn for `message` after `history`; returns it and the extended history."""
         message, history, name, folder, path = await _chat_inputs(request, uploads)
@@ -207,26 +225,44 @@ def _check_chat(message: Any, history: Any) -> tuple[str, list[dict]]:
 async def _chat_inputs(request: Request, uploads: Uploads):
     """(message, history, clip name, temp folder, clip path) from a JSON or a multipart body."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if not content_type.startswith(FORM_TYPES):
         try:
             body = await request.json()
-        except ValueError as exc:
-            raise HTTPException(422, f"the body must be JSON {{message, history}} or multipart ({exc})") from exc
+        except (ValueError, RecursionError) as exc:
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise HTTPException(422, f"the body must be JSON {{message, history}} or multipart ({problem})") from None
         if not isinstance(body, dict):
             raise HTTPException(422, "the body must be a JSON object {message, history}")
         message, history = _check_chat(body.get("message"), body.get("history") or [])
         return message, history, None, None, None
     async with request.form() as form:
         try:
-            history = json.loads(form.get("history") or "[]")
-        except ValueError as exc:
-            raise HTTPException(422, f"history must be a JSON list of {{role, text}} turns ({exc})") from exc
-        message, history = _check_chat(form.get("message"), history)
+            history = json.loads(_text(form, "history") or "[]")
+        except (ValueError, RecursionError) as exc:
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise HTTPException(422, f"history must be a JSON list of {{role, text}} turns ({problem})") from None
+        message, history = _check_chat(_text(form, "message"), history)
         upload = form.get("clip")
         if not (isinstance(upload, UploadFile) and upload.filename):
             return message, history, None, None, None
         folder, path = await uploads.save(upload)
         return message, history, upload.filename, folder, path
+
+
+_STATUS = {
+    413: "the body (clip) is larger than the service's upload limit",
+    415: "the clip's file type or content type is not audio or video",
+    422: "the request cannot be used (no input, a bad field, unreadable media: see `detail` or `error`)",
+    503: "the model is busy: every slot stayed taken for the queue timeout; retry later",
+    504: "the model did not answer within the request timeout",
+}
+_ERROR_BODY = {"type": "object", "properties": {"detail": {"type": "string"}, "error": {"type": "string"}}}
+
+
+def _responses(*codes: int) -> dict[int, dict]:
+    """OpenAPI entries for the error statuses an endpoint returns."""
+    return {code: {"description": _STATUS[code], "content": {"application/json": {"schema": _ERROR_BODY}}}
+            for code in codes}
 
 
 # OpenAPI descriptions of the two bodies, which the handlers read themselves (they accept
@@ -235,6 +271,7 @@ _TURN = {"type": "object", "required": ["role", "text"],
          "properties": {"role": {"enum": ["speaker", "listener"]}, "text": {"type": "string"}}}
 _ANALYZE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object",
+    "anyOf": [{"required": ["clip"]}, {"required": ["subtitle"]}],  # something to analyze
     "properties": {
         "clip": {"type": "string", "format": "binary", "description": "video or audio file"},
         "tasks": {"type": "string", "description": "comma-separated subset of " + ",".join(TASKS), "default": ",".join(TASKS)},
