@@ -113,3 +113,12 @@ def test_a_bug_is_one_line_with_a_pointer_to_debug(monkeypatch, capsys):
     assert "unexpected KeyError" in line and "--debug" in line
     with pytest.raises(KeyError):
         main(["--debug", "info"])
+
+
+def test_garbled_cache_index_is_one_line(model_dir, corpus, tmp_path, capsys):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "index.json").write_text("{garbled")
+    assert main(["cache-features", str(corpus / "test.jsonl"), "--model", str(model_dir),
+                 "--out", str(tmp_path / "cache")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "index.json: unreadable index" in line and "rebuild the cache" in line

@@ -84,8 +84,10 @@ def read_index(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptCacheError(str(path), f"unreadable index ({exc})", advice="rebuild the cache into a new folder") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise CorruptCacheError(str(path), f"unreadable index ({problem})",
+                                advice="rebuild the cache into a new folder") from None
     required = ("format_version", "identity", "dtype", "fields", "shards", "entries", "errors", "media")
     missing = list(required) if not isinstance(index, dict) else [k for k in required if k not in index]
     if missing:
