@@ -20,7 +20,9 @@ def corpus(tmp_path_factory):
 
 
 def _one_line(err: str) -> str:
-    lines = [line for line in err.strip().splitlines() if not line.startswith(("20", "  "))]  # drop log lines
+    err = err.replace("\r", "\n")  # progress bars redraw with carriage returns
+    lines = [line for line in err.strip().splitlines()
+             if line.strip() and not line.startswith(("20", "  ")) and "/s]" not in line]  # logs, progress bars
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     return lines[0]
 
