@@ -37,7 +37,8 @@ def add_predictor_arguments(p) -> None:
     """Options that load and configure a Predictor (also used by `chat` and `serve`)."""
     p.add_argument("--model", required=True, metavar="DIR", help="model folder (config.json, model.safetensors, tokenizer/)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="float32 (default), bfloat16, float16 or auto (bf16 on a GPU)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="auto (default): bfloat16 on GPUs and CPUs that compute it natively, else float32")
     p.add_argument("--batch-size", type=int, default=8, help="samples per batch on the device (default 8)")
     add_decoding_arguments(p)
 

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen = p.add_argument_group("generation")
     gen.add_argument("--batch-size", type=int, default=8)
     gen.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
-    gen.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the model's")
+    gen.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                     help="auto (default): bfloat16 on GPUs and CPUs that compute it natively, else float32")
     gen.add_argument("--decode", choices=("generate", "score"), default="generate",
                      help="score: rank the candidate labels of MSA/MER/MIR samples instead of generating")
     add_decoding_arguments(gen)

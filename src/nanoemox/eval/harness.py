@@ -47,7 +47,7 @@ RESULTS_MD = "results.md"
 MER_UNIBENCH_SETS = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMSv2", "OV-MERD+")
 DATASET_OF_BENCHMARK = {"emer": "EMER", "mintrec": "MIntRec", "mintrec2": "MIntRec2.0", "avamerg": "AvaMERG"}
 # Settings that change what a prediction is; a resumed run must use the same ones.
-_RESUME_KEYS = ("benchmark", "model", "decode", "decoding", "max_new_tokens")
+_RESUME_KEYS = ("benchmark", "model", "decode", "decoding", "max_new_tokens", "dtype")
 
 
 @dataclass
@@ -238,6 +238,15 @@ def model_backbones(model, allow_random: bool) -> list[str]:
     return check_backbones(config, allow=allow_random, purpose="evaluation")
 
 
+def _resolved_dtype(model, dtype: str | None, device: str | None) -> str | None:
+    """The precision a model folder will run in ("auto" resolved), so a resume on other hardware is caught."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    from nanoemox.inference import pick_device, pick_dtype
+
+    return str(pick_dtype(dtype, pick_device(device))).replace("torch.", "")
+
+
 def _load_predictor(model, options: dict):
     if not isinstance(model, (str, os.PathLike)):
         return model  # an object with predict_records(records, root)
@@ -423,7 +432,8 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     model_id = str(Path(model).resolve()) if isinstance(model, (str, os.PathLike)) else type(model).__name__
     random_backbones = model_backbones(model, allow_random_backbones)  # refused before any inference
     settings = {"benchmark": benchmark, "model": model_id, "decode": decode, "decoding": decoding.effective(),
-                "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
+                "max_new_tokens": max_new_tokens, "dtype": _resolved_dtype(model, dtype, device),
+                "batch_size": batch_size, "limit": limit}
     _check_settings(out, settings)
     done = read_predictions(out / PREDICTIONS_FILE)
     counts, seconds = Counter(resumed=len(records)), 0.0

@@ -217,8 +217,6 @@ class NanoEmoX(nn.Module):
         for key in FLAG_KEYS:
             model_kwargs.pop(key, None)
         model_kwargs.pop("labels", None)
-        if not do_sample and any(v is not None for v in (temperature, top_p, top_k)):
-            raise ValueError("temperature, top_p and top_k apply only with do_sample=True")
         embeds = self.inputs_embeds(
             input_ids,
             pixel_values=pixel_values,
@@ -228,6 +226,19 @@ class NanoEmoX(nn.Module):
         )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        config = self.decoding_config(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                                      top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                                      use_cache=use_cache, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+        return self.language.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config,
+                                      **model_kwargs)
+
+    def decoding_config(self, *, max_new_tokens: int = 64, do_sample: bool = False, temperature: float | None = None,
+                        top_p: float | None = None, top_k: int | None = None,
+                        repetition_penalty: float | None = None, use_cache: bool = True,
+                        eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> GenerationConfig:
+        """The complete generation config of a call: every decoding setting explicit, placeholders suppressed."""
+        if not do_sample and any(v is not None for v in (temperature, top_p, top_k)):
+            raise ValueError("temperature, top_p and top_k apply only with do_sample=True")
         ids = self.language.generation_config
         eos = eos_token_id if eos_token_id is not None else ids.eos_token_id
         pad = pad_token_id if pad_token_id is not None else (ids.pad_token_id if ids.pad_token_id is not None else eos)
@@ -236,13 +247,11 @@ class NanoEmoX(nn.Module):
         sampling = ({"temperature": 1.0 if temperature is None else float(temperature),
                      "top_p": 1.0 if top_p is None else float(top_p), "top_k": 0 if top_k is None else int(top_k)}
                     if do_sample else {})
-        config = GenerationConfig(
+        return GenerationConfig(
             max_new_tokens=int(max_new_tokens), do_sample=bool(do_sample), num_beams=1, use_cache=use_cache,
             repetition_penalty=1.0 if repetition_penalty is None else float(repetition_penalty),
             eos_token_id=eos, pad_token_id=pad, suppress_tokens=list(self.placeholder_ids.values()), **sampling,
         )
-        return self.language.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config,
-                                      **model_kwargs)
 
     # ------------------------------------------------------------------ persistence
 

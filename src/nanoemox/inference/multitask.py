@@ -1,0 +1,98 @@
+"""Several tasks of one clip from one encoder pass and one shared prompt prefix.
+
+Every task's prompt starts the same way: the modality placeholders, then the subtitle
+(or, for ERG, the dialogue), and only then the task instruction. For the tasks asked
+of one clip:
+
+1. the encoders run once (`predictor.features`);
+2. the longest common prefix of the tasks' prompts runs through the language model
+   once, and its KV cache is kept (`SharedClip`);
+3. a closed-set task extends a copy of that cache with its own suffix (instruction and
+   "###Assistant:") and ranks its candidates from there (`rank`);
+4. the generating tasks decode together in one batch: each row is the prefix, left-
+   aligned padding, then the row's suffix, with the padding masked out, and the
+   prefix cache repeated over the rows (`generate`). Each row is cut at its own
+   budget, so the answer equals what the task would get alone.
+
+Answers equal task-by-task inference (tested on a tiny model, greedy and scored); the
+cost of every task after the first is its suffix and its answer tokens.
+Shapes: G generating rows, L prefix tokens, M longest suffix, D model width.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import torch
+
+from nanoemox.model.nanoemox import MediaFeatures
+
+
+def common_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the rows' longest common prefix, leaving at least one token of each row after it."""
+    limit = min(len(r) for r in rows) - 1
+    length = 0
+    while length < limit and all(r[length] == rows[0][length] for r in rows):
+        length += 1
+    return length
+
+
+def expand_features(features: MediaFeatures, n: int) -> MediaFeatures:
+    """A batch-of-1 feature set viewed as n identical rows (no copy)."""
+    return MediaFeatures(
+        features.scene_cls.expand(n, -1, -1),  # [n, F, D_v]
+        features.scene_taps.expand(-1, n, -1, -1),  # [L, n, F, D_v]
+        features.speech_clips.expand(n, -1, -1),  # [n, C, D_a]
+        features.speech_taps.expand(-1, n, -1, -1),  # [L, n, C, D_a]
+        features.face_frames.expand(n, -1, -1),  # [n, F, D_f]
+    )
+
+
+class SharedClip:
+    """The encoder features of one clip and the KV cache of its tasks' common prompt prefix.
+
+    Call under `torch.inference_mode()` and the predictor's model lock.
+    """
+
+    def __init__(self, predictor, features: MediaFeatures, rows: Sequence[Sequence[int]]):
+        self.predictor = predictor
+        self.model = predictor.model
+        self.features = features
+        self.prefix = common_prefix(rows)
+        device = predictor.device
+        prefix_ids = torch.tensor([list(rows[0][: self.prefix])], device=device)  # [1, L]
+        embeds = self.model.inputs_embeds(prefix_ids, features=features)  # [1, L, D]
+        self.cache = self.model.language(inputs_embeds=embeds, use_cache=True).past_key_values
+
+    def _embeds(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.inputs_embeds(ids, features=expand_features(self.features, ids.shape[0]))
+
+    def rank(self, row: Sequence[int], candidates: Sequence[str], task: str) -> torch.Tensor:
+        """Total log-likelihood [K] of each candidate after the row's full prompt."""
+        device = self.predictor.device
+        ids = torch.tensor([list(row)], device=device)  # [1, L + S]
+        suffix = self._embeds(ids)[:, self.prefix:]  # [1, S, D]
+        attention = torch.ones_like(ids)
+        cache = copy.deepcopy(self.cache)
+        out = self.model.language(inputs_embeds=suffix, attention_mask=attention, past_key_values=cache, use_cache=True)
+        return self.predictor.rank_candidates(out.logits[:, -1], out.past_key_values, attention, candidates, task)
+
+    def generate(self, rows: Sequence[Sequence[int]], budgets: Sequence[int], decoding: dict[str, Any]) -> torch.Tensor:
+        """New tokens [G, N] of the rows, decoded together from the shared prefix."""
+        pad = self.predictor.processor.pad_token_id
+        longest = max(len(r) for r in rows) - self.prefix
+        ids, mask = [], []
+        for row in rows:
+            suffix = list(row[self.prefix:])
+            gap = longest - len(suffix)
+            ids.append(list(row[: self.prefix]) + [pad] * gap + suffix)  # [L + M]
+            mask.append([1] * self.prefix + [0] * gap + [1] * len(suffix))
+        ids_t = torch.tensor(ids, device=self.predictor.device)  # [G, L + M]
+        mask_t = torch.tensor(mask, device=self.predictor.device)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(len(rows))  # the prefix once per row
+        config = self.model.decoding_config(max_new_tokens=max(budgets), eos_token_id=self.predictor.tokenizer.eos_token_id,
+                                            pad_token_id=pad, **decoding)
+        return self.model.language.generate(inputs_embeds=self._embeds(ids_t), attention_mask=mask_t,
+                                            past_key_values=cache, generation_config=config)
