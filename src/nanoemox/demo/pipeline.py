@@ -181,20 +181,22 @@ def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features:
 
 
 def _load(model_dir: Path):
+    """(model, processor, answer budgets) of a model folder."""
+    from nanoemox.decoding import read_budgets
     from nanoemox.model import NanoEmoX
     from nanoemox.processor import NanoEmoXProcessor
 
-    return NanoEmoX.from_pretrained(model_dir), NanoEmoXProcessor.from_pretrained(model_dir)
+    return NanoEmoX.from_pretrained(model_dir), NanoEmoXProcessor.from_pretrained(model_dir), read_budgets(model_dir)
 
 
 def _predictor(loaded, features: Path, opts: DemoOptions, transform=None):
     from nanoemox.features import FeatureCache
     from nanoemox.inference import FeatureCachePredictor
 
-    model, processor = loaded
+    model, processor, budgets = loaded
     cache = FeatureCache.open(features, model=model, processor=processor)
     return FeatureCachePredictor(model, processor, cache, transform=transform, batch_size=opts.batch_size,
-                                 seed=opts.seed)
+                                 seed=opts.seed, model_budgets=budgets)
 
 
 def evaluate(model_dir: Path, features: Path, corpus: Path, test: list[Record], out: Path, opts: DemoOptions,
@@ -209,7 +211,7 @@ def _masker(loaded, modality: str):
     """Replace one modality by what the model sees when it is absent (blank video, silence, no subtitle)."""
     from nanoemox.train.absent import AbsentModalities
 
-    absent = AbsentModalities(*loaded)
+    absent = AbsentModalities(*loaded[:2])
 
     def transform(record, feats):
         return absent.drop_record(record, [modality]), absent.drop_features(feats, [modality])
@@ -279,7 +281,11 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
 
 def _export(model_dir: Path, target: Path) -> None:
     """The trained P2E model as a self-contained folder every `--model` command can load."""
-    model, processor = _load(model_dir)
+    from nanoemox.decoding import BUDGETS_FILE
+
+    model, processor, _ = _load(model_dir)
     if target.exists():
         shutil.rmtree(target)
     model.save_pretrained(target, self_contained=True, processor=processor)
+    if (model_dir / BUDGETS_FILE).is_file():  # the measured answer budgets travel with the model
+        shutil.copy(model_dir / BUDGETS_FILE, target / BUDGETS_FILE)
