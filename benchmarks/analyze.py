@@ -117,7 +117,7 @@ def long_clip(model_dir: Path, workdir: Path) -> dict:
     from nanoemox.inference import Predictor, analyze, clip_records
     from nanoemox.media.synth import write_video
 
-    predictor = Predictor.from_pretrained(model_dir, device="cpu")
+    predictor = Predictor.from_pretrained(model_dir, device="cpu", media_cache=0)  # decode every time
     out = {}
     for seconds in (5, 600):
         clip = write_video(workdir / f"clip_{seconds}s.mp4", seconds=seconds, fps=5, size=(96, 64), audio_rate=16000)

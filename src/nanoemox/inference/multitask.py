@@ -9,9 +9,10 @@ of one clip:
    once, and its KV cache is kept (`SharedClip`);
 3. a closed-set task extends a copy of that cache with its own suffix (instruction and
    "###Assistant:") and ranks its candidates from there (`rank`);
-4. the generating tasks decode together in one batch: each row is the prefix, left-
-   aligned padding, then the row's suffix, with the padding masked out, and the
-   prefix cache repeated over the rows (`generate`). Each row is cut at its own
+4. the generating tasks decode together in one batch (`generate`): each row's suffix
+   is prefilled on its own from a copy of the prefix cache, the row caches are joined
+   into one with a masked gap between prefix and suffix (so no padding token is ever
+   computed), and decoding runs on all rows at once. Each row is cut at its own
    budget, so the answer equals what the task would get alone.
 
 Answers equal task-by-task inference (tested on a tiny model, greedy and scored); the
@@ -78,6 +79,39 @@ class SharedClip:
         out = self.model.language(inputs_embeds=suffix, attention_mask=attention, past_key_values=cache, use_cache=True)
         return self.predictor.rank_candidates(out.logits[:, -1], out.past_key_values, attention, candidates, task)
 
+    def _row_cache(self, row: Sequence[int]):
+        """A copy of the prefix cache extended with the row's suffix, all but its last token."""
+        cache = copy.deepcopy(self.cache)
+        if len(row) - 1 > self.prefix:
+            ids = torch.tensor([list(row)], device=self.predictor.device)  # [1, L + S]
+            suffix = self._embeds(ids)[:, self.prefix : len(row) - 1]  # [1, S - 1, D]
+            mask = torch.ones(1, len(row) - 1, dtype=torch.long, device=ids.device)
+            self.model.language(inputs_embeds=suffix, attention_mask=mask, past_key_values=cache, use_cache=True)
+        return cache
+
+    def _batch_cache(self, rows: Sequence[Sequence[int]], longest: int):
+        """One cache for all rows: prefix, then zeros where a row's suffix is shorter, then its suffix.
+
+        Each suffix is prefilled on its own (no padded tokens are computed); the gap
+        is masked out by the attention mask of `generate`.
+        """
+        from transformers.cache_utils import DynamicCache
+
+        per_row = [list(self._row_cache(row)) for row in rows]  # [(keys, values, ...) per layer] per row
+        try:
+            batch = DynamicCache(config=self.model.language.config)
+        except TypeError:  # older transformers: no config argument
+            batch = DynamicCache()
+        for layer, entries in enumerate(zip(*per_row)):
+            keys, values = [], []
+            for row, entry in zip(rows, entries):
+                gap = longest - (len(row) - self.prefix)
+                for out, t in ((keys, entry[0]), (values, entry[1])):  # [1, H, L + S - 1, d]
+                    pad = t.new_zeros(1, t.shape[1], gap, t.shape[3])
+                    out.append(torch.cat([t[:, :, : self.prefix], pad, t[:, :, self.prefix :]], dim=2))
+            batch.update(torch.cat(keys), torch.cat(values), layer)  # [G, H, L + M - 1, d]
+        return batch
+
     def generate(self, rows: Sequence[Sequence[int]], budgets: Sequence[int], decoding: dict[str, Any]) -> torch.Tensor:
         """New tokens [G, N] of the rows, decoded together from the shared prefix."""
         pad = self.predictor.processor.pad_token_id
@@ -90,8 +124,7 @@ class SharedClip:
             mask.append([1] * self.prefix + [0] * gap + [1] * len(suffix))
         ids_t = torch.tensor(ids, device=self.predictor.device)  # [G, L + M]
         mask_t = torch.tensor(mask, device=self.predictor.device)
-        cache = copy.deepcopy(self.cache)
-        cache.batch_repeat_interleave(len(rows))  # the prefix once per row
+        cache = self._batch_cache(rows, longest)  # covers all but the last prompt token of every row
         config = self.model.decoding_config(max_new_tokens=max(budgets), eos_token_id=self.predictor.tokenizer.eos_token_id,
                                             pad_token_id=pad, **decoding)
         return self.model.language.generate(inputs_embeds=self._embeds(ids_t), attention_mask=mask_t,
