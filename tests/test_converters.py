@@ -226,6 +226,14 @@ def test_avamerg_turn_by_turn(tmp_path):
     assert_valid(result)
 
 
+def test_avamerg_clip_named_after_the_turn_id_is_a_variant(tmp_path):
+    write(tmp_path, "test.json", json.dumps([_avamerg_conversation("00043", "61", 3)]))
+    touch(tmp_path, "video/dia00043utt2_61.mp4", "audio/dia00043utt2_61.wav")  # turn 2 (utterance 4)
+    result = convert("AvaMERG", tmp_path)
+    assert by_id(result)["avamerg_dia00043utt4_61_erg"].media["video"] == "video/dia00043utt2_61.mp4"
+    assert result.missing == []
+
+
 def test_avamerg_malformed_turn(tmp_path):
     conv = _avamerg_conversation("1", "2", 1)
     del conv["turns"][0]["chain_of_empathy"]["emotion_cause"]

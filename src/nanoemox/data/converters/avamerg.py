@@ -6,7 +6,8 @@ query, and the chain of empathy plus the response as the target) and an `mer`
 sample (the speaker's emotion in that turn). Free-form emotion words are folded onto
 the 32 fine-grained labels (`labels.normalise_avamerg_emotion`); the raw word stays
 in `extra["speaker_emotion_raw"]`. The speaker's k-th turn is utterance
-2k of the dialogue, so its clip is `video/dia{conversation}utt{2k}_{speakerID}.mp4`.
+2k of the dialogue, so its clip is `video/dia{conversation}utt{2k}_{speakerID}.mp4`
+(`...utt{k}_...`, named after the turn id, is accepted as a variant).
 For the test split only the last turn of each conversation is kept, which is the
 sample the reference evaluation scores. Layout: docs/datasets.md.
 """
@@ -70,8 +71,10 @@ def _turn_records(conv: dict, turn: dict, split: str, media: ConversionContext, 
                for i, u in enumerate(dialogue[:-1])]
     query = str(dialogue[-1].get("utterance", "")) if dialogue else ""
     rid = f"avamerg_{name}"
-    paths = {"video": media.find(rid, "video", [f"video/{name}.mp4"]),
-             "audio": media.find(rid, "audio", [f"audio/{name}.wav"]),
+    # Releases name the clip after the dialogue utterance (2k); some copies after the turn id (k).
+    alt = f"dia{conv_id}utt{k}_{speaker}"
+    paths = {"video": media.find(rid, "video", [f"video/{name}.mp4", f"video/{alt}.mp4"]),
+             "audio": media.find(rid, "audio", [f"audio/{name}.wav", f"audio/{alt}.wav"]),
              "faces": None}
     extra = {"name": name, "conversation_id": conv_id, "turn_id": k, "topic": conv.get("topic"),
              "speaker_emotion_raw": coe["speaker_emotion"], "context": turn.get("context")}
