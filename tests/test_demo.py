@@ -54,7 +54,10 @@ def test_demo_runs_end_to_end(tmp_path):
     assert saved == json.loads(json.dumps(report))
     assert {"synthaffect", "vision", "speech", "language", "features"} <= set(stages)
     # The exported model is self-contained: it loads on its own.
-    assert isinstance(NanoEmoX.from_pretrained(out / "model"), NanoEmoX)
+    exported = NanoEmoX.from_pretrained(out / "model")
+    # The stand-ins pre-train scene, speech and language; the face encoder stays random, and says so.
+    assert exported.config.random_backbones == ["face"]
+    assert (out / "model" / "answer_budgets.json").is_file()
     assert (out / "model" / "language").is_dir()
 
 

@@ -273,5 +273,8 @@ def pretrain_tiny(model: NanoEmoX, processor, records: Sequence[Record], root: s
     data = decode_training_clips(records, processor, root, cfg, labels, progress)
     metrics = pretrain_encoders(model, data, labels, cfg, progress)
     metrics.update(pretrain_language(model, processor, records, cfg, progress))
+    # The model folder records which backbones are still untrained (reports show them).
+    trained = {"scene", "speech", "language"} | ({"face"} if cfg.face_epochs > 0 else set())
+    model.config.random_backbones = [b for b in model.config.random_backbones if b not in trained]
     metrics["seconds"] = time.perf_counter() - started
     return metrics
