@@ -55,3 +55,22 @@ def make_media(config, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]
         "face_pixel_values": torch.randn(batch, frames, 3, 224, 224, generator=g),
         "audio_values": torch.randn(batch, config.speech.num_clips, samples, generator=g),
     }
+
+
+def touch(root, *rels: str) -> None:
+    """Empty files (or folders, for paths ending in "/") under `root`, parents made."""
+    for rel in rels:
+        path = root / rel
+        if rel.endswith("/"):
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+
+
+def write(root, rel: str, text: str):
+    """A UTF-8 text file under `root`, parents made; returns its path."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -13,22 +13,7 @@ from nanoemox.cli import cmd_data
 from nanoemox.data.converters import CONVERTERS, AnnotationError, convert, resolve_name
 from nanoemox.data.manifest import load_manifest, validate
 
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        path = root / rel
-        if rel.endswith("/"):
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
-
-
-def write(root: Path, rel: str, text: str) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+from conftest import touch, write
 
 
 def by_id(result):

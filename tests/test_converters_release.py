@@ -15,22 +15,7 @@ import pytest
 
 from nanoemox.data.converters import AnnotationError, convert
 
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        path = root / rel
-        if rel.endswith("/"):
-            path.mkdir(parents=True, exist_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
-
-
-def write(root: Path, rel: str, text: str) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+from conftest import touch, write
 
 
 def sources(result) -> dict[str, dict]:

@@ -16,22 +16,9 @@ from nanoemox.data.converters import AnnotationError, convert
 from nanoemox.eval.harness import load_references, mer_unibench_folders
 from nanoemox.eval.scoring import markdown_table, score_predictions
 
+from conftest import touch, write
+
 MELD_ORDER = ("anger", "joy", "sadness", "neutral", "disgust", "fear", "surprise")
-IEMOCAP_ORDER = ("happy", "sad", "neutral", "anger")
-
-
-def write(root, rel, text):
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def touch(root, *rels):
-    for rel in rels:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
 
 
 def engchi(root, names, file="transcription-engchi-polish.csv"):

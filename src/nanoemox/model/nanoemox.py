@@ -217,6 +217,9 @@ class NanoEmoX(nn.Module):
         for key in FLAG_KEYS:
             model_kwargs.pop(key, None)
         model_kwargs.pop("labels", None)
+        config = self.decoding_config(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                                      top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                                      use_cache=use_cache, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
         embeds = self.inputs_embeds(
             input_ids,
             pixel_values=pixel_values,
@@ -226,9 +229,6 @@ class NanoEmoX(nn.Module):
         )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        config = self.decoding_config(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-                                      top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
-                                      use_cache=use_cache, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
         return self.language.generate(inputs_embeds=embeds, attention_mask=attention_mask, generation_config=config,
                                       **model_kwargs)
 

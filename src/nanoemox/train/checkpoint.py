@@ -18,7 +18,6 @@ a kill during a write are removed when a run resumes (`remove_stale_temp`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -29,8 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
+from nanoemox.features.store import file_sha256
+from nanoemox.model.build import read_weights
 from nanoemox.utils import atomic_directory, atomic_save_safetensors, atomic_write_json
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -44,12 +44,6 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -117,7 +111,7 @@ def save_checkpoint(
         atomic_save_safetensors(model_weights, tmp / "model.safetensors")
         atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
-        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)} for name in TENSOR_FILES}
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)} for name in TENSOR_FILES}
         state = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta,
                  "files": files, **extra}
         atomic_write_json(state, tmp / "state.json")
@@ -151,12 +145,10 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-
     try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: damaged or truncated ({str(exc).strip()[:160]})") from None
+        return read_weights(path)
+    except ValueError as exc:  # the reader names the file and says it is damaged or truncated
+        raise CheckpointError(str(exc)) from None
 
 
 def verify_checkpoint(path: Path) -> None:
@@ -171,7 +163,7 @@ def verify_checkpoint(path: Path) -> None:
         if expect:
             if file.stat().st_size != expect.get("bytes"):
                 raise CheckpointError(f"{file}: {file.stat().st_size} bytes, {expect.get('bytes')} when written")
-            if _sha256(file) != expect.get("sha256"):
+            if file_sha256(file) != expect.get("sha256"):
                 raise CheckpointError(f"{file}: checksum differs from the one recorded when it was written")
         _load_tensors(file)
 

@@ -47,6 +47,8 @@ VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 # Short or variant label spellings found in some releases, folded onto the set's words.
 _LABEL_FIX = {"ang": "angry", "hap": "happy", "exc": "happy", "neu": "neutral",
               "sur": "surprise", "worry": "worried"}
+# The label field of each task, in npz values and CSV columns.
+LABEL_FIELD = {"mer": "emo", "msa": "val", "ovmer": "openset"}
 # npz corpus keys -> manifest split; the set's own test key is added per spec.
 _SPLIT_KEYS = {"train_corpus": "train", "trainval_corpus": "train", "val_corpus": "dev",
                "dev_corpus": "dev", "valid_corpus": "dev"}
@@ -162,7 +164,7 @@ def _npz_rows(path: Path, spec: BenchSpec, media: ConversionContext) -> list[tup
 
 
 def _csv_rows(path: Path, spec: BenchSpec, media: ConversionContext) -> list[tuple[str, str, str, dict]]:
-    column = {"mer": "emo", "msa": "val", "ovmer": "openset"}[spec.task]
+    column = LABEL_FIELD[spec.task]
     aliases = {"emo": ("label", "discrete", "emotion"), "val": ("valence", "label", "score"),
                "openset": ("label", "labels", "ov_label"), "name": ("names", "video_id")}
     rows = []
@@ -214,7 +216,7 @@ def _targets(spec: BenchSpec, path: Path, rows: list[tuple[str, str, str, dict]]
         else:
             target = split_list(value.get("openset")) or None
         if target is None:
-            bad[(key, _show(value.get({"mer": "emo", "msa": "val", "ovmer": "openset"}[spec.task])))] += 1
+            bad[(key, _show(value.get(LABEL_FIELD[spec.task])))] += 1
         targets.append(target)
     if bad:
         found = ", ".join(f"{v} x{n} in {k}" for (k, v), n in bad.most_common(8))
