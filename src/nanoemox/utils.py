@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes of safetensors, JSON and whole folders."""
+"""Small file-system helpers: atomic writes of bytes, safetensors, JSON and whole folders."""
 
 from __future__ import annotations
 
@@ -33,17 +33,21 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.Pat
             os.unlink(tmp)
 
 
-def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file through a temp file + rename, so a crash never leaves half a file."""
     path = Path(path)
     fd, tmp = _atomic_target(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 @contextlib.contextmanager

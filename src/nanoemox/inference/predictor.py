@@ -65,6 +65,16 @@ class Predictor:
         self._media_cache_size = int(media_cache)
         self._cache_lock = threading.Lock()
 
+    @property
+    def model_lock(self) -> threading.RLock:
+        """Held around every model call (callers that drive the model themselves take it too)."""
+        return self._model_lock
+
+    @property
+    def text_lock(self) -> threading.Lock:
+        """Held around every tokenizer call."""
+        return self._text_lock
+
     @classmethod
     def from_pretrained(
         cls, model_dir: str | os.PathLike, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, **kw: Any

@@ -135,6 +135,12 @@ def _cut(waveform: np.ndarray, clip: int, num_clips: int) -> tuple[np.ndarray, n
     return clips, valid
 
 
+def clips_from_waveform(waveform: np.ndarray, clip: int, num_clips: int) -> tuple[np.ndarray, np.ndarray]:
+    """A mono waveform cut into `num_clips` normalised clips of `clip` samples -> (clips, valid samples)."""
+    clips, valid = _cut(waveform, clip, num_clips)
+    return normalize_clips(clips, valid), valid
+
+
 def _windowed(container, stream, path: Path, duration: float, start: float, sample_rate: int, clip: int, num_clips: int):
     """Decode only around each window; window placement matches `clip_starts` on the full signal."""
     clip_s = clip / sample_rate

@@ -90,6 +90,12 @@ def _empty_images(cfg: MediaConfig) -> np.ndarray:
     return np.zeros((cfg.num_frames, 3, cfg.image_size, cfg.image_size), np.float32)
 
 
+def scene_images(frames: list[np.ndarray], cfg: MediaConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(CLIP-normalised scene pixels [F, 3, S, S], the uint8 squares [F, S, S, 3] they came from)."""
+    squares = np.stack([transforms.resize_shortest_center_crop(f, cfg.image_size) for f in frames])
+    return transforms.normalize(squares, cfg.clip_mean, cfg.clip_std), squares
+
+
 def _face_images(frames: list[np.ndarray], squares: np.ndarray, cfg: MediaConfig) -> tuple[np.ndarray, np.ndarray]:
     """Face-branch pixels from the sampled frames: the frames themselves or detected crops."""
     if cfg.face_input == "frames":
@@ -129,8 +135,7 @@ def load_media(
     if video is not None:
         sampled = read_frames(video, cfg.num_frames, cfg.max_file_bytes)
         info.update(video_duration=sampled.duration, frame_times=sampled.times, rotation=sampled.rotation)
-        squares = np.stack([transforms.resize_shortest_center_crop(f, cfg.image_size) for f in sampled.frames])
-        pixel_values = transforms.normalize(squares, cfg.clip_mean, cfg.clip_std)
+        pixel_values, squares = scene_images(sampled.frames, cfg)
         if faces is None:
             face_squares, faces_found = _face_images(sampled.frames, squares, cfg)
             face_values = transforms.normalize(face_squares, cfg.face_mean, cfg.face_std)

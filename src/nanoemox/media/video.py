@@ -104,8 +104,12 @@ def _keyframe_times(stream: av.stream.Stream) -> np.ndarray | None:
     return np.sort(np.asarray(times, dtype=np.float64) * float(stream.time_base))
 
 
-def _decoded_frames(container, stream, path: Path, stats: dict) -> Iterator[av.VideoFrame]:
-    """Decode forward, skipping damaged packets; a demuxer read error ends the stream."""
+def _decoded_frames(container, stream, path: Path, stats: dict, max_bad: int | None = MAX_BAD_PACKETS) -> Iterator[av.VideoFrame]:
+    """Decode forward, skipping damaged packets; a demuxer read error ends the stream.
+
+    The times of skipped packets are kept in `stats["bad_times"]` (None when unknown);
+    more than `max_bad` of them (None: no limit) make the file corrupt.
+    """
     bad = 0
     demux = container.demux(stream)
     while True:
@@ -121,8 +125,10 @@ def _decoded_frames(container, stream, path: Path, stats: dict) -> Iterator[av.V
         except (av.error.InvalidDataError, av.error.UndefinedError, av.error.PatchWelcomeError):
             bad += 1
             stats["bad_packets"] = bad
-            if bad > MAX_BAD_PACKETS:
-                raise CorruptMedia(path, f"more than {MAX_BAD_PACKETS} video packets fail to decode") from None
+            stats.setdefault("bad_times", []).append(
+                float(packet.pts * stream.time_base) if packet.pts is not None else None)
+            if max_bad is not None and bad > max_bad:
+                raise CorruptMedia(path, f"more than {max_bad} video packets fail to decode") from None
             continue
         for frame in frames:
             if frame.time is None:  # no timestamp at all: cannot place it in time, skip

@@ -1,0 +1,110 @@
+"""`nanoemox timeline`: how the emotion of a long video changes over time.
+
+    nanoemox timeline VIDEO --model DIR --out DIR [--window 4] [--hop 2] [--tasks mer,msa]
+                            [--labels anger,joy,...] [--subtitles FILE.srt|.vtt] [--resume | --overwrite]
+
+Slides a window over the whole video (default 4 s every 2 s); each window is one sample
+(its 8 frames, its audio, the subtitle lines overlapping it). Per window: MER
+probabilities over the labels, MSA probabilities (sentiment and valence), OV-MER
+words with `--tasks mer,msa,ovmer`. Writes timeline.csv, segments.json, timeline.png
+and timeline.json into --out (docs/timeline.md), appending as windows finish;
+`--resume` continues an interrupted run. Windows with damaged media get an `error`
+and no answer; the run goes on. Exit status: 0 done, 2 unusable input or options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from nanoemox.cli.cmd_analyze import UsageError, add_predictor_arguments, predictor_from_args, split_list
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    from nanoemox.timeline import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, TIMELINE_TASKS
+
+    p = subparsers.add_parser("timeline", help="emotion over time of a long video: CSV, segments, plot",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("video", metavar="VIDEO", help="video (or audio) file")
+    add_predictor_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for timeline.csv, segments.json, timeline.png, timeline.json")
+    p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
+    p.add_argument("--hop", type=float, default=2.0, help="seconds between window starts (default 2)")
+    p.add_argument("--tasks", default="mer,msa", help=f"comma-separated subset of {','.join(TIMELINE_TASKS)} (default mer,msa)")
+    p.add_argument("--labels", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
+    p.add_argument("--subtitles", default=None, metavar="FILE", help="SRT or WebVTT file of what is said")
+    p.add_argument("--smooth", type=int, default=DEFAULT_SMOOTH,
+                   help=f"windows averaged for segments (default {DEFAULT_SMOOTH}; 1 = none)")
+    p.add_argument("--min-segment", type=float, default=DEFAULT_MIN_SEGMENT,
+                   help=f"shorter segments join a neighbour (seconds, default {DEFAULT_MIN_SEGMENT:g})")
+    p.add_argument("--no-face-detection", action="store_true",
+                   help="skip the face detector (faces_found is then 0; only with the processor's face_input=frames)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the timeline in --out after its last window")
+    group.add_argument("--overwrite", action="store_true", help="replace a timeline already in --out")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"nanoemox timeline: {exc}", file=sys.stderr)
+        return 2
+
+
+def _progress_bar(total: int, initial: int, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="window", desc=name, file=sys.stderr, dynamic_ncols=True)
+
+
+def _run(args) -> int:
+    from nanoemox.timeline import Timeline, TimelineOptions, write_timeline
+
+    tasks = tuple(split_list(args.tasks) or ())
+    try:
+        options = TimelineOptions(window=args.window, hop=args.hop, tasks=tasks, labels=split_list(args.labels),
+                                  batch_size=args.batch_size, smooth=args.smooth, min_segment=args.min_segment,
+                                  detect_faces=not args.no_face_detection)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not Path(args.video).exists():
+        raise UsageError(f"{args.video}: no such file")
+    predictor = predictor_from_args(args)
+    if options.detect_faces is False and predictor.processor.media.face_input != "frames":
+        raise UsageError("--no-face-detection needs a model whose processor reads whole frames (face_input=frames)")
+    timeline = Timeline(predictor, args.video, options, args.subtitles)
+    total = len(timeline.reader)
+    logger.info("%s: %.1f s, %d windows of %g s every %g s", args.video, timeline.reader.duration, total,
+                options.window, options.hop)
+    started = time.perf_counter()
+    state = {"bar": None, "seconds": 0.0}
+
+    def progress(result):
+        bar = state["bar"]
+        if bar is None:  # created on the first window: resumed windows are known by then
+            bar = state["bar"] = _progress_bar(total, result["index"], Path(args.video).name)
+        state["seconds"] += min(options.hop, result["end"] - result["start"])
+        elapsed = time.perf_counter() - started
+        bar.set_postfix_str(f"{state['seconds'] / elapsed:.1f} video-s/s", refresh=False)
+        bar.update(1)
+
+    try:
+        meta = write_timeline(timeline, args.out, resume=args.resume, overwrite=args.overwrite,
+                              model_name=str(Path(args.model)), progress=progress)
+    finally:
+        if state["bar"] is not None:
+            state["bar"].close()
+    timing = meta["timing"]
+    speed = timing["video_seconds_per_second"]
+    print(f"{meta['window_count']} windows ({meta['resumed_from_window']} from an earlier run), {meta['errors']} with damaged "
+          f"media; {len(meta['segments'])} segments; {timing['seconds']:.1f} s"
+          + (f", {speed:.1f}x real time" if speed else ""))
+    print(f"wrote {', '.join(str(Path(args.out) / name) for name in ('timeline.csv', 'segments.json', 'timeline.png', 'timeline.json'))}")
+    return 0

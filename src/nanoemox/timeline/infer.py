@@ -1,0 +1,216 @@
+"""The model's answers for each window of a long video (`answer_windows`).
+
+Each window is one sample, prepared as a short clip is (`nanoemox.media.pipeline`):
+its frames become the scene and face images (face crops from the detector's boxes when
+the processor reads crops), its audio is cut into the processor's clips, and its text is
+the subtitle lines that overlap it. Windows are answered in batches: the encoders run
+once per batch on all of its windows, then each window's tasks share one prompt prefix
+(`SharedClip`): MER and MSA are scored over their labels (closed-set probabilities,
+the softmax of each label's total log-likelihood) and OV-MER is generated.
+
+A window whose media were damaged (`Window.problems`) gets no answer: its result holds
+`error` and the media flags only, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from nanoemox.inference.common import default_candidates
+from nanoemox.inference.multitask import SharedClip
+from nanoemox.inference.predictor import candidate_labels, scores_of
+from nanoemox.media import transforms
+from nanoemox.media.audio import clips_from_waveform
+from nanoemox.media.faces import expand_box, fill_missing
+from nanoemox.media.pipeline import MediaConfig, scene_images
+from nanoemox.media.stream import Window
+from nanoemox.model.nanoemox import MediaFeatures
+from nanoemox.tasks import SENTIMENTS, get_task
+from nanoemox.timeline.subtitles import Subtitles
+
+logger = logging.getLogger(__name__)
+
+TIMELINE_TASKS = ("mer", "msa", "ovmer")
+
+
+@dataclass
+class Prepared:
+    """A window with its model inputs (numpy), or only its problems when it cannot be answered."""
+
+    window: Window
+    text: str | None
+    arrays: dict[str, np.ndarray] | None
+    video_present: bool
+    audio_present: bool
+
+
+def _face_images(window: Window, squares: np.ndarray, cfg: MediaConfig) -> np.ndarray:
+    """Face-branch pixels: the frames themselves, or crops around the detected faces."""
+    if cfg.face_input == "frames":
+        return squares
+    boxes = fill_missing(list(window.faces))
+    images = []
+    for i, (frame, box) in enumerate(zip(window.frames, boxes)):
+        if box is None:  # no face anywhere in the window: the frame stands in, as for a clip
+            images.append(squares[i])
+            continue
+        x0, y0, x1, y1 = expand_box(box, frame.shape[1], frame.shape[0], cfg.face_margin)
+        images.append(transforms.resize_square(frame[y0:y1, x0:x1], cfg.image_size))
+    return np.stack(images)
+
+
+def prepare(window: Window, cfg: MediaConfig, subtitles: Subtitles | None) -> Prepared:
+    """Model-ready arrays of one window (see the module docstring)."""
+    text = subtitles.between(window.start, window.end) if subtitles is not None else None
+    video_present = window.frames is not None
+    audio_present = window.waveform is not None and window.audio_samples > 0
+    if window.problems:
+        return Prepared(window, text, None, video_present, audio_present)
+    blank = np.zeros((cfg.num_frames, 3, cfg.image_size, cfg.image_size), np.float32)
+    pixels, faces = blank, blank
+    if video_present:
+        pixels, squares = scene_images(window.frames, cfg)
+        faces = transforms.normalize(_face_images(window, squares, cfg), cfg.face_mean, cfg.face_std)
+    audio = np.zeros((cfg.num_clips, cfg.clip_samples), np.float32)
+    if audio_present:
+        audio, _ = clips_from_waveform(window.waveform, cfg.clip_samples, cfg.num_clips)
+    arrays = {"pixel_values": pixels, "face_pixel_values": faces, "audio_values": audio}
+    return Prepared(window, text, arrays, video_present, audio_present)
+
+
+def prepared_windows(windows: Iterable[Window], cfg: MediaConfig, subtitles: Subtitles | None,
+                     ahead: int = 16) -> Iterator[Prepared]:
+    """`prepare` in a background thread, up to `ahead` windows ahead of the consumer (decoding
+    overlaps the model). Errors of the reader are raised in the consumer."""
+    out: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for window in windows:
+                if stop.is_set():
+                    return
+                out.put(prepare(window, cfg, subtitles))
+            out.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            out.put(exc)
+
+    worker = threading.Thread(target=produce, name="nanoemox-timeline-media", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get(timeout=0.1)
+            except queue.Empty:
+                pass
+
+
+def _row(features: MediaFeatures, b: int) -> MediaFeatures:
+    """Row b of a batch of encoder outputs, as a batch of 1."""
+    return MediaFeatures(features.scene_cls[b : b + 1], features.scene_taps[:, b : b + 1],
+                         features.speech_clips[b : b + 1], features.speech_taps[:, b : b + 1],
+                         features.face_frames[b : b + 1])
+
+
+class WindowAnswerer:
+    """Answers batches of prepared windows with one predictor (see the module docstring)."""
+
+    def __init__(self, predictor, tasks: Sequence[str], labels: Sequence[str] | None = None):
+        unknown = [t for t in tasks if t not in TIMELINE_TASKS]
+        if unknown or not tasks:
+            raise ValueError(f"timeline tasks must be a non-empty subset of {', '.join(TIMELINE_TASKS)}; got {list(tasks)}")
+        self.predictor = predictor
+        self.tasks = list(dict.fromkeys(tasks))
+        self.labels = candidate_labels(labels or default_candidates("mer"))
+        self.sentiments = list(SENTIMENTS)
+
+    def _prompts(self, text: str | None) -> list[list[int]]:
+        processor = self.predictor.processor
+        with self.predictor.text_lock:
+            return [processor.encode_text(task, text, None, self.labels if task == "mer" else None).input_ids
+                    for task in self.tasks]
+
+    def answer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
+        """One result per window, in order (see `result_of`)."""
+        ready = [p for p in batch if p.arrays is not None]
+        answers: dict[int, dict[str, Any]] = {}
+        if ready:
+            predictor = self.predictor
+            stacked = {k: torch.from_numpy(np.stack([p.arrays[k] for p in ready])).to(predictor.device, predictor.dtype)
+                       for k in ("pixel_values", "face_pixel_values", "audio_values")}
+            with predictor.model_lock, torch.inference_mode():
+                features = predictor.model.encode_media(stacked["pixel_values"], stacked["face_pixel_values"],
+                                                        stacked["audio_values"])  # batch of len(ready) windows
+                for b, prepared in enumerate(ready):
+                    answers[prepared.window.index] = self._answer_one(_row(features, b), prepared.text)
+        return [result_of(p, answers.get(p.window.index)) for p in batch]
+
+    def _answer_one(self, features: MediaFeatures, text: str | None) -> dict[str, Any]:
+        prompts = self._prompts(text)
+        clip = SharedClip(self.predictor, features, prompts)
+        out: dict[str, Any] = {}
+        for task, prompt in zip(self.tasks, prompts):
+            if task == "mer":
+                scored = scores_of(self.labels, clip.rank(prompt, self.labels, "mer"))
+                out["mer"] = {"label": scored["label"], "confidence": scored["probabilities"][scored["label"]],
+                              "probabilities": scored["probabilities"]}
+            elif task == "msa":
+                probs = scores_of(self.sentiments, clip.rank(prompt, self.sentiments, "msa"))["probabilities"]
+                out["msa"] = {"sentiment": max(probs, key=probs.get), "valence": probs["positive"] - probs["negative"],
+                              "probabilities": probs}
+        if "ovmer" in self.tasks:
+            prompt = prompts[self.tasks.index("ovmer")]
+            budget = self.predictor.budget("ovmer")
+            decoding = self.predictor.decoding
+            if decoding.do_sample:
+                torch.manual_seed(decoding.seed)
+            new = clip.generate([prompt], [budget], decoding.generate_kwargs())
+            (answer, truncated), = self.predictor.decode_answers(new, [budget])
+            out["ovmer"] = {"words": get_task("ovmer").parse(answer), "text": answer, "truncated": truncated}
+        return out
+
+
+def result_of(prepared: Prepared, answers: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON result of one window: times, subtitle, media flags, answers per task or `error`."""
+    window = prepared.window
+    result: dict[str, Any] = {
+        "index": window.index, "start": window.start, "end": window.end,
+        "frame_times": [None if t is None else round(t, 3) for t in window.frame_times],
+        "faces_found": window.faces_found if prepared.video_present else 0,
+        "frames": len(window.frame_times), "video_present": prepared.video_present,
+        "audio_present": prepared.audio_present, "text": prepared.text,
+    }
+    if window.problems:
+        result["error"] = "; ".join(window.problems)
+    if answers:
+        result.update(answers)
+    return result
+
+
+def answer_windows(answerer: WindowAnswerer, prepared: Iterable[Prepared], batch_size: int = 8) -> Iterator[dict[str, Any]]:
+    """Results of the windows in order, `batch_size` windows per encoder call."""
+    batch: list[Prepared] = []
+    for item in prepared:
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield from answerer.answer(batch)
+            batch = []
+    if batch:
+        yield from answerer.answer(batch)

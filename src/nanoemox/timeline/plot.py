@@ -1,0 +1,79 @@
+"""`timeline.png`: label probabilities over time, the valence line and the segments.
+
+Top panel: one stacked area per label (its probability at each window's centre; the
+areas add up to 1), the valence (p(positive) - p(negative), right axis, -1 to 1) as a
+black line when MSA ran, and windows without an answer hatched in grey. Bottom strip:
+the segments, coloured by label and named when there is room.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+from nanoemox.utils import atomic_write_bytes  # noqa: E402
+
+
+def _colours(labels: Sequence[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def _time_axis(ax, duration: float) -> None:
+    ax.set_xlim(0, duration)
+    if duration > 180:  # minutes read better than hundreds of seconds
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{int(x // 60)}:{int(x % 60):02d}"))
+        ax.set_xlabel("time (min:s)")
+    else:
+        ax.set_xlabel("time (s)")
+
+
+def plot_timeline(path: str | os.PathLike, windows: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]],
+                  labels: Sequence[str] | None, duration: float, title: str = "") -> Path:
+    """Write the figure to `path` (PNG, atomically); see the module docstring."""
+    fig, (top, strip) = plt.subplots(2, 1, figsize=(13, 4.8), sharex=True,
+                                     gridspec_kw={"height_ratios": [5, 1], "hspace": 0.08})
+    centres = [(w["start"] + w["end"]) / 2 for w in windows]
+    segment_labels = sorted({s["label"] for s in segments if s.get("label")})
+    colours = _colours(list(labels) if labels else segment_labels)
+    if labels:
+        stacks = [[w["mer"]["probabilities"][label] if "mer" in w else 0.0 for w in windows] for label in labels]
+        top.stackplot(centres, stacks, labels=list(labels), colors=[colours[label] for label in labels], alpha=0.85)
+        top.set_ylabel("emotion probability")
+        top.set_ylim(0, 1)
+    for w in windows:
+        if "error" in w and "mer" not in w and "msa" not in w:
+            top.axvspan(w["start"], w["end"], facecolor="none", edgecolor="0.5", hatch="///", linewidth=0)
+    if any("msa" in w for w in windows):
+        valence_ax = top.twinx() if labels else top
+        points = [(c, w["msa"]["valence"]) for c, w in zip(centres, windows) if "msa" in w]
+        valence_ax.plot([p[0] for p in points], [p[1] for p in points], color="black", linewidth=1.4, label="valence")
+        valence_ax.axhline(0, color="black", linewidth=0.5, linestyle=":")
+        valence_ax.set_ylim(-1.05, 1.05)
+        valence_ax.set_ylabel("valence  p(pos) - p(neg)")
+        valence_ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    if labels:
+        top.legend(loc="upper left", fontsize=8, ncol=min(len(labels), 7), framealpha=0.8)
+    for s in segments:
+        colour = colours.get(s["label"], "0.8") if s.get("label") else "0.85"
+        strip.axvspan(s["start"], s["end"], color=colour, alpha=0.9, hatch=None if s.get("label") else "///")
+        if s.get("label") and (s["end"] - s["start"]) > duration / 40:
+            strip.text((s["start"] + s["end"]) / 2, 0.5, s["label"], ha="center", va="center", fontsize=7, clip_on=True)
+    strip.set_yticks([])
+    strip.set_ylabel("segments", rotation=0, ha="right", va="center", fontsize=8)
+    _time_axis(strip, duration)
+    if title:
+        top.set_title(title, fontsize=10)
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

@@ -1,0 +1,273 @@
+"""A timeline of one long video: windows in, answers streamed out, files written.
+
+`Timeline(predictor, video, options)` opens the video (an unreadable file raises one
+`MediaError` here) and `results(first)` yields one JSON-ready result per window as it
+is answered (the service streams these). `write_timeline` runs it into a folder:
+
+    windows.jsonl   one result per window, appended (and flushed) as windows finish
+    timeline.csv    one row per window (`CSV columns` in docs/timeline.md), appended alongside
+    segments.json   windows merged into segments of one label (`segments.segment`)
+    timeline.png    probabilities, valence and segments over time (`plot.plot_timeline`)
+    timeline.json   settings, model, dtype, timing, every window and every segment
+
+`timeline.json` is written first with `"complete": false` and the settings, and again
+at the end. With `resume=True` a folder whose settings match continues after the last
+complete line of windows.jsonl (a cut last line is dropped) and timeline.csv is
+rebuilt from it; other settings are refused. A folder that already holds a timeline is
+refused unless `resume` or `overwrite` is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from nanoemox.media.stream import WindowReader
+from nanoemox.timeline.infer import TIMELINE_TASKS, WindowAnswerer, answer_windows, prepared_windows
+from nanoemox.timeline.plot import plot_timeline
+from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
+from nanoemox.timeline.subtitles import Subtitles
+from nanoemox.utils import atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+FILES = ("windows.jsonl", "timeline.csv", "segments.json", "timeline.png", "timeline.json")
+FORMAT_VERSION = 1
+
+
+class TimelineError(ValueError):
+    """A timeline folder or setting that cannot be used (resume conflicts, a folder in use)."""
+
+
+@dataclass
+class TimelineOptions:
+    """How windows are laid out, what is asked of each, and how segments are formed."""
+
+    window: float = 4.0
+    hop: float = 2.0
+    tasks: tuple[str, ...] = ("mer", "msa")
+    labels: list[str] | None = None  # MER labels (default: the 7 basic emotions)
+    batch_size: int = 8
+    smooth: int = DEFAULT_SMOOTH
+    min_segment: float = DEFAULT_MIN_SEGMENT
+    detect_faces: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.window > 0 or not self.hop > 0:
+            raise ValueError(f"window and hop must be positive seconds, got window={self.window}, hop={self.hop}")
+        if self.hop > self.window:
+            raise ValueError(f"hop ({self.hop} s) longer than the window ({self.window} s) would skip parts of the video")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        unknown = [t for t in self.tasks if t not in TIMELINE_TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"timeline tasks must be a non-empty subset of {','.join(TIMELINE_TASKS)}; got {list(self.tasks)}")
+        self.tasks = tuple(dict.fromkeys(self.tasks))
+
+
+@dataclass
+class Timeline:
+    """One video's windows and the model that answers them."""
+
+    predictor: Any
+    video: str | os.PathLike
+    options: TimelineOptions = field(default_factory=TimelineOptions)
+    subtitles: str | os.PathLike | None = None
+
+    def __post_init__(self) -> None:
+        media = self.predictor.processor.media
+        self.reader = WindowReader(self.video, self.options.window, self.options.hop, media.num_frames,
+                                   media.sample_rate, media.max_file_bytes, detect_faces=self.options.detect_faces)
+        self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
+        self.answerer = WindowAnswerer(self.predictor, self.options.tasks, self.options.labels)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.answerer.labels if "mer" in self.options.tasks else None
+
+    def header(self) -> dict[str, Any]:
+        """What the run is: the video, its windows, tasks, labels (the first line the service streams)."""
+        reader = self.reader
+        return {"duration": round(reader.duration, 3), "window_count": len(reader), "window": self.options.window,
+                "hop": self.options.hop, "tasks": list(self.options.tasks), "labels": self.labels,
+                "video_stream": reader.has_video, "audio_stream": reader.has_audio}
+
+    def results(self, first: int = 0) -> Iterator[dict[str, Any]]:
+        """One result per window from window `first` on, in order, as soon as its batch is answered."""
+        media = self.predictor.processor.media
+        prepared = prepared_windows(self.reader.windows(first), media, self.subtitle_lines,
+                                    ahead=2 * self.options.batch_size)
+        yield from answer_windows(self.answerer, prepared, self.options.batch_size)
+
+    def segments(self, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Segments of the MER label when MER ran, else of the sentiment (`segments.segment`)."""
+        task, labels = ("mer", self.labels) if "mer" in self.options.tasks else ("msa", self.answerer.sentiments)
+        if task not in self.options.tasks:
+            return []
+        probabilities = [r[task]["probabilities"] if task in r else None for r in results]
+        return segment(results, labels, probabilities, self.reader.duration, self.options.smooth, self.options.min_segment)
+
+
+def csv_columns(tasks: Sequence[str], labels: Sequence[str] | None) -> list[str]:
+    columns = ["start", "end"]
+    if "mer" in tasks:
+        columns += ["label", "confidence"] + [f"p_{label}" for label in labels or ()]
+    if "msa" in tasks:
+        columns += ["sentiment", "valence"]
+    columns += ["faces_found", "audio_present"]
+    if "ovmer" in tasks:
+        columns += ["words"]
+    return columns + ["error"]
+
+
+def csv_row(result: dict[str, Any], labels: Sequence[str] | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"start": f"{result['start']:.3f}", "end": f"{result['end']:.3f}",
+                           "faces_found": result["faces_found"], "audio_present": int(result["audio_present"]),
+                           "error": result.get("error", "")}
+    if "mer" in result:
+        mer = result["mer"]
+        row.update(label=mer["label"], confidence=f"{mer['confidence']:.4f}",
+                   **{f"p_{label}": f"{mer['probabilities'][label]:.4f}" for label in labels or ()})
+    if "msa" in result:
+        row.update(sentiment=result["msa"]["sentiment"], valence=f"{result['msa']['valence']:.4f}")
+    if "ovmer" in result:
+        row["words"] = "; ".join(result["ovmer"]["words"])
+    return row
+
+
+def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
+    """What must match for a resumed run to continue a folder's timeline."""
+    path = Path(timeline.video)
+    settings = timeline.predictor.settings()
+    options = asdict(timeline.options)
+    options["tasks"] = list(options["tasks"])
+    return {"format": FORMAT_VERSION, "video": str(path.resolve()), "video_bytes": path.stat().st_size,
+            "duration": round(timeline.reader.duration, 3), "model": model_name,
+            "subtitles": None if timeline.subtitles is None else str(Path(timeline.subtitles).resolve()),
+            "labels": timeline.labels, "dtype": settings["dtype"], "decoding": settings["decoding"],
+            "max_new_tokens_ovmer": settings["max_new_tokens"]["ovmer"] if "ovmer" in timeline.options.tasks else None,
+            **{k: options[k] for k in ("window", "hop", "tasks", "detect_faces")}}
+
+
+def _read_done(out: Path, total: int) -> list[dict[str, Any]]:
+    """Window results already written; a cut last line is dropped from the file."""
+    path = out / "windows.jsonl"
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        logger.warning("%s: dropping a cut last line (%d bytes) before resuming", path, len(data) - keep)
+        with open(path, "r+b") as fh:
+            fh.truncate(keep)
+    results = []
+    for number, line in enumerate(data[:keep].decode("utf-8", errors="replace").splitlines(), 1):
+        try:
+            result = json.loads(line)
+        except ValueError as exc:
+            raise TimelineError(f"{path}: line {number} is not JSON ({exc}); remove the folder or pass --overwrite") from None
+        if not isinstance(result, dict) or result.get("index") != len(results):
+            raise TimelineError(f"{path}: line {number} is not window {len(results)}; remove the folder or pass --overwrite")
+        results.append(result)
+    if len(results) > total:
+        raise TimelineError(f"{path} holds {len(results)} windows but the video has {total}")
+    return results
+
+
+def _start_folder(out: Path, identity: dict[str, Any], resume: bool, overwrite: bool, total: int) -> list[dict[str, Any]]:
+    used = [name for name in FILES if (out / name).exists()]
+    if used and not (resume or overwrite):
+        raise TimelineError(f"{out} already holds a timeline ({', '.join(used)}); pass --resume to continue it "
+                            "or --overwrite to start again")
+    if overwrite and not resume:
+        for name in used:
+            (out / name).unlink()
+        return []
+    if not resume or not (out / "windows.jsonl").exists():
+        return []
+    try:
+        before = json.loads((out / "timeline.json").read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TimelineError(f"{out / 'timeline.json'} cannot be read ({exc}); cannot tell what the earlier run was") from None
+    changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
+    if changed:
+        details = "; ".join(f"{k}: {before.get(k)!r} then, {identity.get(k)!r} now" for k in changed)
+        raise TimelineError(f"{out} holds a timeline made with other settings ({details}); "
+                            "use another --out folder or --overwrite")
+    return _read_done(out, total)
+
+
+def write_timeline(
+    timeline: Timeline,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    model_name: str | None = None,
+    progress: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, Any]:
+    """Run the timeline into `out` (see the module docstring); returns timeline.json's content.
+
+    `progress(result)` is called after each window is written.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TimelineError(f"{out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    identity = _identity(timeline, model_name)
+    total = len(timeline.reader)
+    done = _start_folder(out, identity, resume, overwrite, total)
+    labels, tasks = timeline.labels, timeline.options.tasks
+    columns = csv_columns(tasks, labels)
+    # The CSV always mirrors windows.jsonl: rebuilt from it, then appended alongside it.
+    atomic_write_bytes(out / "timeline.csv", _csv_text([csv_row(r, labels) for r in done], columns, True).encode("utf-8"))
+    meta = {"settings": identity, **timeline.header(), "complete": False, "resumed_from_window": len(done)}
+    atomic_write_json(meta, out / "timeline.json")
+    started = time.perf_counter()
+    new = 0
+    with open(out / "windows.jsonl", "a", encoding="utf-8") as lines, \
+            open(out / "timeline.csv", "a", encoding="utf-8", newline="") as table:
+        for result in timeline.results(first=len(done)):
+            lines.write(json.dumps(result, ensure_ascii=False) + "\n")
+            table.write(_csv_text([csv_row(result, labels)], columns, False))
+            lines.flush()
+            table.flush()
+            new += 1
+            if progress is not None:
+                progress(result)
+    elapsed = time.perf_counter() - started
+    results = _read_done(out, total)
+    segments = timeline.segments(results)
+    atomic_write_json(segments, out / "segments.json")
+    title = f"{Path(timeline.video).name}: {len(results)} windows of {timeline.options.window:g} s every {timeline.options.hop:g} s"
+    plot_timeline(out / "timeline.png", results, segments, labels, timeline.reader.duration, title)
+    covered = sum(r["end"] - r["start"] for r in results[len(done):])
+    video_seconds = results[-1]["end"] - results[len(done)]["start"] if new else 0.0
+    meta.update({
+        "complete": len(results) == total,
+        "errors": sum("error" in r for r in results),
+        "timing": {"seconds": round(elapsed, 3), "windows": new, "video_seconds": round(video_seconds, 3),
+                   "window_seconds": round(covered, 3),
+                   "video_seconds_per_second": round(video_seconds / elapsed, 3) if elapsed > 0 and new else None,
+                   "device": timeline.predictor.settings()["device"], "batch_size": timeline.options.batch_size},
+        "smoothing": {"smooth": timeline.options.smooth, "min_segment": timeline.options.min_segment},
+        "segments": segments, "windows": results,
+    })
+    atomic_write_json(meta, out / "timeline.json")
+    return meta
