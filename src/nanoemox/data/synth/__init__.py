@@ -5,10 +5,12 @@ emotional prosody and a templated subtitle; the emotion is carried by a recorded
 subset of those modalities (the others stay neutral), so a model must use every
 branch. `generate(out_dir, n, seed)` writes manifests and media; the label
 vocabulary (`EMOTIONS`, `INTENTS`, `VALENCE`, `ovmer_words`, ...) is exported for
-tests and evaluation. See docs/synthaffect.md.
+tests and evaluation. `compose_long_video(corpus, out)` strings a corpus's clips into
+one long video with known emotions per stretch. See docs/synthaffect.md.
 """
 
 from nanoemox.data.synth.generate import GENERATOR_VERSION, MediaConfig, generate
+from nanoemox.data.synth.long import compose_long_video
 from nanoemox.data.synth.plan import ClipPlan, make_plans
 from nanoemox.data.synth.vocab import (
     ADJECTIVE, CUE_GROUPS, EMOTIONS, INTENSITIES, INTENSITY_SCALE, INTENTS, MODALITIES, OV_WORDS,
@@ -17,6 +19,6 @@ from nanoemox.data.synth.vocab import (
 
 __all__ = [
     "ADJECTIVE", "CUE_GROUPS", "EMOTIONS", "GENERATOR_VERSION", "INTENSITIES", "INTENSITY_SCALE", "INTENTS",
-    "MODALITIES", "OV_WORDS", "SPEECH_ACTS", "VALENCE", "ClipPlan", "MediaConfig", "generate", "intent_for",
-    "make_plans", "ovmer_words", "sentiment", "valence",
+    "MODALITIES", "OV_WORDS", "SPEECH_ACTS", "VALENCE", "ClipPlan", "MediaConfig", "compose_long_video", "generate",
+    "intent_for", "make_plans", "ovmer_words", "sentiment", "valence",
 ]
