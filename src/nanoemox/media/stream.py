@@ -117,14 +117,18 @@ class _VideoCursor:
         self._last = (None, None, None)  # (av frame, rgb, face box): a frame repeated across targets
 
     def at(self, target: float) -> tuple[np.ndarray | None, float | None, tuple | None, str | None]:
-        """(frame, its time, face box, problem) for a target time relative to the video start."""
+        """(frame, its time, face box, problem) for a target time relative to the video start.
+
+        problem: None, "missing" (no frame within `gap` seconds of the target) or "ended"
+        (the video data stopped before the target).
+        """
         absolute = self.origin + target
         if _should_seek(self.cursor, absolute, self.keyframes, self.origin):
             self.container.seek(int(absolute / self.stream.time_base), stream=self.stream, backward=True, any_frame=False)
             self.cursor = _Cursor(_decoded_frames(self.container, self.stream, self.path, self.stats, max_bad=None))
         frame = _advance(self.cursor, absolute)
         if frame is None:
-            return None, None, None, f"no video frame was decoded up to {target:.2f} s"
+            return None, None, None, "ended"
         time = float(frame.time) - self.origin
         if frame is not self._last[0]:
             rgb, _ = _to_rgb(frame)
@@ -132,9 +136,7 @@ class _VideoCursor:
             self._last = (frame, rgb, box)
         _, rgb, box = self._last
         if abs(target - time) > self.gap:
-            where = "ends" if self.cursor.ended and time < target else "has no frame"
-            return None, time, None, (f"video data ends at {time:.2f} s" if where == "ends"
-                                      else f"no video frame within {self.gap:.1f} s of {target:.2f} s")
+            return None, time, None, "ended" if self.cursor.ended and time < target else "missing"
         return rgb, time, box, None
 
     def bad_times(self) -> list[float | None]:
@@ -334,7 +336,7 @@ class WindowReader:
                     window.frames = [c[0] for c in chosen]
                     window.frame_times = [c[1] for c in chosen]
                     window.faces = [c[2] for c in chosen]
-                    window.problems += list(dict.fromkeys(c[3] for c in chosen if c[3]))
+                    window.problems += self._frame_problems(targets, chosen, video)
                     bad = video.bad_times()
                     # A damaged packet belongs to the windows it falls in (unknown times: the current one).
                     hits = [t for t in bad if t is not None and start <= t <= end]
@@ -350,6 +352,18 @@ class WindowReader:
                     window.problems += self._audio_problems(audio, start, end)
                     audio.drop_before(spans[offset + 1][0] if offset + 1 < len(spans) else end)
                 yield window
+
+    @staticmethod
+    def _frame_problems(targets: list[float], chosen: list[tuple], video: _VideoCursor) -> list[str]:
+        problems = []
+        missing = [t for t, c in zip(targets, chosen) if c[3] == "missing"]
+        if missing:
+            span = f"{missing[0]:.2f} s" if len(missing) == 1 else f"{missing[0]:.2f}-{missing[-1]:.2f} s"
+            problems.append(f"no video frame within {video.gap:.1f} s of {span}")
+        if any(c[3] == "ended" for c in chosen):
+            last = video.stats["data_end"] - video.origin
+            problems.append(f"video data ends at {last:.2f} s")
+        return problems
 
     def _audio_problems(self, audio: _AudioCursor, start: float, end: float) -> list[str]:
         problems = []
