@@ -1,8 +1,11 @@
-"""The Nano-EmoX HTTP service (FastAPI): analyze clips, chat, health, and a small web page.
+"""The Nano-EmoX HTTP service (FastAPI): analyze clips, chat, timelines, health, a small web page.
 
     POST /v1/analyze   multipart: clip (file), tasks, subtitle, candidates, intents, decode
     POST /v1/chat      JSON {message, history, clip: none} or multipart (message, history as
                        JSON text, optional clip file); answers with the reply and the new history
+    POST /v1/timeline  multipart: clip (file), subtitles (.srt/.vtt file), tasks, labels, window,
+                       hop; streams NDJSON lines: a header, one line per window as it is
+                       answered, then the segments (an `error` line if the run fails midway)
     GET  /health       liveness and load
     GET  /             the web page (static HTML + JS in nanoemox/serve/static)
     GET  /openapi.json the API description (FastAPI)
@@ -13,28 +16,38 @@ Any body the service cannot use (no clip and no subtitle, a file where text belo
 JSON nested too deeply, ...) is a 422; no client input gives a 5xx. Every status is
 described in the OpenAPI document. Uploads are written to a per-request temporary
 folder that is always removed.
+
+A timeline holds one model slot from opening the video to its last line; the request
+timeout applies to each blocking step (opening the video, each batch of windows), not
+to the whole stream, and videos longer than `max_timeline_seconds` are refused (422)
+before any window is computed. Once the 200 has gone out a failure can no longer change
+the status: it becomes the stream's last line, `{"type": "error", "error": ...}`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile  # what request.form() yields (FastAPI's is a subclass)
 
 from nanoemox.data.manifest import TASKS
 from nanoemox.inference import AUDIO_EXTENSIONS, DECODE_MODES, VIDEO_EXTENSIONS, analyze, chat_reply, clip_records
-from nanoemox.media.errors import MediaError
-from nanoemox.serve.limits import BodyLimitMiddleware, ModelGate
+from nanoemox.media.errors import FileProblem, MediaError
+from nanoemox.serve.limits import BodyLimitMiddleware, Held, ModelGate
+from nanoemox.timeline import TIMELINE_TASKS, SubtitleError, Timeline, TimelineOptions
+from nanoemox.timeline.subtitles import SUFFIXES as SUBTITLE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +57,13 @@ ALLOWED_TYPE_PREFIXES = ("video/", "audio/")
 GENERIC_TYPES = ("application/octet-stream", "")
 FORM_SLACK = 64 * 1024  # multipart boundaries and text fields on top of the clip itself
 COPY_CHUNK = 1 << 20
+# Timelines: a subtitle file's size, and bounds that keep one request's work proportionate
+# to its video (a tiny hop or many labels would multiply the model calls per second of video).
+MAX_SUBTITLE_BYTES = 2 * 1024 * 1024
+MAX_WINDOW_SECONDS = 60.0
+MIN_HOP_SECONDS = 0.25
+MAX_LABELS, MAX_LABEL_CHARS = 32, 40
+TIMELINE_DEFAULT_TASKS = ("mer", "msa")
 
 
 @dataclass
@@ -56,6 +76,8 @@ class ServeSettings:
     queue_timeout: float = 10.0
     tmp_dir: str | None = None  # where uploads are kept while answered (default: system temp)
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+    max_timeline_seconds: float = 3600.0  # longer videos are refused by /v1/timeline (422)
+    timeline_batch_size: int = 8  # windows per model call of /v1/timeline (lines go out per batch)
 
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -104,19 +126,38 @@ class Uploads:
         folder = Path(tempfile.mkdtemp(prefix="nanoemox-upload-", dir=self.settings.tmp_dir))
         path = folder / f"clip{suffix}"
         try:
-            written = 0
-            with open(path, "wb") as out:
-                while chunk := await upload.read(COPY_CHUNK):
-                    written += len(chunk)
-                    if written > self.settings.max_upload_bytes:
-                        raise HTTPException(413, f"clip larger than the limit of {self.settings.max_upload_bytes} bytes")
-                    out.write(chunk)
-            if written == 0:
-                raise HTTPException(422, f"{upload.filename!r} is empty")
+            await _copy(upload, path, self.settings.max_upload_bytes, "clip")
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return folder, path
+
+    @staticmethod
+    def check_subtitles(upload: UploadFile) -> str:
+        """The subtitle file's extension, or 415 when it is not .srt or .vtt."""
+        suffix = Path(upload.filename or "").suffix.lower()
+        if suffix not in SUBTITLE_SUFFIXES:
+            raise HTTPException(415, f"{upload.filename!r}: unsupported subtitle file type; send one of {', '.join(SUBTITLE_SUFFIXES)}")
+        return suffix
+
+    async def save_subtitles(self, upload: UploadFile, folder: Path) -> Path:
+        """The subtitle file stored in `folder` (413 over `MAX_SUBTITLE_BYTES`, 415 for other types)."""
+        path = folder / f"subtitles{self.check_subtitles(upload)}"
+        await _copy(upload, path, MAX_SUBTITLE_BYTES, "subtitle file")
+        return path
+
+
+async def _copy(upload: UploadFile, path: Path, limit: int, what: str) -> None:
+    """Write an upload to `path`: 413 past `limit` bytes, 422 when it is empty."""
+    written = 0
+    with open(path, "wb") as out:
+        while chunk := await upload.read(COPY_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise HTTPException(413, f"{what} {upload.filename!r} larger than the limit of {limit} bytes")
+            out.write(chunk)
+    if written == 0:
+        raise HTTPException(422, f"{upload.filename!r} is empty")
 
 
 def create_app(predictor, settings: ServeSettings | None = None, model_name: str = "nanoemox") -> FastAPI:
@@ -147,6 +188,7 @@ def create_app(predictor, settings: ServeSettings | None = None, model_name: str
 
     _add_analyze(app, predictor, gate, uploads)
     _add_chat(app, predictor, gate, uploads)
+    _add_timeline(app, predictor, gate, uploads)
     return app
 
 
@@ -249,10 +291,202 @@ async def _chat_inputs(request: Request, uploads: Uploads):
         return message, history, upload.filename, folder, path
 
 
+def _add_timeline(app: FastAPI, predictor, gate: ModelGate, uploads: Uploads) -> None:
+    settings = uploads.settings
+
+    @app.post("/v1/timeline", openapi_extra=_TIMELINE_BODY, response_class=_NDJSONStream,
+              responses={200: _TIMELINE_200, **_responses(413, 415, 422, 503, 504)})
+    async def timeline(request: Request):
+        """Emotion over time of one uploaded video, streamed as NDJSON lines while windows are answered."""
+        options, clip, subtitles = await _timeline_inputs(request, uploads)
+        held = await gate.acquire(_cleanup(clip.folder))
+        try:
+            opened = await held.step(lambda: _open_timeline(predictor, clip, subtitles, options))
+        except BaseException:
+            held.release()
+            raise
+        duration = opened.reader.duration
+        if duration > settings.max_timeline_seconds:
+            held.release()
+            raise HTTPException(422, f"{clip.name}: the video lasts {duration:.0f} s, longer than the "
+                                     f"{settings.max_timeline_seconds:g} s this service accepts for a timeline; "
+                                     "cut it into parts or run `nanoemox timeline` locally")
+        stream = _TimelineStream(opened, held, clip, subtitles)
+        # x-accel-buffering: a proxy such as nginx passes each line on instead of collecting the answer.
+        return _NDJSONStream(stream.lines(), on_close=stream.close,
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+
+@dataclass
+class _Upload:
+    """An uploaded file: the name the client gave it, where it is stored, and its folder."""
+
+    name: str
+    path: Path
+    folder: Path
+
+
+def _seconds(text: str | None, field: str, default: float) -> float:
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise HTTPException(422, f"{field} must be a positive number of seconds, got {text[:40]!r}")
+    return value
+
+
+def _timeline_options(form, batch_size: int) -> TimelineOptions:
+    """The fields of a timeline request, checked (422 for any bad one)."""
+    tasks = _split(_text(form, "tasks")) or list(TIMELINE_DEFAULT_TASKS)
+    unknown = [t for t in tasks if t not in TIMELINE_TASKS]
+    if unknown:
+        raise HTTPException(422, f"unknown timeline task(s) {unknown}; choose from {', '.join(TIMELINE_TASKS)}")
+    labels = _split(_text(form, "labels"))
+    if labels is not None and (len(labels) > MAX_LABELS or max(map(len, labels)) > MAX_LABEL_CHARS):
+        raise HTTPException(422, f"labels: at most {MAX_LABELS} labels of at most {MAX_LABEL_CHARS} characters each")
+    window = _seconds(_text(form, "window"), "window", 4.0)
+    hop = _seconds(_text(form, "hop"), "hop", 2.0)
+    if window > MAX_WINDOW_SECONDS:
+        raise HTTPException(422, f"window must be at most {MAX_WINDOW_SECONDS:g} s, got {window:g}")
+    if hop < MIN_HOP_SECONDS:
+        raise HTTPException(422, f"hop must be at least {MIN_HOP_SECONDS:g} s, got {hop:g}")
+    try:
+        return TimelineOptions(window=window, hop=hop, tasks=tuple(tasks), labels=labels, batch_size=batch_size)
+    except ValueError as exc:  # hop longer than the window
+        raise HTTPException(422, str(exc)) from None
+
+
+def _file(form, name: str) -> UploadFile | None:
+    """A file field of a form (None when absent or sent without a file); text in its place is a 422."""
+    value = form.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, UploadFile):
+        raise HTTPException(422, f"{name} must be a file, not a text field")
+    return value if value.filename else None
+
+
+async def _timeline_inputs(request: Request, uploads: Uploads) -> tuple[TimelineOptions, _Upload, _Upload | None]:
+    """(options, stored clip, stored subtitles or None); every file is in the clip's temp folder."""
+    if not request.headers.get("content-type", "").startswith(FORM_TYPES[0]):
+        raise HTTPException(422, "send a multipart/form-data body with a `clip` file")
+    async with request.form() as form:
+        options = _timeline_options(form, uploads.settings.timeline_batch_size)
+        clip, subtitles = _file(form, "clip"), _file(form, "subtitles")
+        if clip is None:
+            raise HTTPException(422, "no video: send the video (or audio) as a `clip` file")
+        if subtitles is not None:
+            uploads.check_subtitles(subtitles)  # 415 before the clip is stored
+        folder, path = await uploads.save(clip)
+        stored = _Upload(str(clip.filename), path, folder)
+        try:
+            subs = None
+            if subtitles is not None:
+                subs = _Upload(str(subtitles.filename), await uploads.save_subtitles(subtitles, folder), folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    return options, stored, subs
+
+
+def _open_timeline(predictor, clip: _Upload, subtitles: _Upload | None, options: TimelineOptions) -> Timeline:
+    """The timeline of a stored upload (blocking: opens the video and reads the subtitles); 422 when unusable."""
+    try:
+        return Timeline(predictor, clip.path, options, subtitles.path if subtitles is not None else None)
+    except (MediaError, SubtitleError) as exc:
+        named = subtitles if isinstance(exc, SubtitleError) and subtitles is not None else clip
+        raise HTTPException(422, f"{named.name}: {exc.problem}; {exc.advice}") from None
+    except ValueError as exc:
+        raise HTTPException(422, _named(str(exc), clip, subtitles)) from None
+
+
+def _named(message: str, *files: _Upload | None) -> str:
+    """A message with the server's paths of uploads replaced by the names the client gave them."""
+    for upload in files:
+        if upload is not None:
+            message = message.replace(str(upload.path), upload.name).replace(str(upload.folder), "(upload)")
+    return message
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class _NDJSONStream(StreamingResponse):
+    """A streamed NDJSON response that calls `on_close()` however it ends, even when the body never started."""
+
+    media_type = "application/x-ndjson"
+
+    def __init__(self, content, status_code: int = 200, on_close=None, **kwargs):
+        super().__init__(content, status_code, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+
+class _TimelineStream:
+    """The lines of one timeline answer; holds the model slot until `close` (see `lines`)."""
+
+    def __init__(self, timeline: Timeline, held: Held, clip: _Upload, subtitles: _Upload | None):
+        self.timeline, self.held, self.clip, self.subtitles = timeline, held, clip, subtitles
+        self.results = timeline.results()  # a generator: nothing runs before the first step
+
+    def _next(self) -> dict[str, Any] | None:
+        return next(self.results, None)  # None, not StopIteration, which cannot cross a Future
+
+    async def lines(self):
+        """header, window..., end; or an `error` line in place of the rest when a step fails.
+
+        Each window is computed in the gate's pool (one step per batch) and sent as soon as it
+        is there. A client that goes away cancels this generator at its current step; `close`
+        then lets that step finish before the slot and the upload folder are given back.
+        """
+        started = time.perf_counter()
+        done: list[dict[str, Any]] = []
+        try:
+            yield _line({"type": "header", **self.timeline.header(), "input": self.clip.name,
+                         "subtitles": self.subtitles.name if self.subtitles is not None else None})
+            while (result := await self.held.step(self._next)) is not None:
+                if "error" in result:
+                    result["error"] = _named(result["error"], self.clip, self.subtitles)
+                done.append(result)
+                yield _line({"type": "window", **result})
+            segments = await self.held.step(lambda: self.timeline.segments(done))
+            yield _line({"type": "end", "segments": segments, "errors": sum("error" in r for r in done),
+                         "seconds": round(time.perf_counter() - started, 3)})
+        except Exception as exc:  # after the 200: the failure becomes the last line
+            yield _line({"type": "error", "error": self._message(exc, len(done))})
+        finally:
+            self.close()
+
+    def _message(self, exc: Exception, index: int) -> str:
+        """What failed, naming the uploads as the client did; `index`: the window being computed."""
+        where = f"window {index}" if index < len(self.timeline.reader) else "segments"
+        if isinstance(exc, HTTPException):  # the step's timeout
+            return f"{where}: {exc.detail}"
+        if isinstance(exc, FileProblem):
+            named = self.subtitles if isinstance(exc, SubtitleError) and self.subtitles is not None else self.clip
+            return f"{named.name}: {exc.problem} (at {where}); {exc.advice}"
+        logger.exception("timeline of %s failed at %s", self.clip.name, where)
+        return _named(f"{where} failed: {type(exc).__name__}: {exc}", self.clip, self.subtitles)
+
+    def close(self) -> None:
+        """Give the slot back once the running step is over: close the windows, then remove the upload."""
+        self.held.release(last=self.results.close)
+
+
 _STATUS = {
-    413: "the body (clip) is larger than the service's upload limit",
-    415: "the clip's file type or content type is not audio or video",
-    422: "the request cannot be used (no input, a bad field, unreadable media: see `detail` or `error`)",
+    413: "the body (clip) is larger than the service's upload limit (or a subtitle file larger than 2 MiB)",
+    415: "the clip's file type or content type is not audio or video (or a subtitle file is not .srt or .vtt)",
+    422: "the request cannot be used (no input, a bad field, unreadable media, a video too long: see `detail` or `error`)",
     503: "the model is busy: every slot stayed taken for the queue timeout; retry later",
     504: "the model did not answer within the request timeout",
 }
@@ -289,3 +523,36 @@ _CHAT_BODY = {"requestBody": {"required": True, "content": {
         "history": {"type": "string", "description": "JSON list of {role, text} turns"},
         "clip": {"type": "string", "format": "binary"}}}},
 }}}
+_TIMELINE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "required": ["clip"],
+    "properties": {
+        "clip": {"type": "string", "format": "binary", "description": "video or audio file"},
+        "subtitles": {"type": "string", "format": "binary",
+                      "description": f"subtitle file ({', '.join(SUBTITLE_SUFFIXES)}, UTF-8, at most 2 MiB)"},
+        "tasks": {"type": "string", "description": "comma-separated subset of " + ",".join(TIMELINE_TASKS),
+                  "default": ",".join(TIMELINE_DEFAULT_TASKS)},
+        "labels": {"type": "string", "description": f"MER labels, comma-separated (default: 7 basic emotions; "
+                                                   f"at most {MAX_LABELS} of {MAX_LABEL_CHARS} characters)"},
+        "window": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW_SECONDS, "default": 4,
+                   "description": "window length in seconds"},
+        "hop": {"type": "number", "minimum": MIN_HOP_SECONDS, "maximum": MAX_WINDOW_SECONDS, "default": 2,
+                "description": "seconds between window starts; at most `window`"},
+    },
+}}}}}
+_TIMELINE_200 = {
+    "description": (
+        "NDJSON, one JSON object per line, sent as soon as it is known: first "
+        "`{type: header, duration, window_count, window, hop, tasks, labels, video_stream, audio_stream, input, "
+        "subtitles}`, then one `{type: window, index, start, end, frame_times, faces_found, frames, video_present, "
+        "audio_present, text, mer: {label, confidence, probabilities}, msa: {sentiment, valence, probabilities}, "
+        "ovmer: {words, text, truncated}}` per window in order (a window with damaged media has `error` and no "
+        "answers), last `{type: end, segments: [{start, end, label, confidence, windows, first_window, "
+        "last_window}], errors, seconds}`. When the run fails after the first line, the last line is "
+        "`{type: error, error}` instead of `end`."
+    ),
+    "content": {"application/x-ndjson": {"schema": {
+        "type": "object", "required": ["type"],
+        "properties": {"type": {"enum": ["header", "window", "end", "error"]}},
+    }}},
+}

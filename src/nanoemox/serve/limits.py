@@ -5,6 +5,11 @@ The gate keeps a slot taken until the model call has really finished, even when 
 client has already been answered 504: a timed-out call cannot be interrupted, and
 counting it keeps the device from being oversubscribed. Clean-up of a request's
 temporary files runs at that same moment, so they are removed whatever happened.
+
+A request that makes several blocking calls (a streamed timeline: open the video, then
+one call per batch of windows) takes one slot with `ModelGate.acquire` and runs each
+call with `Held.step`, the per-request timeout applying to each step on its own.
+`Held.release` gives the slot back (and cleans up) only once the last step has ended.
 """
 
 from __future__ import annotations
@@ -92,8 +97,8 @@ class ModelGate:
             self._slots = asyncio.Semaphore(self.limit)
         return self._slots
 
-    async def run(self, fn: Callable[[], Any], cleanup: Callable[[], None] | None = None) -> Any:
-        """Result of `fn()` run in the pool; `cleanup()` runs once `fn` is over (or never started)."""
+    async def acquire(self, cleanup: Callable[[], None] | None = None) -> "Held":
+        """One slot, held until `Held.release`; 503 after `queue_timeout` s (then `cleanup()` runs)."""
         slots = self._semaphore()
         try:
             await asyncio.wait_for(slots.acquire(), self.queue_timeout)
@@ -102,20 +107,83 @@ class ModelGate:
                 cleanup()
             raise HTTPException(503, f"the model is busy; all {self.limit} slot(s) stayed taken for {self.queue_timeout:g} s, retry later")
         self.running += 1
-        future = asyncio.get_running_loop().run_in_executor(self.pool, fn)
+        return Held(self, slots, cleanup)
 
-        def finished(_):
-            self.running -= 1
-            slots.release()
-            if cleanup is not None:
-                cleanup()
-
-        future.add_done_callback(finished)
+    async def run(self, fn: Callable[[], Any], cleanup: Callable[[], None] | None = None) -> Any:
+        """Result of `fn()` run in the pool; `cleanup()` runs once `fn` is over (or never started)."""
+        held = await self.acquire(cleanup)
         try:
-            # shield: a timeout answers the client but leaves the call to finish and clean up.
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except asyncio.TimeoutError:
-            raise HTTPException(504, f"the model did not answer within {self.timeout:g} s") from None
+            return await held.step(fn)
+        finally:
+            held.release()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+
+class Held:
+    """One slot of a `ModelGate`, kept across several blocking steps run in the gate's pool.
+
+    Steps run one at a time. `release` never blocks and may be called more than once (the
+    first call counts): it waits for a step still running (one that timed out, or whose
+    client went away), then runs `last()` in the pool, then frees the slot and runs the
+    gate's `cleanup()`.
+    """
+
+    def __init__(self, gate: ModelGate, slots: asyncio.Semaphore, cleanup: Callable[[], None] | None):
+        self.gate = gate
+        self._slots = slots
+        self._cleanup = cleanup
+        self._loop = asyncio.get_running_loop()
+        self._pending: asyncio.Future | None = None
+        self.released = False
+
+    async def step(self, fn: Callable[[], Any]) -> Any:
+        """Result of `fn()` run in the pool; 504 after the gate's timeout (the call still runs to its end)."""
+        if self.released:
+            raise RuntimeError("this slot was already released")
+        if self._pending is not None and not self._pending.done():
+            raise RuntimeError("the previous step of this slot is still running")
+        future = self._loop.run_in_executor(self.gate.pool, fn)
+        self._pending = future
+        try:
+            # shield: a timeout (or a cancelled request) leaves the call to finish; release waits for it.
+            return await asyncio.wait_for(asyncio.shield(future), self.gate.timeout)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"the model did not answer within {self.gate.timeout:g} s") from None
+
+    def release(self, last: Callable[[], Any] | None = None) -> None:
+        """Free the slot once the running step is over and `last()` has run (see the class docstring)."""
+        if self.released:
+            return
+        self.released = True
+
+        def free(future: asyncio.Future | None = None) -> None:
+            if future is not None and not future.cancelled() and future.exception() is not None:
+                logger.warning("clean-up of a held model slot failed: %r", future.exception())
+            self.gate.running -= 1
+            self._slots.release()
+            if self._cleanup is not None:
+                self._cleanup()
+
+        def after_step(_: asyncio.Future | None = None) -> None:
+            if last is None:
+                return free()
+            try:
+                self._loop.run_in_executor(self.gate.pool, last).add_done_callback(free)
+            except RuntimeError:  # the pool is shut down (the server is stopping): run it here
+                try:
+                    last()
+                finally:
+                    free()
+
+        if self._pending is None or self._pending.done():
+            after_step()
+        else:
+            self._pending.add_done_callback(after_step)
+
+    async def __aenter__(self) -> "Held":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.release()
