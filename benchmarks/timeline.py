@@ -17,13 +17,17 @@ requested minutes, default 10, and 1 minute). Then:
    on the dev video's windows by the mean of time accuracy and boundary F1 (2 s
    tolerance); the choice is compared with the library's defaults, and only the
    defaults are reported on test.
-4. **Memory**: peak RSS of the 1-minute and the 10-minute test timelines.
+4. **Memory**: peak RSS of the 1-minute and the 10-minute test timelines (and of a
+   longer one with `--extra-minutes`).
 5. **Paper preset**: random weights (CLIP ViT-L/14, HuBERT-Large, Swin-B,
    Qwen2.5-1.5B sizes) in bfloat16 on this CPU, throughput over the first
    `--paper-seconds` of the test video (`--skip-paper` to leave it out).
 
     python benchmarks/timeline.py [--demo nanoemox-demo] [--minutes 10] [--paper-seconds 30]
                                   [--out benchmarks/results/timeline.json] [--figure docs/timeline_demo.png]
+
+Figures: the 1-minute test timeline (`--figure`) and the 10-minute one (beside `--out`),
+each with the true stretches drawn under the predicted segments.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import argparse
 import csv
 import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,15 +124,30 @@ def scores(folder: Path, truth_csv: Path, smooth: int, min_segment: float) -> di
             "segments": len(segments), "true_segments": len(truth), **segment_scores(segments, truth, duration)}
 
 
+def figure(folder: Path, truth_csv: Path, target: Path) -> None:
+    """The timeline's figure with the true stretches drawn under its segments."""
+    from nanoemox.timeline.evaluate import read_truth
+    from nanoemox.timeline.plot import plot_timeline
+
+    meta = json.loads((folder / "timeline.json").read_text(encoding="utf-8"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    title = f"demo model, {meta['duration'] / 60:.0f} min of SynthAffect test clips: {meta['window_count']} windows of 4 s every 2 s"
+    plot_timeline(target, meta["windows"], meta["segments"], meta["labels"], meta["duration"], title,
+                  truth=read_truth(truth_csv))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demo", default="nanoemox-demo", help="folder of `nanoemox demo --out` (model/ and synthaffect/)")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--paper-seconds", type=float, default=30.0)
+    p.add_argument("--extra-minutes", type=float, default=None,
+                   help="also time a test video this long (memory and speed only), e.g. 30")
     p.add_argument("--skip-paper", action="store_true")
     p.add_argument("--work", default=None, help="folder for the videos and timelines (default: a temporary one)")
     p.add_argument("--out", default="benchmarks/results/timeline.json")
-    p.add_argument("--figure", default="docs/timeline_demo.png", help="where the test timeline's figure is copied")
+    p.add_argument("--figure", default="docs/timeline_demo.png",
+                   help="figure of the 1-minute test timeline with the truth (the 10-minute one goes beside --out)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -151,6 +169,8 @@ def main(argv=None) -> int:
         "test": compose(corpus, work / f"test_{tag}.mp4", "test", args.minutes),
         "test_1min": compose(corpus, work / "test_1min.mp4", "test", 1.0),
     }
+    if args.extra_minutes:
+        videos["test_extra"] = compose(corpus, work / f"test_{args.extra_minutes:g}min.mp4", "test", args.extra_minutes)
     truth = {name: video.with_suffix(".segments.csv") for name, video in videos.items()}
     results: dict = {"minutes": args.minutes, "model": str(model), "targets": TARGETS}
     print("per-clip accuracy ...", file=sys.stderr, flush=True)
@@ -181,10 +201,9 @@ def main(argv=None) -> int:
         short = compose(corpus, work / "test_paper.mp4", "test", args.paper_seconds / 60)
         tokenizer = model / "tokenizer"
         results["paper_bf16"] = _child("paper", str(short), str(tokenizer), str(work / "timeline_paper"))
-    figure = work / "timeline_test" / "timeline.png"
-    if args.figure and figure.exists():
-        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(figure, args.figure)
+    for name, target in (("test_1min", args.figure), ("test", str(Path(args.out).with_suffix(".png")))):
+        if target:
+            figure(work / f"timeline_{name}", truth[name], Path(target))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     t = results["test"]
@@ -198,6 +217,11 @@ def main(argv=None) -> int:
           f"{t['segments']} segments for {t['true_segments']} true ones")
     print(f"speed {speed:.1f}x real time ({runs['test']['dtype']}); peak memory 1 min {runs['test_1min']['peak_rss_mb']:.0f} MB, "
           f"{args.minutes:g} min {runs['test']['peak_rss_mb']:.0f} MB ({memory:.2f}x)")
+    if "test_extra" in runs:
+        extra = runs["test_extra"]
+        print(f"{args.extra_minutes:g} min: peak memory {extra['peak_rss_mb']:.0f} MB "
+              f"({extra['peak_rss_mb'] / runs['test_1min']['peak_rss_mb']:.2f}x 1 min), "
+              f"{extra['timing']['video_seconds_per_second']:.1f}x real time")
     if "paper_bf16" in results:
         pt = results["paper_bf16"]["timing"]
         print(f"paper preset bf16: {pt['video_seconds_per_second']:.2f}x real time over {pt['video_seconds']:.0f} s "

@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a request may take before 504 (default 300)")
     p.add_argument("--concurrency", type=int, default=1, help="model calls at once (default 1); others wait")
     p.add_argument("--queue-timeout", type=float, default=10.0, help="seconds a request waits for a free slot before 503")
+    p.add_argument("--max-timeline-minutes", type=float, default=60.0,
+                   help="longest video /v1/timeline accepts, in minutes (default 60)")
     p.add_argument("--tmp-dir", default=None, help="folder for uploads while they are answered (default: system temp)")
     p.set_defaults(func=run)
 
@@ -40,6 +42,8 @@ def build_app(args):
         request_timeout=args.timeout,
         max_concurrency=args.concurrency,
         queue_timeout=args.queue_timeout,
+        max_timeline_seconds=args.max_timeline_minutes * 60.0,
+        timeline_batch_size=args.batch_size,
         # Absolute, like every path the command was given: uploads go where the user meant.
         tmp_dir=str(Path(args.tmp_dir).expanduser().resolve()) if args.tmp_dir else None,
     )

@@ -2,8 +2,9 @@
 
 Top panel: one stacked area per label (its probability at each window's centre; the
 areas add up to 1), the valence (p(positive) - p(negative), right axis, -1 to 1) as a
-black line when MSA ran, and windows without an answer hatched in grey. Bottom strip:
-the segments, coloured by label and named when there is room.
+black line when MSA ran, and windows without an answer hatched in grey. Below: the
+segments, coloured by label and named when there is room, and, when given (benchmarks),
+the true stretches the same way.
 """
 
 from __future__ import annotations
@@ -35,11 +36,28 @@ def _time_axis(ax, duration: float) -> None:
         ax.set_xlabel("time (s)")
 
 
+def _strip(ax, spans: Sequence[tuple[float, float, str | None]], colours: dict, duration: float, name: str) -> None:
+    """One row of coloured spans, named where there is room."""
+    for start, end, label in spans:
+        colour = colours.get(label, "0.8") if label else "0.85"
+        ax.axvspan(start, end, color=colour, alpha=0.9, hatch=None if label else "///")
+        if label and (end - start) > duration * (len(label) + 2) / 150:
+            ax.text((start + end) / 2, 0.5, label, ha="center", va="center", fontsize=7, clip_on=True)
+    ax.set_yticks([])
+    ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+
+
 def plot_timeline(path: str | os.PathLike, windows: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]],
-                  labels: Sequence[str] | None, duration: float, title: str = "") -> Path:
-    """Write the figure to `path` (PNG, atomically); see the module docstring."""
-    fig, (top, strip) = plt.subplots(2, 1, figsize=(13, 4.8), sharex=True,
-                                     gridspec_kw={"height_ratios": [5, 1], "hspace": 0.08})
+                  labels: Sequence[str] | None, duration: float, title: str = "",
+                  truth: Sequence[tuple[float, float, str]] | None = None) -> Path:
+    """Write the figure to `path` (PNG, atomically); see the module docstring.
+
+    `truth`: known (start, end, label) stretches, drawn as a second strip under the segments.
+    """
+    rows = 3 if truth else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(13, 4.8 + 0.7 * (rows - 2)), sharex=True,
+                             gridspec_kw={"height_ratios": [5] + [1] * (rows - 1), "hspace": 0.08})
+    top, strip = axes[0], axes[1]
     centres = [(w["start"] + w["end"]) / 2 for w in windows]
     segment_labels = sorted({s["label"] for s in segments if s.get("label")})
     colours = _colours(list(labels) if labels else segment_labels)
@@ -61,14 +79,10 @@ def plot_timeline(path: str | os.PathLike, windows: Sequence[dict[str, Any]], se
         valence_ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     if labels:
         top.legend(loc="upper left", fontsize=8, ncol=min(len(labels), 7), framealpha=0.8)
-    for s in segments:
-        colour = colours.get(s["label"], "0.8") if s.get("label") else "0.85"
-        strip.axvspan(s["start"], s["end"], color=colour, alpha=0.9, hatch=None if s.get("label") else "///")
-        if s.get("label") and (s["end"] - s["start"]) > duration / 40:
-            strip.text((s["start"] + s["end"]) / 2, 0.5, s["label"], ha="center", va="center", fontsize=7, clip_on=True)
-    strip.set_yticks([])
-    strip.set_ylabel("segments", rotation=0, ha="right", va="center", fontsize=8)
-    _time_axis(strip, duration)
+    _strip(strip, [(s["start"], s["end"], s.get("label")) for s in segments], colours, duration, "segments")
+    if truth:
+        _strip(axes[2], truth, colours, duration, "truth")
+    _time_axis(axes[-1], duration)
     if title:
         top.set_title(title, fontsize=10)
     path = Path(path)
