@@ -224,6 +224,11 @@ def test_files_written_and_resume_continues_where_it_stopped(predictor, media, t
     meta = json.loads((tmp_path / "full" / "timeline.json").read_text())
     assert meta["settings"]["window"] == 4.0 and meta["settings"]["dtype"] == "float32"
     assert meta["timing"]["windows"] == 5 and meta["segments"] == segments
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("timeline.csv", "segments.json", "timeline.png", "timeline.json", "windows.jsonl"):
+        # atomically written files get the permissions a plain open() gives, not mkstemp's 0600
+        assert (tmp_path / "full" / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
 
     # An interrupted run: two windows written, the third cut mid-line.
     part = tmp_path / "part"

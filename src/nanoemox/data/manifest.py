@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from nanoemox.utils import plain_file_mode
+
 TASKS = ("msa", "mer", "ovmer", "eri", "mir", "erg")
 SPLITS = ("train", "dev", "test")
 MEDIA_KINDS = ("video", "audio", "faces")
@@ -271,6 +273,7 @@ def write_manifest(path: str | os.PathLike, records: Iterable[Record]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, plain_file_mode())  # mkstemp's files are owner-only
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for record in records:

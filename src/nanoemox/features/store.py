@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -31,6 +30,7 @@ from nanoemox import __version__
 from nanoemox.features.errors import CorruptCacheError, FeatureCacheError, StaleCacheError
 from nanoemox.features.identity import encoder_identity, identity_differences, media_identity
 from nanoemox.model.nanoemox import MediaFeatures
+from nanoemox.utils import atomic_write_bytes
 
 INDEX_NAME = "index.json"
 FORMAT_VERSION = 1
@@ -100,39 +100,17 @@ def read_index(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_index(folder: str | os.PathLike, index: dict[str, Any]) -> None:
-    _atomic_write_bytes((json.dumps(index, indent=1, ensure_ascii=False) + "\n").encode("utf-8"), Path(folder) / INDEX_NAME)
+    atomic_write_bytes(Path(folder) / INDEX_NAME, (json.dumps(index, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 # ---------------------------------------------------------------------- shards
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Temp file + fsync + rename: the shard is either absent or complete, even after a power cut."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes owner-only files; a cache is usually shared by several users or jobs.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_shard(folder: Path, name: str, keys: Sequence[str], rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """Stack per-media rows into one shard file; return its index record (checksum, size, rows)."""
     tensors = {field: torch.stack([row[field] for row in rows]).contiguous() for field in rows[0]}
     data = save(tensors, metadata={"format": "pt", "keys": json.dumps(list(keys))})
-    _atomic_write_bytes(data, folder / name)
+    atomic_write_bytes(folder / name, data)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": len(rows)}
 
 
