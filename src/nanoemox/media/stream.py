@@ -140,8 +140,12 @@ class _VideoCursor:
         return rgb, time, box, None
 
     def bad_times(self) -> list[float | None]:
-        """Times (relative to the video start) of packets that failed to decode so far."""
+        """Times (relative to the video start) of packets that failed to decode and are not forgotten."""
         return [None if t is None else t - self.origin for t in self.stats.get("bad_times", [])]
+
+    def forget_before(self, time: float) -> None:
+        """Drop damaged packets before `time` and those without a time (they have been reported)."""
+        self.stats["bad_times"] = [t for t in self.stats.get("bad_times", []) if t is not None and t - self.origin >= time]
 
 
 class _AudioCursor:
@@ -245,7 +249,9 @@ class _AudioCursor:
         return out, present
 
     def drop_before(self, time: float) -> None:
-        """Forget samples before `time` (no later window needs them)."""
+        """Forget samples, gaps and damaged packets before `time` (no later window needs them)."""
+        self.gaps = [(a, b) for a, b in self.gaps if b > time]
+        self.bad = [t for t in self.bad if t is not None and t >= time]
         self._merge()
         cut = int(round(time * self.rate)) - self.buffer_start
         if cut > 0:
@@ -321,7 +327,6 @@ class WindowReader:
                 audio = _AudioCursor(afile, afile.streams.audio[0], self.path, self.origin, self.sample_rate, spans[0][0])
             frames: dict[float, tuple] = {}  # target -> (rgb, time, box, problem), for windows not yet handed out
             pending = iter(sorted({t for s, e in spans for t in frame_targets(s, e, self.num_frames)}))
-            reported_bad = 0
             for offset, (start, end) in enumerate(spans):
                 targets = frame_targets(start, end, self.num_frames)
                 window = Window(first + offset, start, end, None, [], [], None, 0)
@@ -337,20 +342,19 @@ class WindowReader:
                     window.frame_times = [c[1] for c in chosen]
                     window.faces = [c[2] for c in chosen]
                     window.problems += self._frame_problems(targets, chosen, video)
-                    bad = video.bad_times()
                     # A damaged packet belongs to the windows it falls in (unknown times: the current one).
-                    hits = [t for t in bad if t is not None and start <= t <= end]
-                    hits += [t for t in bad[reported_bad:] if t is None]
+                    hits = [t for t in video.bad_times() if t is None or start <= t <= end]
                     if hits:
                         window.problems.append(f"{len(hits)} damaged video packet(s) {_where(hits)}")
-                    reported_bad = len(bad)
-                    next_start = spans[offset + 1][0] if offset + 1 < len(spans) else math.inf
+                next_start = spans[offset + 1][0] if offset + 1 < len(spans) else math.inf
+                if video is not None:
                     for t in [t for t in frames if t < next_start]:
                         del frames[t]
+                    video.forget_before(next_start)
                 if audio is not None:
                     window.waveform, window.audio_samples = audio.take(start, end)
                     window.problems += self._audio_problems(audio, start, end)
-                    audio.drop_before(spans[offset + 1][0] if offset + 1 < len(spans) else end)
+                    audio.drop_before(min(next_start, end))
                 yield window
 
     @staticmethod
