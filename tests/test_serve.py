@@ -3,7 +3,6 @@ OpenAPI, and the web page driven through headless Chromium."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -12,15 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
+from conftest import CHROMIUM, serving, wait_until
 from nanoemox.inference import Prediction, Predictor
 from nanoemox.media.synth import write_video
 from nanoemox.serve import ServeSettings, create_app
-
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture(scope="module")
 def predictor(model_dir):
@@ -37,15 +33,6 @@ def uploads(tmp_path):
     folder = tmp_path / "uploads"
     folder.mkdir()
     return folder
-
-
-def _wait_until(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def _post_clip(client, clip, name="hello.mp4", content_type="video/mp4", **fields):
@@ -143,21 +130,6 @@ class SlowPredictor:
             yield Prediction(r, "positive", None, {"audio_present": True, "video_present": True, "faces_found": 8, "frames": 8})
 
 
-@contextlib.contextmanager
-def serving(app):
-    """Run the app with uvicorn on an ephemeral port of 127.0.0.1; stop it afterwards."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        assert _wait_until(lambda: server.started, 20), "the server did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
 def test_busy_server_answers_503_and_slow_calls_504(clip, uploads):
     slow = SlowPredictor(delay=1.5)
     settings = ServeSettings(tmp_dir=str(uploads), max_concurrency=1, queue_timeout=0.3, request_timeout=0.8)
@@ -165,14 +137,14 @@ def test_busy_server_answers_503_and_slow_calls_504(clip, uploads):
         results = {}
         first = threading.Thread(target=lambda: results.setdefault("first", _post_clip(client, clip, tasks="msa")))
         first.start()
-        assert _wait_until(lambda: client.get("/health").json()["running"] == 1)
+        assert wait_until(lambda: client.get("/health").json()["running"] == 1)
         assert _post_clip(client, clip, tasks="msa").status_code == 503  # waited 0.3 s for the only slot
         first.join(10)
         assert results["first"].status_code == 504  # 1.5 s of work, 0.8 s allowed
         assert slow.saw_file == [True]
         # The timed-out call still holds its upload until it really ends; then both are gone.
-        assert _wait_until(lambda: client.get("/health").json()["running"] == 0)
-        assert _wait_until(lambda: os.listdir(uploads) == [])
+        assert wait_until(lambda: client.get("/health").json()["running"] == 0)
+        assert wait_until(lambda: os.listdir(uploads) == [])
         slow.delay = 0.0
         assert _post_clip(client, clip, tasks="msa").status_code == 200
 
@@ -209,4 +181,4 @@ def test_web_page_upload_in_chromium(predictor, clip, uploads, tmp_path):
             assert "faces in 8 of 8 frames" in page.inner_text(".flags")
         finally:
             browser.close()
-    assert _wait_until(lambda: os.listdir(uploads) == [])
+    assert wait_until(lambda: os.listdir(uploads) == [])

@@ -20,7 +20,7 @@ from nanoemox.serve import ServeSettings, create_app
 from nanoemox.serve import app as serve_app
 from nanoemox.timeline import WindowAnswerer
 from nanoemox.timeline.infer import result_of
-from test_serve import CHROMIUM, _wait_until, serving
+from conftest import CHROMIUM, serving, wait_until
 
 SECONDS = 10.0  # with the default 4 s windows every 2 s: 4 windows
 WINDOWS = 4
@@ -165,15 +165,15 @@ def test_lines_arrive_while_later_windows_wait_and_the_slot_is_held(predictor, v
             lines = response.iter_lines()
             assert json.loads(next(lines))["type"] == "header"
             assert json.loads(next(lines))["index"] == 0
-            assert _wait_until(lambda: gate.calls == [0, 1])  # window 1 is being computed, and waits
+            assert wait_until(lambda: gate.calls == [0, 1])  # window 1 is being computed, and waits
             assert client.get("/health").json()["running"] == 1
             busy = client.post("/v1/timeline", files=_files(video))  # waits 0.3 s for the only slot
             assert busy.status_code == 503 and "busy" in busy.text
             gate.open()
             rest = [json.loads(line) for line in lines]
         assert [line.get("index") for line in rest] == [1, 2, 3, None] and rest[-1]["type"] == "end"
-        assert _wait_until(lambda: client.get("/health").json()["running"] == 0)
-        assert _wait_until(lambda: os.listdir(uploads) == [])
+        assert wait_until(lambda: client.get("/health").json()["running"] == 0)
+        assert wait_until(lambda: os.listdir(uploads) == [])
 
 
 def test_disconnect_removes_the_upload_and_frees_the_slot(predictor, video, uploads, monkeypatch):
@@ -188,11 +188,11 @@ def test_disconnect_removes_the_upload_and_frees_the_slot(predictor, video, uplo
             assert json.loads(next(response.iter_lines()))["type"] == "header"
         assert closed.wait(30)
         # The running step cannot be interrupted: it keeps the slot and the upload until it ends.
-        assert _wait_until(lambda: gate.calls == [0]) and len(os.listdir(uploads)) == 1
+        assert wait_until(lambda: gate.calls == [0]) and len(os.listdir(uploads)) == 1
         assert client.get("/health").json()["running"] == 1
         gate.open()
-        assert _wait_until(lambda: os.listdir(uploads) == [])
-        assert _wait_until(lambda: client.get("/health").json()["running"] == 0)
+        assert wait_until(lambda: os.listdir(uploads) == [])
+        assert wait_until(lambda: client.get("/health").json()["running"] == 0)
         assert gate.calls == [0]  # nothing after the step that was running
         after = client.post("/v1/timeline", files=_files(video))
         assert after.status_code == 200 and _lines(after.text)[-1]["type"] == "end"
@@ -242,7 +242,7 @@ def test_timeout_applies_per_step(predictor, video, uploads, monkeypatch):
         assert lines[-1]["error"] == "window 2: the model did not answer within 1 s"
         assert client.get("/health").json()["running"] == 1 and len(os.listdir(uploads)) == 1
         gate.open()
-        assert _wait_until(lambda: client.get("/health").json()["running"] == 0)
+        assert wait_until(lambda: client.get("/health").json()["running"] == 0)
     assert os.listdir(uploads) == []
 
 
@@ -317,4 +317,4 @@ def test_timeline_view_in_chromium(predictor, video, uploads, tmp_path, monkeypa
             assert page.inner_text("#timeline-status").startswith("broken.mp4: ")
         finally:
             browser.close()
-    assert _wait_until(lambda: os.listdir(uploads) == [])
+    assert wait_until(lambda: os.listdir(uploads) == [])
