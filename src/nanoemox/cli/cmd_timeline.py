@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from nanoemox.cli.cmd_analyze import UsageError, add_predictor_arguments, predictor_from_args, split_list
+from nanoemox.cli.cmd_analyze import EXIT_USAGE, UsageError, add_predictor_arguments, predictor_from_args, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def run(args) -> int:
     try:
         return _run(args)
     except UsageError as exc:
-        print(f"nanoemox timeline: {exc}", file=sys.stderr)
-        return 2
+        print(f"nanoemox timeline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _progress_bar(total: int, initial: int, name: str):
