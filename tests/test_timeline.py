@@ -264,6 +264,8 @@ def test_cli_with_relative_paths(model_dir, media, monkeypatch, capsys):
     assert "5 from an earlier run" in capsys.readouterr().out
     assert cli(args[:-4] + ["--tasks", "mer,eri", "--overwrite"]) == 2
     assert "eri" in capsys.readouterr().err
+    assert cli(args + ["--smooth", "0", "--overwrite"]) == 2  # refused before any window is computed
+    assert "smooth" in capsys.readouterr().err
 
 
 def test_subtitle_files(tmp_path):

@@ -66,6 +66,9 @@ class TimelineOptions:
             raise ValueError(f"hop ({self.hop} s) longer than the window ({self.window} s) would skip parts of the video")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.smooth < 1 or self.min_segment < 0:
+            raise ValueError(f"smooth must be at least 1 window and min_segment at least 0 s, "
+                             f"got {self.smooth} and {self.min_segment}")
         unknown = [t for t in self.tasks if t not in TIMELINE_TASKS]
         if unknown or not self.tasks:
             raise ValueError(f"timeline tasks must be a non-empty subset of {','.join(TIMELINE_TASKS)}; got {list(self.tasks)}")
