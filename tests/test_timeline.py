@@ -188,6 +188,13 @@ def test_window_answers_equal_scoring_the_window_alone(predictor, media):
         assert max(abs(a["mer"]["probabilities"][k] - b["mer"]["probabilities"][k]) for k in LABELS) < 1e-4
 
 
+def test_files_beyond_the_clip_size_limit_are_streamed(predictor, media, monkeypatch):
+    """The processor's max_file_bytes guards clips decoded whole; a timeline streams, so it does not apply."""
+    monkeypatch.setattr(predictor.processor.media, "max_file_bytes", 1000)
+    assert media["video"].stat().st_size > 1000
+    assert len(list(Timeline(predictor, media["video"], TimelineOptions(tasks=("msa",))).results())) == 5
+
+
 def test_damaged_windows_get_an_error_and_no_answer(predictor, damaged):
     results = list(Timeline(predictor, damaged[1], TimelineOptions(tasks=("mer",))).results())
     bad = [r for r in results if "error" in r]
@@ -266,6 +273,14 @@ def test_cli_with_relative_paths(model_dir, media, monkeypatch, capsys):
     assert "eri" in capsys.readouterr().err
     assert cli(args + ["--smooth", "0", "--overwrite"]) == 2  # refused before any window is computed
     assert "smooth" in capsys.readouterr().err
+    # Without --subtitles, talk.srt beside talk.mp4 is read; --no-subtitles leaves it out.
+    beside = [a for a in args if a not in ("--subtitles", "talk.srt")]
+    assert cli(beside + ["--overwrite"]) == 0
+    meta = json.loads((media["folder"] / "tl" / "timeline.json").read_text())
+    assert meta["settings"]["subtitles"].endswith("talk.srt") and meta["windows"][0]["text"] == "I passed the exam!"
+    assert cli(beside + ["--overwrite", "--no-subtitles"]) == 0
+    meta = json.loads((media["folder"] / "tl" / "timeline.json").read_text())
+    assert meta["settings"]["subtitles"] is None and meta["windows"][0]["text"] is None
 
 
 def test_subtitle_files(tmp_path):

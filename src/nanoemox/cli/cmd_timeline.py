@@ -8,8 +8,10 @@ Slides a window over the whole video (default 4 s every 2 s); each window is one
 probabilities over the labels, MSA probabilities (sentiment and valence), OV-MER
 words with `--tasks mer,msa,ovmer`. Writes timeline.csv, segments.json, timeline.png
 and timeline.json into --out (docs/timeline.md), appending as windows finish;
-`--resume` continues an interrupted run. Windows with damaged media get an `error`
-and no answer; the run goes on. Exit status: 0 done, 2 unusable input or options.
+`--resume` continues an interrupted run. A subtitle file beside the video with its
+name (VIDEO.srt, VIDEO.vtt) is read unless --subtitles names another or --no-subtitles
+is given. Windows with damaged media get an `error` and no answer; the run goes on.
+Exit status: 0 done, 2 unusable input or options.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--hop", type=float, default=2.0, help="seconds between window starts (default 2)")
     p.add_argument("--tasks", default="mer,msa", help=f"comma-separated subset of {','.join(TIMELINE_TASKS)} (default mer,msa)")
     p.add_argument("--labels", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
-    p.add_argument("--subtitles", default=None, metavar="FILE", help="SRT or WebVTT file of what is said")
+    p.add_argument("--subtitles", default=None, metavar="FILE",
+                   help="SRT or WebVTT file of what is said (default: VIDEO's name with .srt or .vtt, when there is one)")
+    p.add_argument("--no-subtitles", action="store_true", help="do not look for a subtitle file beside the video")
     p.add_argument("--smooth", type=int, default=DEFAULT_SMOOTH,
                    help=f"windows averaged for segments (default {DEFAULT_SMOOTH}; 1 = none)")
     p.add_argument("--min-segment", type=float, default=DEFAULT_MIN_SEGMENT,
@@ -64,6 +68,20 @@ def _progress_bar(total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, unit="window", desc=name, file=sys.stderr, dynamic_ncols=True)
 
 
+def _subtitles(args) -> str | None:
+    """--subtitles, else a .srt or .vtt beside the video with its name (unless --no-subtitles)."""
+    if args.subtitles is not None or args.no_subtitles:
+        if args.subtitles is not None and args.no_subtitles:
+            raise UsageError("--subtitles and --no-subtitles contradict each other")
+        return args.subtitles
+    for suffix in (".srt", ".vtt"):
+        beside = Path(args.video).with_suffix(suffix)
+        if beside.is_file():
+            logger.info("subtitles: %s (found beside the video; --no-subtitles ignores it)", beside)
+            return str(beside)
+    return None
+
+
 def _run(args) -> int:
     from nanoemox.timeline import Timeline, TimelineOptions, write_timeline
 
@@ -79,7 +97,7 @@ def _run(args) -> int:
     predictor = predictor_from_args(args)
     if options.detect_faces is False and predictor.processor.media.face_input != "frames":
         raise UsageError("--no-face-detection needs a model whose processor reads whole frames (face_input=frames)")
-    timeline = Timeline(predictor, args.video, options, args.subtitles)
+    timeline = Timeline(predictor, args.video, options, _subtitles(args))
     total = len(timeline.reader)
     logger.info("%s: %.1f s, %d windows of %g s every %g s", args.video, timeline.reader.duration, total,
                 options.window, options.hop)

@@ -86,8 +86,10 @@ class Timeline:
 
     def __post_init__(self) -> None:
         media = self.predictor.processor.media
+        # No size limit: the processor's max_file_bytes guards clips that are decoded whole,
+        # while windows are streamed, so a film of several GB costs no more memory than a clip.
         self.reader = WindowReader(self.video, self.options.window, self.options.hop, media.num_frames,
-                                   media.sample_rate, media.max_file_bytes, detect_faces=self.options.detect_faces)
+                                   media.sample_rate, None, detect_faces=self.options.detect_faces)
         self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
         self.answerer = WindowAnswerer(self.predictor, self.options.tasks, self.options.labels)
 
