@@ -150,6 +150,27 @@ def test_audio_gap_is_reported_and_filled_with_silence(tmp_path):
     assert not windows[0].problems and not windows[-1].problems
 
 
+def test_faces_are_counted_in_hd_frames(tmp_path):
+    """faces_found: the detector finds a talking-head face in 1280x720 frames at its 320-pixel scale."""
+    import av
+
+    from nanoemox.media.synth import face_image
+
+    path = tmp_path / "face.mp4"
+    image = face_image(1280, 720, (640, 360), 300)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        for i in range(25):  # 5 s
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image if i < 10 else image * 0 + 90), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    windows = list(WindowReader(path, window=2.0, hop=2.0).windows())
+    assert [w.faces_found for w in windows] == [8, 0, 0]  # the face is on screen for the first 2 s only
+    assert [w.faces_found for w in WindowReader(path, window=2.0, hop=2.0, detect_faces=False).windows()] == [0, 0, 0]
+
+
 def test_unreadable_file_is_one_clear_error(tmp_path, model_dir, capsys):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 100)

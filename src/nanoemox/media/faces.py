@@ -38,10 +38,14 @@ def _cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect_largest_face(frame: np.ndarray, min_size: int = 24) -> tuple[int, int, int, int] | None:
-    """The largest frontal face in an RGB frame as (x, y, w, h) in pixels, or None."""
+def detect_largest_face(frame: np.ndarray, min_size: int = 24, max_side: int = DETECT_MAX_SIDE) -> tuple[int, int, int, int] | None:
+    """The largest frontal face in an RGB frame as (x, y, w, h) in pixels, or None.
+
+    The frame is scaled down to `max_side` for the search; faces smaller than `min_size`
+    pixels at that scale are not found.
+    """
     h, w = frame.shape[:2]
-    scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+    scale = min(1.0, max_side / max(h, w))
     gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
         gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)

@@ -7,7 +7,9 @@ would give the model:
 
 - `num_frames` frames at the centres of `num_frames` equal slices of the window (the
   frame on screen at that moment, as `read_frames` picks them for a clip), with the
-  largest frontal face the OpenCV detector finds in each (`detect_largest_face`);
+  largest frontal face the OpenCV detector finds in each (`detect_largest_face` on the
+  frame scaled to `detect_side` pixels: 320 by default, where faces are only counted,
+  640 as for clips when the boxes become face crops);
 - the audio of the window as 16 kHz mono float32 (channels averaged, resampled with
   soxr's streaming resampler), which the caller cuts into clips as for a clip file.
 
@@ -51,6 +53,7 @@ from nanoemox.media.video import (
 
 logger = logging.getLogger(__name__)
 
+COUNT_DETECT_SIDE = 320  # faces only counted: the detector searches the frame scaled to this (5x faster than 640)
 AUDIO_GAP_SECONDS = 0.25  # a jump in audio timestamps longer than this is a gap (filled with silence)
 ENDS_EARLY_SECONDS = 1.0  # data ending this much before the declared duration is reported
 
@@ -106,9 +109,9 @@ def _where(times: list[float | None]) -> str:
 class _VideoCursor:
     """The frames at a sorted list of target times, decoded forward once (seeking where it skips work)."""
 
-    def __init__(self, container, stream, path: Path, origin: float, detect_faces: bool):
+    def __init__(self, container, stream, path: Path, origin: float, detect_side: int | None):
         self.container, self.stream, self.path, self.origin = container, stream, path, origin
-        self.detect_faces = detect_faces
+        self.detect_side = detect_side
         self.stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": origin}
         self.keyframes = _keyframe_times(stream)
         self.cursor = _Cursor(_decoded_frames(container, stream, path, self.stats, max_bad=None))
@@ -132,7 +135,7 @@ class _VideoCursor:
         time = float(frame.time) - self.origin
         if frame is not self._last[0]:
             rgb, _ = _to_rgb(frame)
-            box = detect_largest_face(rgb) if self.detect_faces else None
+            box = detect_largest_face(rgb, max_side=self.detect_side) if self.detect_side else None
             self._last = (frame, rgb, box)
         _, rgb, box = self._last
         if abs(target - time) > self.gap:
@@ -275,10 +278,12 @@ class WindowReader:
         sample_rate: int = 16000,
         max_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
         detect_faces: bool = True,
+        detect_side: int = COUNT_DETECT_SIDE,
     ):
         self.path = check_file(path, max_bytes)
         self.window, self.hop, self.num_frames, self.sample_rate = float(window), float(hop), int(num_frames), int(sample_rate)
-        self.max_bytes, self.detect_faces = max_bytes, detect_faces
+        self.max_bytes = max_bytes
+        self.detect_side = detect_side if detect_faces else None
         with open_container(self.path, max_bytes) as container:
             self.has_video = self._has(container, "video")
             self.has_audio = self._has(container, "audio")
@@ -321,7 +326,7 @@ class WindowReader:
         with open_container(self.path, self.max_bytes) as vfile, open_container(self.path, self.max_bytes) as afile:
             video = None
             if self.has_video:
-                video = _VideoCursor(vfile, vfile.streams.video[0], self.path, self.origin, self.detect_faces)
+                video = _VideoCursor(vfile, vfile.streams.video[0], self.path, self.origin, self.detect_side)
             audio = None
             if self.has_audio:
                 audio = _AudioCursor(afile, afile.streams.audio[0], self.path, self.origin, self.sample_rate, spans[0][0])

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from nanoemox.media.stream import WindowReader
+from nanoemox.media.faces import DETECT_MAX_SIDE
+from nanoemox.media.stream import COUNT_DETECT_SIDE, WindowReader
 from nanoemox.timeline.infer import TIMELINE_TASKS, WindowAnswerer, answer_windows, prepared_windows
 from nanoemox.timeline.plot import plot_timeline
 from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
@@ -88,8 +89,10 @@ class Timeline:
         media = self.predictor.processor.media
         # No size limit: the processor's max_file_bytes guards clips that are decoded whole,
         # while windows are streamed, so a film of several GB costs no more memory than a clip.
+        # Face boxes that become crops are searched for as for clips; ones only counted, faster.
+        side = DETECT_MAX_SIDE if media.face_input == "crops" else COUNT_DETECT_SIDE
         self.reader = WindowReader(self.video, self.options.window, self.options.hop, media.num_frames,
-                                   media.sample_rate, None, detect_faces=self.options.detect_faces)
+                                   media.sample_rate, None, detect_faces=self.options.detect_faces, detect_side=side)
         self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
         self.answerer = WindowAnswerer(self.predictor, self.options.tasks, self.options.labels)
 
