@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,7 +57,7 @@ def root(tmp_path_factory):
         write_video(root / "clips" / f"c{i}.mp4", seconds=seconds, fps=8, size=(64, 48), audio_rate=16000)
     write_video(root / "clips" / "silent.mp4", seconds=1.0, fps=8, size=(48, 64))
     write_audio(root / "clips" / "voice.wav", seconds=1.2)
-    (root / "clips" / "broken.mp4").write_bytes(os.urandom(3000))
+    (root / "clips" / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(3000))  # seeded: always the same garbage
     return root
 
 
