@@ -94,10 +94,11 @@ def _run(args) -> int:
         raise UsageError(str(exc)) from None
     if not Path(args.video).exists():
         raise UsageError(f"{args.video}: no such file")
+    subtitles = _subtitles(args)
     predictor = predictor_from_args(args)
     if options.detect_faces is False and predictor.processor.media.face_input != "frames":
         raise UsageError("--no-face-detection needs a model whose processor reads whole frames (face_input=frames)")
-    timeline = Timeline(predictor, args.video, options, _subtitles(args))
+    timeline = Timeline(predictor, args.video, options, subtitles)
     total = len(timeline.reader)
     logger.info("%s: %.1f s, %d windows of %g s every %g s", args.video, timeline.reader.duration, total,
                 options.window, options.hop)
@@ -115,7 +116,7 @@ def _run(args) -> int:
 
     try:
         meta = write_timeline(timeline, args.out, resume=args.resume, overwrite=args.overwrite,
-                              model_name=str(Path(args.model)), progress=progress)
+                              model_name=str(Path(args.model).resolve()), progress=progress)
     finally:
         if state["bar"] is not None:
             state["bar"].close()
