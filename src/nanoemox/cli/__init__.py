@@ -93,11 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     debug = args.debug or os.environ.get("NANOEMOX_DEBUG", "") not in ("", "0")
+    from nanoemox.cli.cmd_analyze import UsageError
+
     try:
         code = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except UsageError as exc:  # a command line that cannot work, named by its command
+        print(f"nanoemox {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except _user_errors() as exc:
         if debug:
             raise

@@ -27,7 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
-    """A problem with the command line itself (exit status 2)."""
+    """A problem with the command line itself: `nanoemox.cli.main` prints it as one line, exit status 2."""
 
 
 # ---------------------------------------------------------------------- shared with chat and serve
@@ -129,14 +129,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    try:
-        return _run(args)
-    except UsageError as exc:
-        print(f"nanoemox analyze: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-
 def _parse_tasks(text: str) -> list[str]:
     tasks = split_list(text) or []
     unknown = [t for t in tasks if t not in TASKS]
@@ -145,7 +137,7 @@ def _parse_tasks(text: str) -> list[str]:
     return tasks
 
 
-def _run(args) -> int:
+def run(args) -> int:
     from nanoemox.inference import analyze
 
     tasks = _parse_tasks(args.tasks)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanoemox.cli.cmd_analyze import EXIT_USAGE, UsageError, add_predictor_arguments, predictor_from_args
+from nanoemox.cli.cmd_analyze import add_predictor_arguments, predictor_from_args
 
 SEPARATOR = "|||"
 PROMPT = "you> "
@@ -50,11 +50,7 @@ def run(args) -> int:
     from nanoemox.inference import Conversation
     from nanoemox.media.errors import MediaError
 
-    try:
-        conversation = Conversation(predictor_from_args(args))
-    except UsageError as exc:
-        print(f"nanoemox chat: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    conversation = Conversation(predictor_from_args(args))
     interactive = sys.stdin.isatty()
     print("Talk to the listener; /clip PATH attaches a clip, /reset starts over, /quit leaves.", flush=True)
     pending_clip: str | None = None

@@ -8,10 +8,9 @@ Then open http://127.0.0.1:8000/ to upload a clip, or see /docs for the API.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from nanoemox.cli.cmd_analyze import EXIT_USAGE, UsageError, add_predictor_arguments, predictor_from_args
+from nanoemox.cli.cmd_analyze import add_predictor_arguments, predictor_from_args
 
 
 def register(subparsers) -> None:
@@ -54,11 +53,7 @@ def build_app(args):
 def run(args) -> int:
     import uvicorn
 
-    try:
-        app = build_app(args)
-    except UsageError as exc:
-        print(f"nanoemox serve: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    app = build_app(args)
     print(f"serving {args.model} on http://{args.host}:{args.port}/ (API description: /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from nanoemox.cli.cmd_analyze import EXIT_USAGE, UsageError, add_predictor_arguments, predictor_from_args, split_list
+from nanoemox.cli.cmd_analyze import UsageError, add_predictor_arguments, predictor_from_args, split_list
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +54,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    try:
-        return _run(args)
-    except UsageError as exc:
-        print(f"nanoemox timeline: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-
 def _progress_bar(total: int, initial: int, name: str):
     from tqdm import tqdm
 
@@ -82,7 +74,7 @@ def _subtitles(args) -> str | None:
     return None
 
 
-def _run(args) -> int:
+def run(args) -> int:
     from nanoemox.timeline import Timeline, TimelineOptions, write_timeline
 
     tasks = tuple(split_list(args.tasks) or ())
