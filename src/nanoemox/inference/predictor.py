@@ -328,32 +328,44 @@ class Predictor:
         return answers
 
     def _answer_clip(self, loaded: list[_Loaded], rows: list[int], decode: str) -> dict[int, dict[str, Any]]:
-        """Several tasks of one clip: one encoder pass and one shared prompt prefix (`multitask`)."""
+        """Several tasks of one clip: one encoder pass and one shared prompt prefix (`answer_shared`)."""
+        items = [loaded[i] for i in rows]
+        answers = self.answer_shared(self.features(items[0].sample), [item.sample["input_ids"].tolist() for item in items],
+                                     [item.record.task for item in items],
+                                     [item.record.candidates for item in items], decode)
+        return dict(zip(rows, answers))
+
+    def answer_shared(self, features: MediaFeatures, prompts: Sequence[Sequence[int]], tasks: Sequence[str],
+                      candidates: Sequence[Sequence[str] | None], decode: str) -> list[dict[str, Any]]:
+        """Answers of several tasks of one clip from its encoder features (`multitask.SharedClip`).
+
+        `prompts[j]` are the token ids of task `tasks[j]`, `candidates[j]` its labels (None:
+        `default_candidates`). Each answer: {"text", "scores"} when scored (closed-set tasks
+        with `decode="score"`), {"text", "max_new_tokens", "truncated"} when generated; the
+        generating tasks decode together.
+        """
         from nanoemox.inference.multitask import SharedClip
 
-        items = [loaded[i] for i in rows]
-        prompts = [item.sample["input_ids"].tolist() for item in items]
-        answers: dict[int, dict[str, Any]] = {}
-        generating: list[tuple[int, list[int], int]] = []
+        answers: list[dict[str, Any] | None] = [None] * len(prompts)
+        generating: list[tuple[int, Sequence[int], int]] = []
         with self._model_lock, torch.inference_mode():
-            clip = SharedClip(self, self.features(items[0].sample), prompts)
-            for i, item, prompt in zip(rows, items, prompts):
-                task = item.record.task
+            clip = SharedClip(self, features, prompts)
+            for j, (prompt, task, offered) in enumerate(zip(prompts, tasks, candidates)):
                 if decode == "score" and task in SCORABLE_TASKS:
-                    labels = candidate_labels(item.record.candidates or default_candidates(task))
+                    labels = candidate_labels(offered or default_candidates(task))
                     result = scores_of(labels, clip.rank(prompt, labels, task))
-                    answers[i] = {"text": get_task(task).format_target(result["label"]),
+                    answers[j] = {"text": get_task(task).format_target(result["label"]),
                                   "scores": result["probabilities"]}
                 else:
-                    generating.append((i, prompt, self.budget(task)))
+                    generating.append((j, prompt, self.budget(task)))
             if generating:
                 if self.decoding.do_sample:
                     torch.manual_seed(self.decoding.seed)
                 budgets = [budget for _, _, budget in generating]
                 new_tokens = clip.generate([p for _, p, _ in generating], budgets, self.decoding.generate_kwargs())
         if generating:
-            for (i, _, budget), (text, cut) in zip(generating, self.decode_answers(new_tokens, budgets)):
-                answers[i] = {"text": text, "max_new_tokens": budget, "truncated": cut}
+            for (j, _, budget), (text, cut) in zip(generating, self.decode_answers(new_tokens, budgets)):
+                answers[j] = {"text": text, "max_new_tokens": budget, "truncated": cut}
         return answers
 
     def predict_records(

@@ -5,7 +5,7 @@ its frames become the scene and face images (face crops from the detector's boxe
 the processor reads crops), its audio is cut into the processor's clips, and its text is
 the subtitle lines that overlap it. Windows are answered in batches: the encoders run
 once per batch on all of its windows, then each window's tasks share one prompt prefix
-(`SharedClip`): MER and MSA are scored over their labels (closed-set probabilities,
+(`Predictor.answer_shared`): MER and MSA are scored over their labels (closed-set probabilities,
 the softmax of each label's total log-likelihood) and OV-MER is generated.
 
 A window whose media were damaged (`Window.problems`) gets no answer: its result holds
@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from nanoemox.inference.common import default_candidates
-from nanoemox.inference.multitask import SharedClip
-from nanoemox.inference.predictor import candidate_labels, scores_of
+from nanoemox.inference.predictor import candidate_labels
 from nanoemox.media import transforms
 from nanoemox.media.audio import clips_from_waveform
 from nanoemox.media.faces import expand_box, fill_missing
@@ -163,27 +162,22 @@ class WindowAnswerer:
         return [result_of(p, answers.get(p.window.index)) for p in batch]
 
     def _answer_one(self, features: MediaFeatures, text: str | None) -> dict[str, Any]:
-        prompts = self._prompts(text)
-        clip = SharedClip(self.predictor, features, prompts)
+        offered = {"mer": self.labels, "msa": self.sentiments}
+        answers = self.predictor.answer_shared(features, self._prompts(text), self.tasks,
+                                               [offered.get(task) for task in self.tasks], decode="score")
         out: dict[str, Any] = {}
-        for task, prompt in zip(self.tasks, prompts):
+        for task, answer in zip(self.tasks, answers):
             if task == "mer":
-                scored = scores_of(self.labels, clip.rank(prompt, self.labels, "mer"))
-                out["mer"] = {"label": scored["label"], "confidence": scored["probabilities"][scored["label"]],
-                              "probabilities": scored["probabilities"]}
+                probs = answer["scores"]
+                label = max(probs, key=probs.get)
+                out["mer"] = {"label": label, "confidence": probs[label], "probabilities": probs}
             elif task == "msa":
-                probs = scores_of(self.sentiments, clip.rank(prompt, self.sentiments, "msa"))["probabilities"]
+                probs = answer["scores"]
                 out["msa"] = {"sentiment": max(probs, key=probs.get), "valence": probs["positive"] - probs["negative"],
                               "probabilities": probs}
-        if "ovmer" in self.tasks:
-            prompt = prompts[self.tasks.index("ovmer")]
-            budget = self.predictor.budget("ovmer")
-            decoding = self.predictor.decoding
-            if decoding.do_sample:
-                torch.manual_seed(decoding.seed)
-            new = clip.generate([prompt], [budget], decoding.generate_kwargs())
-            (answer, truncated), = self.predictor.decode_answers(new, [budget])
-            out["ovmer"] = {"words": get_task("ovmer").parse(answer), "text": answer, "truncated": truncated}
+            else:  # ovmer: generated
+                out["ovmer"] = {"words": get_task("ovmer").parse(answer["text"]), "text": answer["text"],
+                                "truncated": answer["truncated"]}
         return out
 
 
