@@ -28,16 +28,18 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
-    from nanoemox.timeline import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, TIMELINE_TASKS
+    from nanoemox.timeline import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, DEFAULT_TASKS, TIMELINE_TASKS, TimelineOptions
 
     p = subparsers.add_parser("timeline", help="emotion over time of a long video: CSV, segments, plot",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video", metavar="VIDEO", help="video (or audio) file")
     add_predictor_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for timeline.csv, segments.json, timeline.png, timeline.json")
-    p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
-    p.add_argument("--hop", type=float, default=2.0, help="seconds between window starts (default 2)")
-    p.add_argument("--tasks", default="mer,msa", help=f"comma-separated subset of {','.join(TIMELINE_TASKS)} (default mer,msa)")
+    window, hop = TimelineOptions.window, TimelineOptions.hop
+    p.add_argument("--window", type=float, default=window, help=f"window length in seconds (default {window:g})")
+    p.add_argument("--hop", type=float, default=hop, help=f"seconds between window starts (default {hop:g})")
+    tasks = ",".join(DEFAULT_TASKS)
+    p.add_argument("--tasks", default=tasks, help=f"comma-separated subset of {','.join(TIMELINE_TASKS)} (default {tasks})")
     p.add_argument("--labels", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
     p.add_argument("--subtitles", default=None, metavar="FILE",
                    help="SRT or WebVTT file of what is said (default: VIDEO's name with .srt or .vtt, when there is one)")

@@ -46,7 +46,7 @@ from nanoemox.data.manifest import TASKS
 from nanoemox.inference import AUDIO_EXTENSIONS, DECODE_MODES, VIDEO_EXTENSIONS, analyze, chat_reply, clip_records
 from nanoemox.media.errors import FileProblem, MediaError
 from nanoemox.serve.limits import BodyLimitMiddleware, Held, ModelGate
-from nanoemox.timeline import TIMELINE_TASKS, SubtitleError, Timeline, TimelineOptions
+from nanoemox.timeline import DEFAULT_TASKS, TIMELINE_TASKS, SubtitleError, Timeline, TimelineOptions
 from nanoemox.timeline.subtitles import SUFFIXES as SUBTITLE_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ MAX_SUBTITLE_BYTES = 2 * 1024 * 1024
 MAX_WINDOW_SECONDS = 60.0
 MIN_HOP_SECONDS = 0.25
 MAX_LABELS, MAX_LABEL_CHARS = 32, 40
-TIMELINE_DEFAULT_TASKS = ("mer", "msa")
 
 
 @dataclass
@@ -340,22 +339,19 @@ def _seconds(text: str | None, field: str, default: float) -> float:
 
 def _timeline_options(form, batch_size: int) -> TimelineOptions:
     """The fields of a timeline request, checked (422 for any bad one)."""
-    tasks = _split(_text(form, "tasks")) or list(TIMELINE_DEFAULT_TASKS)
-    unknown = [t for t in tasks if t not in TIMELINE_TASKS]
-    if unknown:
-        raise HTTPException(422, f"unknown timeline task(s) {unknown}; choose from {', '.join(TIMELINE_TASKS)}")
+    tasks = _split(_text(form, "tasks")) or list(DEFAULT_TASKS)
     labels = _split(_text(form, "labels"))
     if labels is not None and (len(labels) > MAX_LABELS or max(map(len, labels)) > MAX_LABEL_CHARS):
         raise HTTPException(422, f"labels: at most {MAX_LABELS} labels of at most {MAX_LABEL_CHARS} characters each")
-    window = _seconds(_text(form, "window"), "window", 4.0)
-    hop = _seconds(_text(form, "hop"), "hop", 2.0)
+    window = _seconds(_text(form, "window"), "window", TimelineOptions.window)
+    hop = _seconds(_text(form, "hop"), "hop", TimelineOptions.hop)
     if window > MAX_WINDOW_SECONDS:
         raise HTTPException(422, f"window must be at most {MAX_WINDOW_SECONDS:g} s, got {window:g}")
     if hop < MIN_HOP_SECONDS:
         raise HTTPException(422, f"hop must be at least {MIN_HOP_SECONDS:g} s, got {hop:g}")
     try:
         return TimelineOptions(window=window, hop=hop, tasks=tuple(tasks), labels=labels, batch_size=batch_size)
-    except ValueError as exc:  # hop longer than the window
+    except ValueError as exc:  # unknown tasks, hop longer than the window
         raise HTTPException(422, str(exc)) from None
 
 
@@ -531,7 +527,7 @@ _TIMELINE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
         "subtitles": {"type": "string", "format": "binary",
                       "description": f"subtitle file ({', '.join(SUBTITLE_SUFFIXES)}, UTF-8, at most 2 MiB)"},
         "tasks": {"type": "string", "description": "comma-separated subset of " + ",".join(TIMELINE_TASKS),
-                  "default": ",".join(TIMELINE_DEFAULT_TASKS)},
+                  "default": ",".join(DEFAULT_TASKS)},
         "labels": {"type": "string", "description": f"MER labels, comma-separated (default: 7 basic emotions; "
                                                    f"at most {MAX_LABELS} of {MAX_LABEL_CHARS} characters)"},
         "window": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW_SECONDS, "default": 4,

@@ -37,6 +37,15 @@ from nanoemox.timeline.subtitles import Subtitles
 logger = logging.getLogger(__name__)
 
 TIMELINE_TASKS = ("mer", "msa", "ovmer")
+DEFAULT_TASKS = ("mer", "msa")
+
+
+def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+    """The tasks in order without repeats; ValueError unless they are a non-empty subset of TIMELINE_TASKS."""
+    unknown = [t for t in tasks if t not in TIMELINE_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"timeline tasks must be a non-empty subset of {', '.join(TIMELINE_TASKS)}; got {list(tasks)}")
+    return tuple(dict.fromkeys(tasks))
 
 
 @dataclass
@@ -132,11 +141,8 @@ class WindowAnswerer:
     """Answers batches of prepared windows with one predictor (see the module docstring)."""
 
     def __init__(self, predictor, tasks: Sequence[str], labels: Sequence[str] | None = None):
-        unknown = [t for t in tasks if t not in TIMELINE_TASKS]
-        if unknown or not tasks:
-            raise ValueError(f"timeline tasks must be a non-empty subset of {', '.join(TIMELINE_TASKS)}; got {list(tasks)}")
         self.predictor = predictor
-        self.tasks = list(dict.fromkeys(tasks))
+        self.tasks = list(check_tasks(tasks))
         self.labels = candidate_labels(labels or default_candidates("mer"))
         self.sentiments = list(SENTIMENTS)
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from nanoemox.media.faces import DETECT_MAX_SIDE
 from nanoemox.media.stream import COUNT_DETECT_SIDE, WindowReader
-from nanoemox.timeline.infer import TIMELINE_TASKS, WindowAnswerer, answer_windows, prepared_windows
+from nanoemox.timeline.infer import DEFAULT_TASKS, WindowAnswerer, answer_windows, check_tasks, prepared_windows
 from nanoemox.timeline.plot import plot_timeline
 from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
 from nanoemox.timeline.subtitles import Subtitles
@@ -53,7 +53,7 @@ class TimelineOptions:
 
     window: float = 4.0
     hop: float = 2.0
-    tasks: tuple[str, ...] = ("mer", "msa")
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     labels: list[str] | None = None  # MER labels (default: the 7 basic emotions)
     batch_size: int = 8
     smooth: int = DEFAULT_SMOOTH
@@ -70,10 +70,7 @@ class TimelineOptions:
         if self.smooth < 1 or self.min_segment < 0:
             raise ValueError(f"smooth must be at least 1 window and min_segment at least 0 s, "
                              f"got {self.smooth} and {self.min_segment}")
-        unknown = [t for t in self.tasks if t not in TIMELINE_TASKS]
-        if unknown or not self.tasks:
-            raise ValueError(f"timeline tasks must be a non-empty subset of {','.join(TIMELINE_TASKS)}; got {list(self.tasks)}")
-        self.tasks = tuple(dict.fromkeys(self.tasks))
+        self.tasks = check_tasks(self.tasks)
 
 
 @dataclass
