@@ -47,8 +47,7 @@ from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, check_file, first_s
 from nanoemox.media.errors import NoAudioStream, NoVideoStream, UnsupportedCodec, ZeroDuration
 from nanoemox.media.faces import detect_largest_face
 from nanoemox.media.video import (
-    MAX_FRAME_PIXELS, _advance, _Cursor, _decoded_frames, _keyframe_times, _scan_duration, _should_seek, _to_rgb,
-    stream_span,
+    _advance, _Cursor, _decoded_frames, _keyframe_times, _should_seek, _to_rgb, measured_span, stream_span, video_stream,
 )
 
 logger = logging.getLogger(__name__)
@@ -289,15 +288,8 @@ class WindowReader:
             self.has_audio = self._has(container, "audio")
             if not (self.has_video or self.has_audio):
                 raise ZeroDuration(self.path, "the file has neither a video nor an audio stream")
-            main = first_stream(container, self.path, "video" if self.has_video else "audio")
-            if self.has_video:
-                width, height = main.codec_context.width or 0, main.codec_context.height or 0
-                if width * height > MAX_FRAME_PIXELS:
-                    raise UnsupportedCodec(self.path, f"frames of {width}x{height} pixels exceed the limit of "
-                                                      f"{MAX_FRAME_PIXELS} pixels per frame; downscale the video first")
-            self.origin, duration = stream_span(container, main)
-            if duration is None or duration <= 0:
-                duration = max(_scan_duration(container, main) - self.origin, 0.0)
+            main = video_stream(container, self.path) if self.has_video else first_stream(container, self.path, "audio")
+            self.origin, duration = measured_span(container, main)
             self.audio_declared = None
             if self.has_audio:
                 audio = container.streams.audio[0]

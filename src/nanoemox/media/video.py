@@ -92,6 +92,24 @@ def _scan_duration(container: av.container.InputContainer, stream: av.stream.Str
     return last or 0.0
 
 
+def measured_span(container: av.container.InputContainer, stream: av.stream.Stream) -> tuple[float, float]:
+    """(start, duration) of a stream; a duration the file does not give is read from packet timestamps."""
+    start, duration = stream_span(container, stream)
+    if duration is None or duration <= 0:
+        duration = max(_scan_duration(container, stream) - start, 0.0)
+    return start, duration
+
+
+def video_stream(container: av.container.InputContainer, path: Path) -> av.stream.Stream:
+    """The first video stream; refused (UnsupportedCodec) when its frames exceed MAX_FRAME_PIXELS."""
+    stream = first_stream(container, path, "video")
+    width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+    if width * height > MAX_FRAME_PIXELS:
+        raise UnsupportedCodec(path, f"frames of {width}x{height} pixels exceed the limit of {MAX_FRAME_PIXELS} "
+                                     "pixels per frame; downscale the video first")
+    return stream
+
+
 def _keyframe_times(stream: av.stream.Stream) -> np.ndarray | None:
     """Sorted keyframe timestamps from the demuxer index, or None when there is no index."""
     try:
@@ -187,14 +205,8 @@ def read_frames(
     """Sample `num_frames` upright RGB frames uniformly over the video's duration."""
     path = Path(path)
     with open_container(path, max_bytes) as container:
-        stream = first_stream(container, path, "video")
-        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
-        if width * height > MAX_FRAME_PIXELS:
-            raise UnsupportedCodec(path, f"frames of {width}x{height} pixels exceed the limit of {MAX_FRAME_PIXELS} "
-                                         "pixels per frame; downscale the video first")
-        start, duration = stream_span(container, stream)
-        if duration is None or duration <= 0:
-            duration = max(_scan_duration(container, stream) - start, 0.0)
+        stream = video_stream(container, path)
+        start, duration = measured_span(container, stream)
         targets = [start + (i + 0.5) * duration / num_frames for i in range(num_frames)]
         stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": start, "ended_early": False}
         try:
