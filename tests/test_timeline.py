@@ -169,6 +169,18 @@ def test_faces_are_counted_in_hd_frames(tmp_path):
     windows = list(WindowReader(path, window=2.0, hop=2.0).windows())
     assert [w.faces_found for w in windows] == [8, 0, 0]  # the face is on screen for the first 2 s only
     assert [w.faces_found for w in WindowReader(path, window=2.0, hop=2.0, detect_faces=False).windows()] == [0, 0, 0]
+    # A processor that reads face crops gets them from the reader's boxes (found at 640 pixels, as for clips).
+    from nanoemox.media.faces import DETECT_MAX_SIDE
+    from nanoemox.media.pipeline import MediaConfig, face_images, scene_images
+    from nanoemox.media.transforms import normalize
+
+    cfg = MediaConfig(face_input="crops")
+    window = next(WindowReader(path, window=2.0, hop=2.0, detect_side=DETECT_MAX_SIDE).windows())
+    _, squares = scene_images(window.frames, cfg)
+    detected, found = face_images(window.frames, squares, cfg)  # detected here, without the reader's boxes
+    assert found.all() and not np.array_equal(detected, squares)
+    prepared = prepare(window, cfg, None)
+    assert np.array_equal(prepared.arrays["face_pixel_values"], normalize(detected, cfg.face_mean, cfg.face_std))
 
 
 def test_unreadable_file_is_one_clear_error(tmp_path, model_dir, capsys):

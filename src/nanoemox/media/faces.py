@@ -73,9 +73,14 @@ def fill_missing(boxes: list) -> list:
     return [b if b is not None else boxes[min(known, key=lambda k: (abs(k - i), k))] for i, b in enumerate(boxes)]
 
 
-def crop_faces(frames: list[np.ndarray], margin: float = 0.25) -> tuple[list[np.ndarray | None], list[bool]]:
-    """Per frame: the face crop (None where no frame had a face: use the full frame) and whether it was found."""
-    boxes = [detect_largest_face(f) for f in frames]
+def crop_faces(frames: list[np.ndarray], margin: float = 0.25,
+               boxes: list[tuple[int, int, int, int] | None] | None = None) -> tuple[list[np.ndarray | None], list[bool]]:
+    """Per frame: the face crop (None where no frame had a face: use the full frame) and whether it was found.
+
+    `boxes`: the largest face per frame when already detected (`detect_largest_face`), else detected here.
+    """
+    if boxes is None:
+        boxes = [detect_largest_face(f) for f in frames]
     found = [b is not None for b in boxes]
     crops: list[np.ndarray | None] = []
     for frame, box in zip(frames, fill_missing(boxes)):

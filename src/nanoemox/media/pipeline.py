@@ -96,11 +96,15 @@ def scene_images(frames: list[np.ndarray], cfg: MediaConfig) -> tuple[np.ndarray
     return transforms.normalize(squares, cfg.clip_mean, cfg.clip_std), squares
 
 
-def _face_images(frames: list[np.ndarray], squares: np.ndarray, cfg: MediaConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Face-branch pixels from the sampled frames: the frames themselves or detected crops."""
+def face_images(frames: list[np.ndarray], squares: np.ndarray, cfg: MediaConfig,
+                boxes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Face-branch pixels (uint8 squares) from the sampled frames: the frames themselves or face crops.
+
+    `boxes`: faces already detected in `frames` (see `crop_faces`), else detected here.
+    """
     if cfg.face_input == "frames":
         return squares, np.ones(cfg.num_frames, bool)
-    crops, found = crop_faces(frames, cfg.face_margin)
+    crops, found = crop_faces(frames, cfg.face_margin, boxes)
     # No face anywhere in the clip: the full frame (same view as the scene branch) stands in.
     images = [transforms.resize_square(c, cfg.image_size) if c is not None else squares[i] for i, c in enumerate(crops)]
     return np.stack(images), np.asarray(found, bool)
@@ -137,7 +141,7 @@ def load_media(
         info.update(video_duration=sampled.duration, frame_times=sampled.times, rotation=sampled.rotation)
         pixel_values, squares = scene_images(sampled.frames, cfg)
         if faces is None:
-            face_squares, faces_found = _face_images(sampled.frames, squares, cfg)
+            face_squares, faces_found = face_images(sampled.frames, squares, cfg)
             face_values = transforms.normalize(face_squares, cfg.face_mean, cfg.face_std)
     if faces is not None:
         crops = load_face_crops(faces, cfg.num_frames)

@@ -27,8 +27,7 @@ from nanoemox.inference.common import default_candidates
 from nanoemox.inference.predictor import candidate_labels
 from nanoemox.media import transforms
 from nanoemox.media.audio import clips_from_waveform
-from nanoemox.media.faces import expand_box, fill_missing
-from nanoemox.media.pipeline import MediaConfig, scene_images
+from nanoemox.media.pipeline import MediaConfig, face_images, scene_images
 from nanoemox.media.stream import Window
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.tasks import SENTIMENTS, get_task
@@ -59,21 +58,6 @@ class Prepared:
     audio_present: bool
 
 
-def _face_images(window: Window, squares: np.ndarray, cfg: MediaConfig) -> np.ndarray:
-    """Face-branch pixels: the frames themselves, or crops around the detected faces."""
-    if cfg.face_input == "frames":
-        return squares
-    boxes = fill_missing(list(window.faces))
-    images = []
-    for i, (frame, box) in enumerate(zip(window.frames, boxes)):
-        if box is None:  # no face anywhere in the window: the frame stands in, as for a clip
-            images.append(squares[i])
-            continue
-        x0, y0, x1, y1 = expand_box(box, frame.shape[1], frame.shape[0], cfg.face_margin)
-        images.append(transforms.resize_square(frame[y0:y1, x0:x1], cfg.image_size))
-    return np.stack(images)
-
-
 def prepare(window: Window, cfg: MediaConfig, subtitles: Subtitles | None) -> Prepared:
     """Model-ready arrays of one window (see the module docstring)."""
     text = subtitles.between(window.start, window.end) if subtitles is not None else None
@@ -85,7 +69,8 @@ def prepare(window: Window, cfg: MediaConfig, subtitles: Subtitles | None) -> Pr
     pixels, faces = blank, blank
     if video_present:
         pixels, squares = scene_images(window.frames, cfg)
-        faces = transforms.normalize(_face_images(window, squares, cfg), cfg.face_mean, cfg.face_std)
+        images, _ = face_images(window.frames, squares, cfg, boxes=list(window.faces))  # crops from the reader's boxes
+        faces = transforms.normalize(images, cfg.face_mean, cfg.face_std)
     audio = np.zeros((cfg.num_clips, cfg.clip_samples), np.float32)
     if audio_present:
         audio, _ = clips_from_waveform(window.waveform, cfg.clip_samples, cfg.num_clips)
