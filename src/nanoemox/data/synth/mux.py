@@ -2,9 +2,9 @@
 
 Video is H.264 (`libx264`) when PyAV's bundled FFmpeg has it, otherwise MPEG-4 Part 2;
 audio is AAC at 16 kHz mono. Encoders run single-threaded so the same input gives
-the same decoded content on every run. `write_clip` writes one clip from arrays held
-in memory; `StreamWriter` appends frames and samples piece by piece with the same
-settings, for videos too long to hold (the long videos of `synth/long.py`).
+the same decoded content on every run. `StreamWriter` appends frames and samples piece
+by piece, so videos too long to hold can be written (the long videos of `synth/long.py`);
+`write_clip` writes one clip from arrays held in memory with it.
 """
 
 from __future__ import annotations
@@ -50,42 +50,20 @@ def _add_audio(container: av.container.OutputContainer, sample_rate: int):
     return stream
 
 
-def _encode_audio(container, stream, wave: np.ndarray, sample_rate: int) -> None:
-    chunk = stream.codec_context.frame_size or 1024
-    for start in range(0, len(wave), chunk):
-        piece = wave[start:start + chunk].astype(np.float32)[None, :]  # [1, S] planar mono
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece), format="fltp", layout="mono")
-        frame.sample_rate = sample_rate
-        frame.pts = start
-        frame.time_base = Fraction(1, sample_rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-
-
 def write_clip(path: str | Path, frames: np.ndarray, fps: int, wave: np.ndarray, sample_rate: int) -> None:
     """Encode `frames` [F, H, W, 3] uint8 and `wave` [S] float32 in [-1, 1] into `path`."""
     if frames.ndim != 4 or frames.shape[1] != frames.shape[2] or frames.shape[3] != 3:
         raise ValueError(f"{path}: frames must be [F, S, S, 3] uint8, got shape {frames.shape}")
-    with av.open(str(path), mode="w", format="mp4",
-                 container_options={"fflags": "+bitexact"}) as container:
-        vstream = _add_video(container, fps, frames.shape[1])
-        astream = _add_audio(container, sample_rate)
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in vstream.encode(frame):
-                container.mux(packet)
-        for packet in vstream.encode(None):
-            container.mux(packet)
-        _encode_audio(container, astream, wave, sample_rate)
+    with StreamWriter(path, fps, frames.shape[2], frames.shape[1], sample_rate) as writer:
+        for image in frames:
+            writer.add_frame(image)
+        writer.add_audio(wave)
 
 
 class StreamWriter:
     """One mp4 written piece by piece: video frames and mono audio appended as they come.
 
-    Encoder settings are those of `write_clip`. Video frame i gets pts i at `fps`; audio
+    Video frame i gets pts i at `fps`; audio
     is cut into the encoder's frame size with pts = sample index, so pieces appended one
     after another play as one continuous stream. Use it as a context manager: leaving
     the block flushes both encoders and closes the file (an error closes it unflushed).
@@ -125,7 +103,7 @@ class StreamWriter:
     def close(self) -> None:
         """Encode what is left, flush both encoders and finish the file."""
         if len(self._pending):
-            self._encode_samples(self._pending)  # a short last frame, as in write_clip
+            self._encode_samples(self._pending)  # a short last frame
             self._pending = self._pending[:0]
         self._mux(self._video.encode(None))
         self._mux(self._audio.encode(None))
