@@ -393,10 +393,15 @@ def _open_timeline(predictor, clip: _Upload, subtitles: _Upload | None, options:
     try:
         return Timeline(predictor, clip.path, options, subtitles.path if subtitles is not None else None)
     except (MediaError, SubtitleError) as exc:
-        named = subtitles if isinstance(exc, SubtitleError) and subtitles is not None else clip
-        raise HTTPException(422, f"{named.name}: {exc.problem}; {exc.advice}") from None
+        raise HTTPException(422, _file_problem(exc, clip, subtitles)) from None
     except ValueError as exc:
         raise HTTPException(422, _named(str(exc), clip, subtitles)) from None
+
+
+def _file_problem(exc: FileProblem, clip: _Upload, subtitles: _Upload | None, where: str | None = None) -> str:
+    """A file's problem, naming the upload (clip or subtitles) as the client called it."""
+    named = subtitles if isinstance(exc, SubtitleError) and subtitles is not None else clip
+    return f"{named.name}: {exc.problem}{f' (at {where})' if where else ''}; {exc.advice}"
 
 
 def _named(message: str, *files: _Upload | None) -> str:
@@ -469,8 +474,7 @@ class _TimelineStream:
         if isinstance(exc, HTTPException):  # the step's timeout
             return f"{where}: {exc.detail}"
         if isinstance(exc, FileProblem):
-            named = self.subtitles if isinstance(exc, SubtitleError) and self.subtitles is not None else self.clip
-            return f"{named.name}: {exc.problem} (at {where}); {exc.advice}"
+            return _file_problem(exc, self.clip, self.subtitles, where)
         logger.exception("timeline of %s failed at %s", self.clip.name, where)
         return _named(f"{where} failed: {type(exc).__name__}: {exc}", self.clip, self.subtitles)
 

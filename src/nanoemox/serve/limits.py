@@ -181,9 +181,3 @@ class Held:
             after_step()
         else:
             self._pending.add_done_callback(after_step)
-
-    async def __aenter__(self) -> "Held":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.release()
