@@ -168,3 +168,15 @@ def test_erg_scores_unknown_labels_are_misses():
     assert out["dist1"] == pytest.approx(0.875)
     with pytest.raises(ValueError):
         erg_scores(["a"], [], ["sad"], coarse_map=coarse)
+
+
+def test_erg_emotion_accuracy_folds_word_variants_as_mer_does():
+    from nanoemox.tasks import get_task
+
+    coarse = {"anger": "anger", "fear": "fear", "happy": "happy"}
+    out = erg_scores(["a", "b", "c", "d"], ["angry", "Scared", "glad", "sad"], ["anger", "fear", "happy", "anger"],
+                     coarse_map=coarse)
+    assert out["emotion_accuracy"] == pytest.approx(3 / 4)
+    # The MER parser folds the same words onto the same labels.
+    labels = ["anger", "fear", "happy", "sad"]
+    assert [get_task("mer").parse(w, labels) for w in ("angry", "scared", "glad")] == ["anger", "fear", "happy"]

@@ -104,3 +104,28 @@ def test_from_records_and_size_weights():
     assert len(mix) == 40
     freq = Counter(r.task for r in mix.take(8000))
     assert abs(freq["mer"] / 8000 - 0.75) < 0.02
+
+
+def test_balanced_task_draws_every_class_equally_and_keeps_task_shares():
+    intents = ["complain"] * 25 + ["greet"] * 6 + ["thank"] * 9  # 62% / 15% / 23% of the pool
+    mir = [Record(id=f"mir-{i}", dataset="D", split="train", task="mir", target=t) for i, t in enumerate(intents)]
+    mer = [Record(id=f"mer-{i}", dataset="A", split="train", task="mer", target="anger" if i % 4 else "sad")
+           for i in range(40)]
+    groups = group_by_task(mir + mer)
+    n = 12000
+    balanced = TaskMixture(groups, {"mer": 1, "mir": 1}, seed=5, balance=["mir"]).take(n)
+    tasks = Counter(r.task for r in balanced)
+    assert abs(tasks["mir"] / n - 0.5) < 0.02  # the task shares are the weights'
+    by_intent = Counter(r.target for r in balanced if r.task == "mir")
+    assert all(abs(c / tasks["mir"] - 1 / 3) < 0.03 for c in by_intent.values()), by_intent
+    by_emotion = Counter(r.target for r in balanced if r.task == "mer")  # MER is not balanced here
+    assert abs(by_emotion["sad"] / tasks["mer"] - 0.25) < 0.03
+    plain = TaskMixture(groups, {"mer": 1, "mir": 1}, seed=5).take(n)
+    assert Counter(r.target for r in plain if r.task == "mir")["complain"] > 0.55 * tasks["mir"]
+    # Unbalanced streams are what they were before balancing existed: the same tasks, draw by draw.
+    assert [r.task for r in plain] == [r.task for r in balanced]
+    # Resume is exact with balance too.
+    again = TaskMixture(groups, {"mer": 1, "mir": 1}, seed=5, balance=["mir"]).skip_to(500).take(100)
+    assert [r.id for r in again] == [r.id for r in balanced[500:600]]
+    with pytest.raises(ValueError, match="closed-set"):
+        TaskMixture(groups, {"mer": 1, "mir": 1}, balance=["erg"])

@@ -209,6 +209,17 @@ class NanoEmoXProcessor:
             return get_task(task).instruction(candidates=candidates, rng=rng or random.Random())
         return get_task(task).instruction(variant=0, candidates=candidates)
 
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of plain text (no special tokens)."""
+        return self._ids(text)
+
+    def framed_prompt_ids(self, text: str | None, history: Sequence[dict] | None, request: str) -> list[int]:
+        """The prompt framing of `encode_text` (modality placeholders, then the subtitle or the
+        conversation so far) around any request in place of a task instruction; not truncated."""
+        intro, turns = self._context_turns("erg" if history else "mer", text, history)
+        return (self._head_ids + intro + [t for run in turns for t in run]
+                + self._ids(INSTRUCTION_INTRO + request) + self._ids(ASSISTANT))
+
     def encode_text(
         self,
         task: str,

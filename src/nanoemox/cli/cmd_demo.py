@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -10,9 +11,15 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and evaluate the tiny model on the built-in corpus, with a report")
     p.add_argument("--out", default="nanoemox-demo", help="output folder (default: ./nanoemox-demo); reruns resume")
-    p.add_argument("--clips", type=int, default=800, help="SynthAffect clips to generate (default 800)")
+    p.add_argument("--clips", type=int, default=1200,
+                   help="SynthAffect clips to generate (default 1200: 800 train, 200 dev, 200 test)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-joint", action="store_true", help="skip the joint-training comparison")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads, pinned so that reruns are bit-identical (default 2; recorded in the report)")
+    p.add_argument("--joint", action="store_true",
+                   help="also train joint training with the same steps, for comparison (off by default; "
+                        "benchmarks/p2e_vs_joint.py compares the two over seeds)")
+    p.add_argument("--no-joint", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p.add_argument("--workers", type=int, default=2, help="processes for generation and decoding")
     p.set_defaults(func=run)
 
@@ -36,16 +43,22 @@ class _Status:
 
 
 def run(args) -> int:
-    from nanoemox.demo.pipeline import DemoOptions, run_demo
+    from nanoemox.cli.cmd_analyze import UsageError
+    from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
 
-    opts = DemoOptions(out=Path(args.out), clips=args.clips, seed=args.seed, workers=args.workers)
-    if args.no_joint:
-        opts.joint_config = None
+    if args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    opts = DemoOptions(out=Path(args.out), clips=args.clips, seed=args.seed, workers=args.workers,
+                       threads=args.threads)
+    if args.joint and not args.no_joint:
+        opts.joint_config = packaged_config("demo_jot_tiny.yaml")
     report = run_demo(opts, progress=_Status())
     sys.stderr.write("\n")
     print(f"\nNano-EmoX demo finished in {report['minutes']:.1f} min; model: {opts.out / 'model'}")
     for key, t in report["targets"].items():
         value = "–" if t["value"] is None else f"{t['value']:.3f}"
-        print(f"  {key:<22} {value}  (target {t['target']:.2f}, {'met' if t['met'] else 'NOT met'})")
+        low, high = report["intervals"][key]
+        print(f"  {key:<22} {value}  [95% {low:.3f}-{high:.3f}]  (target {t['target']:.2f}, "
+              f"{'met' if t['met'] else 'NOT met'})")
     print(f"report: {opts.out / 'report.md'}")
     return 0

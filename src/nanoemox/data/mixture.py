@@ -9,6 +9,11 @@ Two modes (DESIGN sections 3 and 6):
   subset of its records (a fraction per group), and every draw picks one group
   uniformly, then a record of its subset uniformly.
 
+In mode "task", tasks named in ``balance`` draw their answer's class uniformly first
+(`answer_class`: the label of MER and MIR, the sign of MSA's valence), then a record of
+that class, so a rare class is drawn as often as a common one; the task shares stay as
+the weights say.
+
 Draw number ``i`` depends only on ``(seed, i)``: it is computed from a counter-based
 generator (numpy's Philox keyed by the seed, counter set to ``i``). So resuming is
 O(1): ``skip_to(i)`` or ``load_state_dict`` sets the counter, and the stream from
@@ -46,11 +51,25 @@ def size_weights(records_by_task: Mapping[str, Sequence[Record]]) -> dict[str, f
     return {t: float(len(r)) for t, r in records_by_task.items() if r}
 
 
+BALANCEABLE = ("mer", "mir", "msa")
+
+
+def answer_class(record: Record) -> str:
+    """The class a balanced draw evens out: MER's and MIR's label, the sign of MSA's target."""
+    if record.task == "msa" and not isinstance(record.target, str):
+        value = float(record.target)
+        return "positive" if value > 0 else "negative" if value < 0 else "neutral"
+    return str(record.target).strip().lower()
+
+
 def _uniforms(seed: int, index: int, salt: int = 0) -> np.ndarray:
-    """Two uniforms in [0, 1) that depend only on (seed, index, salt)."""
+    """Three uniforms in [0, 1) that depend only on (seed, index, salt).
+
+    (The first two are those an earlier two-uniform version drew, so unbalanced streams are unchanged.)
+    """
     bitgen = np.random.Philox(key=np.array([seed, salt], dtype=np.uint64),
                               counter=np.array([index, 0, 0, 0], dtype=np.uint64))
-    return np.random.Generator(bitgen).random(2)
+    return np.random.Generator(bitgen).random(3)
 
 
 def _pick(u: float, n: int) -> int:
@@ -68,6 +87,8 @@ class TaskMixture:
     fractions: mode "dataset" only; share of each group's records kept, keyed by
         "task/dataset", by dataset name or by task name (first match wins; default 1).
     seed: the stream's seed; `position` counts draws made so far.
+    balance: mode "task" only; tasks (of `BALANCEABLE`) whose draws pick the answer's
+        class uniformly before the record (see the module docstring).
     """
 
     def __init__(
@@ -78,6 +99,7 @@ class TaskMixture:
         mode: str = "task",
         fractions: Mapping[str, float] | None = None,
         seed: int = 0,
+        balance: Sequence[str] = (),
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mixture mode {mode!r}; choose one of {MODES}")
@@ -92,6 +114,7 @@ class TaskMixture:
         else:
             self._groups, probs = self._dataset_groups(records_by_task, fractions or {})
         self._names = list(self._groups)
+        self._classes = self._balanced(balance)
         self._cum = np.cumsum(probs)
         self.probabilities = dict(zip(self._names, probs))
 
@@ -124,6 +147,25 @@ class TaskMixture:
         total = float(sum(active.values()))
         groups = {t: list(records_by_task[t]) for t in TASKS if t in active}
         return groups, [active[t] / total for t in groups]
+
+    def _balanced(self, balance: Sequence[str]) -> dict[str, list[list[Record]]]:
+        """Group name -> its records split by answer class (sorted), for the balanced tasks."""
+        if not balance:
+            return {}
+        if self.mode != "task":
+            raise ValueError("class balance applies to mixture mode 'task' only")
+        unknown = [t for t in balance if t not in BALANCEABLE]
+        if unknown:
+            raise ValueError(f"class balance works for the closed-set tasks {BALANCEABLE}, not {unknown}")
+        out = {}
+        for task in balance:
+            if task not in self._groups:
+                continue
+            by_class: dict[str, list[Record]] = defaultdict(list)
+            for record in self._groups[task]:
+                by_class[answer_class(record)].append(record)
+            out[task] = [by_class[c] for c in sorted(by_class)]
+        return out
 
     def _dataset_groups(self, records_by_task: Mapping[str, Sequence[Record]], fractions):
         groups: dict[str, list[Record]] = {}
@@ -163,8 +205,12 @@ class TaskMixture:
         """Record number `index` of the stream (pure function of seed and index)."""
         if index < 0:
             raise ValueError(f"draw index must be >= 0, got {index}")
-        u_group, u_item = _uniforms(self.seed, index)
+        u_group, u_item, u_class = _uniforms(self.seed, index)
         g = min(int(np.searchsorted(self._cum, u_group, side="right")), len(self._names) - 1)
+        classes = self._classes.get(self._names[g])
+        if classes:
+            records = classes[_pick(u_class, len(classes))]
+            return records[_pick(u_item, len(records))]
         records = self._groups[self._names[g]]
         return records[_pick(u_item, len(records))]
 

@@ -1,26 +1,28 @@
-"""What the tiny language stand-in reads before P2E: the corpus's language, feelings, generic instructions.
+"""What the tiny language stand-in reads before P2E: general English, feelings, generic instructions.
 
 The paper starts from Qwen2.5-Instruct, which knows English, knows what emotion words
 mean and follows generic instructions, but has never been trained on the six affective
 tasks of Nano-EmoX. The tiny preset's language model starts from random weights, so the
-demo gives it a stand-in for that pre-training, built only from texts of five kinds:
+demo gives it a stand-in for that pre-training. Everything it reads is written here,
+from this module's own word lists; none of it depends on a SynthAffect record, and none
+of it comes from SynthAffect's wording tables (its subtitles, remarks, events, dialogue
+lines, reasons or replies). Five kinds of text:
 
-- **corpus language** (`corpus_texts`): the subtitles and dialogue lines of the
-  training clips, as plain text (every token predicted); no instruction, no answer,
-  no record's label;
-- **feelings** (`feeling_sentences`): generic sentences, written here from the
-  SynthAffect vocabulary and not from any record, that use emotion words as a speaker of
-  English would ("I am over the moon about it!" she said, delighted; anger is an
-  unpleasant feeling);
+- **everyday sentences** (`everyday_sentences`): plain statements about everyday
+  topics ("Anna fixed the broken washing machine on Monday."), read whole;
+- **feelings** (`feeling_sentences`): sentences that use emotion words as a speaker of
+  English would, from this module's own expressions and the general emotion
+  vocabulary (`"I could dance!" Ben said, delighted.`, `Anger is an unpleasant
+  feeling.`), read whole;
 - **generic instructions** (`generic_turns`): `###Human: ... ###Assistant: ...`
   turns of tasks that are none of the six (repeat a sentence, give its last word, pick
-  the listed word that occurs in a sentence, pick or list the words of a category, number
-  the sentences of a text, tag the topic of a sentence, say what a sentence is about);
-  the loss is on the answer only, as in instruction tuning;
-- **framed requests** (`framed_samples`): generic requests about a training clip's words
-  (repeat them, their last word, which listed word is said, who spoke first) inside the
-  model's whole prompt framing, placeholders included but holding no media, so that it
-  learns to find the words in a long prompt;
+  the listed word that occurs in a sentence, pick or list the words of a category,
+  number the sentences of a text, tag the topic of a sentence, say what a sentence is
+  about); the loss is on the answer only, as in instruction tuning;
+- **framed requests** (`framed_samples`): the same kind of generic requests about an
+  everyday sentence or a short everyday conversation, asked inside the model's whole
+  prompt framing (placeholders included, holding no media), so that it learns to find
+  the words in a long prompt;
 - **copying** (`copy_samples`): "Repeat exactly:" strings of random tokens, so every
   token of the vocabulary has been read and written once the stand-in is done.
 
@@ -29,10 +31,10 @@ words of the training split (a vocabulary, without the sentences), and the copyi
 make the stand-in read every token of that vocabulary, as a pretrained LM has.
 
 None of these texts holds a task instruction of Nano-EmoX, a task identifier such as
-`[Recognition]`, an answer format of the six tasks (the ERG `<think>` steps, the ERI
-reasons, the OV-MER word lists, sentiment words as answers) or any record's answer;
-`tests/test_demo.py` checks this on a generated corpus. Learning the tasks is left to
-P2E (adapters, fusion and phase 3's LoRA), as in the paper.
+`[Recognition]`, an answer format of the six tasks, any record's text or answer, or a
+sentence SynthAffect's generator writes; `tests/test_demo.py` builds exactly what the
+demo's stand-in reads and checks this. Learning the tasks, and SynthAffect's wording,
+is left to P2E (adapters, fusion and phase 3's LoRA), as in the paper.
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ from typing import Sequence
 
 import torch
 
-from nanoemox.data.manifest import Record
-from nanoemox.data.synth.text import EMOTION_REMARKS, EVENTS
 from nanoemox.data.synth.vocab import ADJECTIVE, EMOTIONS, INTENSITIES, OV_WORDS, VALENCE
 
 Sample = tuple[torch.Tensor, torch.Tensor]  # token ids, labels (-100 where no loss)
@@ -58,7 +58,25 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "feeling": tuple(sorted({ADJECTIVE[e] for e in EMOTIONS if e != "neutral"}
                             | {w for e in EMOTIONS if e != "neutral" for ws in OV_WORDS[e].values() for w in ws})),
 }
-# Ways of introducing a remark and its feeling; generic English, not a task's answer form.
+# Everyday topics of this module's own (none is a SynthAffect event).
+TOPICS = ("the broken washing machine", "the school play", "the piano lesson", "the chess club", "the parking fine",
+          "the cooking class", "the hiking weekend", "the painting course", "the quiz night", "the power cut",
+          "the museum visit", "the train delay", "the football match", "the new bakery", "the library books",
+          "the swimming race", "the dentist appointment", "the village fair", "the rainy holiday", "the lost keys")
+_EVERYDAY = ("{name} talked about {topic} on {day}.", "On {day}, {name} told me about {topic}.",
+             "{name} and {other} spent {day} on {topic}.", "Everyone at home was talking about {topic}.",
+             "{name} wrote a long message about {topic}.", "{name} asked {other} about {topic} after lunch.",
+             "{name} brought a {food} and a {colour} {thing} to {topic}.", "There was a {animal} near {topic}.")
+# Ways of voicing a feeling, of this module's own (none is a SynthAffect remark).
+EXPRESSIONS: dict[str, tuple[str, ...]] = {
+    "anger": ("How dare they do that!", "I am fed up with it.", "This is so unfair!", "I could shout at someone."),
+    "disgust": ("That is gross.", "It turned my stomach.", "How vile!", "I want nothing to do with that mess."),
+    "fear": ("I am worried sick.", "It frightens me.", "I dread what might happen.", "My hands are shaking."),
+    "happy": ("What a lovely day!", "I could dance!", "It went wonderfully.", "I am so glad it worked out."),
+    "sad": ("I could cry.", "It is such a shame.", "I miss how it used to be.", "Nothing feels right today."),
+    "surprise": ("I never saw it coming!", "What a shock!", "No way, really?", "I am stunned."),
+}
+# Ways of introducing an expression and its feeling; generic English, not a task's answer form.
 _SAID = ('"{remark}" {name} said, {word}.', '{name} was {word}. "{remark}"',
          'Feeling {word}, {name} said: "{remark}"', 'When {name} said "{remark}", {pronoun} was {word}.')
 _ABOUT = ("{name} felt {word} about {topic}.", "{topic_cap} left {name} {word}.",
@@ -71,6 +89,7 @@ _FLAT = ('"{remark}" {name} said, without any feeling in {possessive} voice.',
 # Nouns for the seven classes, used only inside generic sentences.
 _NOUN = {"anger": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness", "neutral": "calm",
          "sad": "sadness", "surprise": "surprise"}
+ROLES = ("friend", "neighbour")
 
 
 def _tokens(tokenizer, text: str) -> list[int]:
@@ -92,47 +111,54 @@ def turn(tokenizer, request: str, answer: str) -> Sample:
     return torch.tensor(prompt + reply), torch.tensor([-100] * len(prompt) + reply)
 
 
-def corpus_texts(records: Sequence[Record]) -> list[str]:
-    """Unique subtitles and dialogue lines of the training split, in order."""
-    seen: dict[str, None] = {}
-    for r in records:
-        if r.split != "train":
-            continue
-        for text in [r.text] + [t.get("text") for t in r.history or []]:
-            if text:
-                seen.setdefault(text.strip(), None)
-    return list(seen)
+def _fields(rng: random.Random) -> dict[str, str]:
+    name = rng.choice(NAMES)
+    female = NAMES.index(name) % 2 == 0
+    topic = rng.choice(TOPICS)
+    return dict(name=name, other=rng.choice([n for n in NAMES if n != name]), topic=topic,
+                topic_cap=topic[0].upper() + topic[1:], day=rng.choice(CATEGORIES["day of the week"]),
+                food=rng.choice(CATEGORIES["food"]), colour=rng.choice(CATEGORIES["colour"]),
+                animal=rng.choice(CATEGORIES["animal"]), thing=rng.choice(CATEGORIES["piece of furniture"]),
+                pronoun="she" if female else "he", possessive="her" if female else "his",
+                obj="her" if female else "him")
+
+
+def everyday_sentences(rng: random.Random, n: int) -> list[str]:
+    """Plain statements about everyday topics (no feelings)."""
+    return [rng.choice(_EVERYDAY).format(**_fields(rng)) for _ in range(n)]
 
 
 def feeling_sentences(rng: random.Random, n: int) -> list[str]:
-    """Generic sentences that use emotion words the way English does (none mentions a record)."""
+    """Generic sentences that use emotion words the way English does (this module's own expressions)."""
     out = []
     for _ in range(n):
         emotion, intensity = rng.choice(EMOTIONS), rng.choice(INTENSITIES)
-        name = rng.choice(NAMES)
-        pronoun, possessive, obj = ("she", "her", "her") if NAMES.index(name) % 2 == 0 else ("he", "his", "him")
-        topic = rng.choice(EVENTS).topic
-        remark = rng.choice(EMOTION_REMARKS[emotion][intensity])
-        words = [ADJECTIVE[emotion], *OV_WORDS[emotion][intensity]]
-        word, noun = rng.choice(words), _NOUN[emotion]
+        fields = _fields(rng)
         if emotion == "neutral":
-            flat = rng.choice(EMOTION_REMARKS[rng.choice([e for e in EMOTIONS if e != "neutral"])]["mild"])
+            other = rng.choice([e for e in EMOTIONS if e != "neutral"])
             kind = rng.randrange(3)
-            text = (rng.choice(_FLAT).format(remark=f"It was about {topic}.", name=name, possessive=possessive,
-                                             topic=topic) if kind == 0 else
-                    f"{name} was calm. Nothing about {topic} moved {obj}."
-                    if kind == 1 else f'"{flat}" is not something a calm person would say.')
+            text = (rng.choice(_FLAT).format(remark=f"It was about {fields['topic']}.", **fields) if kind == 0 else
+                    "{name} was calm. Nothing about {topic} moved {obj}.".format(**fields) if kind == 1 else
+                    f'"{rng.choice(EXPRESSIONS[other])}" is not something a calm person would say.')
         else:
-            kind = rng.randrange(4)
-            valence = VALENCE[emotion]
-            fields = dict(remark=remark, name=name, pronoun=pronoun, word=word, topic=topic,
-                          topic_cap=topic[0].upper() + topic[1:], noun=noun, noun_cap=noun.capitalize(),
-                          kind="a pleasant" if valence > 0 else "an unpleasant",
-                          kind_adj="pleasant" if valence > 0 else "unpleasant")
-            template = rng.choice((_SAID, _ABOUT, _MEANING, _VALENCE)[kind])
-            text = template.format(**fields)
+            word = rng.choice([ADJECTIVE[emotion], *OV_WORDS[emotion][intensity]])
+            noun, valence = _NOUN[emotion], VALENCE[emotion]
+            template = rng.choice((_SAID, _ABOUT, _MEANING, _VALENCE)[rng.randrange(4)])
+            text = template.format(remark=rng.choice(EXPRESSIONS[emotion]), word=word, noun=noun,
+                                   noun_cap=noun.capitalize(), kind="a pleasant" if valence > 0 else "an unpleasant",
+                                   kind_adj="pleasant" if valence > 0 else "unpleasant", **fields)
         out.append(text[0].upper() + text[1:])
     return out
+
+
+def everyday_conversation(rng: random.Random) -> list[dict[str, str]]:
+    """Two to four turns of an everyday conversation between a speaker and a listener."""
+    turns = []
+    for i in range(rng.randint(2, 4)):
+        role = "speaker" if i % 2 == 0 else "listener"
+        text = rng.choice(everyday_sentences(rng, 3) + feeling_sentences(rng, 1))
+        turns.append({"role": role, "text": text})
+    return turns
 
 
 def _words(sentence: str) -> list[str]:
@@ -142,7 +168,7 @@ def _words(sentence: str) -> list[str]:
 def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tuple[str, str]]:
     """(request, answer) pairs of generic instruction following over the given sentences."""
     pool = sorted({w for ws in CATEGORIES.values() for w in ws} | {w.lower() for t in texts for w in _words(t)})
-    topics = [e.topic for e in EVENTS]
+    topics = list(TOPICS)
     out = []
     for _ in range(n):
         sentence = rng.choice(texts)
@@ -192,19 +218,18 @@ def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tupl
     return out
 
 
-def language_texts(records: Sequence[Record], seed: int = 0, feelings: int = 3000,
+def language_texts(seed: int = 0, sentences: int = 3000, feelings: int = 3000,
                    instructions: int = 3000) -> dict[str, list]:
-    """The stand-in's reading, deterministic for a seed: corpus texts, feeling sentences, generic turns.
+    """The stand-in's reading, deterministic for a seed: everyday sentences, feeling sentences, generic turns.
 
-    Sentences come from the training split only. "instructions" holds (request, answer) pairs.
+    Nothing here depends on a corpus: the texts are the same for every SynthAffect corpus.
+    "instructions" holds (request, answer) pairs.
     """
     rng = random.Random(seed)
-    texts = corpus_texts(records)
-    if not texts:
-        raise ValueError("no subtitles or dialogue lines in the training split to pre-train the language stand-in on")
+    everyday = everyday_sentences(rng, sentences)
     feeling_texts = feeling_sentences(rng, feelings)
-    return {"corpus": texts, "feelings": feeling_texts,
-            "instructions": generic_turns(texts + feeling_texts[:500], rng, instructions)}
+    return {"sentences": everyday, "feelings": feeling_texts,
+            "instructions": generic_turns(everyday[:1000] + feeling_texts[:1000], rng, instructions)}
 
 
 def flat_texts(texts: dict[str, list]) -> list[str]:
@@ -216,7 +241,7 @@ def flat_texts(texts: dict[str, list]) -> list[str]:
     """
     from nanoemox.processor import ASSISTANT, HUMAN
 
-    return texts["corpus"] + texts["feelings"] + [f"{HUMAN} {q}{ASSISTANT}{a}" for q, a in texts["instructions"]]
+    return texts["sentences"] + texts["feelings"] + [f"{HUMAN} {q}{ASSISTANT}{a}" for q, a in texts["instructions"]]
 
 
 def copy_samples(tokenizer, rng: random.Random, n: int, length: tuple[int, int] = (3, 12)) -> list[Sample]:
@@ -247,7 +272,7 @@ def copy_samples(tokenizer, rng: random.Random, n: int, length: tuple[int, int] 
 def language_corpus(tokenizer, texts: dict[str, list], copies: int = 0, seed: int = 0) -> dict[str, list[Sample]]:
     """`language_texts`, tokenized: plain texts are read whole, turns learn their answer;
     with `copies`, that many copying samples over the whole vocabulary (`copy_samples`)."""
-    corpus = {"corpus": [plain(tokenizer, t) for t in texts["corpus"]],
+    corpus = {"sentences": [plain(tokenizer, t) for t in texts["sentences"]],
               "feelings": [plain(tokenizer, t) for t in texts["feelings"]],
               "instructions": [turn(tokenizer, q, a) for q, a in texts["instructions"]]}
     if copies:
@@ -266,7 +291,7 @@ def token_coverage(samples: dict[str, list[Sample]], sequences: Sequence[Sequenc
 def framed_requests(text: str, history: Sequence[dict] | None, rng: random.Random) -> tuple[str, str]:
     """A generic (request, answer) about the words of a clip, asked in the prompt's framing."""
     words = _words(text)
-    topics = [e.topic for e in EVENTS if e.topic in text]
+    topics = [t for t in TOPICS if t in text]
     if history and rng.random() < 0.5:
         first = history[0]
         return rng.choice((("Who spoke first in the conversation?", first["role"]),
@@ -285,25 +310,25 @@ def framed_requests(text: str, history: Sequence[dict] | None, rng: random.Rando
     return f"Which of these words is said: {', '.join(options)}? Reply with the word.", present
 
 
-def framed_samples(processor, records: Sequence[Record], rng: random.Random, n: int) -> list[Sample]:
-    """Generic requests about a training clip's words inside the processor's whole prompt framing.
+def framed_samples(processor, rng: random.Random, n: int) -> list[Sample]:
+    """Generic requests about everyday words inside the processor's whole prompt framing.
 
     The prompt is the one P2E uses up to the instruction (the modality introductions with
-    their placeholder tokens, then the subtitle or the conversation so far), followed by a
-    generic request from `framed_requests` instead of a task instruction; the placeholders
-    hold the LM's own embeddings (no media). So the stand-in learns to find the words in a
-    long prompt, as a pretrained LM reads long contexts, without meeting any of the six tasks.
+    their placeholder tokens, then a subtitle or a conversation so far), holding an
+    everyday sentence or conversation of this module's own, followed by a generic request
+    from `framed_requests` instead of a task instruction; the placeholders hold the LM's
+    own embeddings (no media). So the stand-in learns to find the words in a long
+    prompt, as a pretrained LM reads long contexts, without meeting any of the six tasks.
     """
-    from nanoemox.processor import ASSISTANT, INSTRUCTION_INTRO
-
-    pool = [r for r in records if r.split == "train" and r.text]
     out = []
     for _ in range(n):
-        r = rng.choice(pool)
-        request, answer = framed_requests(r.text, r.history, rng)
-        intro, turns = processor._context_turns(r.task, r.text, r.history)
-        prompt = (processor._head_ids + intro + [t for run in turns for t in run]
-                  + processor._ids(INSTRUCTION_INTRO + request) + processor._ids(ASSISTANT))
-        reply = processor._ids(answer) + [processor.tokenizer.eos_token_id]
+        if rng.random() < 0.5:  # a subtitle alone, as most tasks frame it
+            text, history = rng.choice(everyday_sentences(rng, 2) + feeling_sentences(rng, 1)), None
+        else:  # a conversation so far, as ERG frames it
+            *history, last = everyday_conversation(rng)
+            text = last["text"]
+        request, answer = framed_requests(text, history, rng)
+        prompt = processor.framed_prompt_ids(text, history, request)
+        reply = processor.text_ids(answer) + [processor.tokenizer.eos_token_id]
         out.append((torch.tensor(prompt + reply), torch.tensor([-100] * len(prompt) + reply)))
     return out

@@ -1,19 +1,29 @@
 """`nanoemox demo`: the whole pipeline on a CPU, from nothing to a report.
 
-1. generate SynthAffect (train/dev/test, all six tasks);
-2. build the tiny preset with a tokenizer fitted to the training texts, and give its
-   backbones the short stand-in pre-training of `nanoemox.demo.pretrain`;
+1. generate SynthAffect (train/dev/test: 800/200/200 clips, all six tasks);
+2. build the tiny preset with a tokenizer fitted to what the language stand-in reads and
+   the training split's words, and give its backbones the short stand-in pre-training of
+   `nanoemox.demo.pretrain`;
 3. cache the frozen encoders' outputs for every clip (`nanoemox.features`);
-4. train P2E (configs/demo_p2e_tiny.yaml) and, for comparison, joint training with the
-   same number of steps (configs/demo_jot_tiny.yaml), both from the same start;
-5. evaluate both on the dev and the test split with the SynthAffect benchmark of the
-   harness (dev is where the demo's settings were chosen; test is only reported), then
-   mask each modality in turn on test to see which clips lose their answer;
-6. write `report.md`, `report.json` and plots; the P2E model goes to `OUT/model`.
+4. train P2E (configs/demo_p2e_tiny.yaml); with `joint_config`, also joint training with
+   the same number of steps from the same start (`benchmarks/p2e_vs_joint.py` compares the
+   two over seeds);
+5. evaluate on the dev and the test split with the SynthAffect benchmark of the harness
+   (dev is where the demo's settings were chosen; test is only reported), the same model
+   with video and audio masked (the text-only baseline), and MER with each modality
+   masked in turn;
+6. diagnostics (`nanoemox.demo.diagnostics`): probes of every stage, the stand-ins' own
+   heads on dev, chance and majority baselines, bootstrap intervals;
+7. write `report.md`, `report.json` and plots; the P2E model goes to `OUT/model`.
+
+Every stage runs under `reproducible(seed, threads)` and reseeds every generator before
+it starts, so two runs on one machine (or a run resumed after any stage) write the same
+figures and the same bytes in every `.safetensors` file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -25,11 +35,15 @@ from typing import Any, Callable
 import torch
 
 from nanoemox.data.manifest import Record, load_manifest
-from nanoemox.demo.pretrain import PretrainConfig, pretrain_tiny
+from nanoemox.demo import diagnostics
+from nanoemox.demo.pretrain import PretrainConfig, pretrain_tiny, tokenizer_texts
+from nanoemox.reproducible import reproducible, seed_all
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 MODALITY_CUES = ("face", "voice", "text")
+# Train, dev and test shares of the corpus: 1,200 clips give 800 / 200 / 200.
+SPLIT_FRACTIONS = (4 / 6, 1 / 6, 1 / 6)
 
 
 def packaged_config(name: str) -> Path:
@@ -38,8 +52,7 @@ def packaged_config(name: str) -> Path:
 
 # Changes to the tiny preset for the demo, chosen on the dev split: LoRA rank 16 (alpha 32),
 # taken together with phase 3's 3e-3 learning rate (the dev runs changed both at once, so
-# their shares are not separated); a 128-d, 4-layer LM did better on dev but took the
-# demo past its 15-minute budget on 2 cores, so the LM keeps the preset's 64-d, 2 layers.
+# their shares are not separated).
 DEMO_LANGUAGE: dict = {}
 DEMO_LORA = {"r": 16, "alpha": 32}
 
@@ -47,28 +60,32 @@ DEMO_LORA = {"r": 16, "alpha": 32}
 @dataclass
 class DemoOptions:
     out: Path
-    clips: int = 800
+    clips: int = 1200
     seed: int = 0
+    threads: int = 2  # torch's intra-op threads, pinned: float sums depend on how work is split
     p2e_config: Path = field(default_factory=lambda: packaged_config("demo_p2e_tiny.yaml"))
-    joint_config: Path | None = field(default_factory=lambda: packaged_config("demo_jot_tiny.yaml"))
+    joint_config: Path | None = None  # e.g. packaged_config("demo_jot_tiny.yaml") to compare
     workers: int = 2
     batch_size: int = 16
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     # Overrides of the tiny preset's LM config and LoRA config (empty: the preset as it is).
     language: dict = field(default_factory=lambda: dict(DEMO_LANGUAGE))
     lora: dict = field(default_factory=lambda: dict(DEMO_LORA))
+    split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS
 
 
 class Stopwatch:
-    """Wall-clock seconds per named stage, in order."""
+    """Wall-clock seconds per named stage, in order; every stage starts from freshly seeded generators."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
         self.stages: dict[str, float] = {}
         self.started = time.perf_counter()
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         logger.info("demo: %s", name)
+        seed_all(self.seed)  # a stage's draws never depend on what ran before it (or on a resume)
         result = fn()
         self.stages[name] = round(time.perf_counter() - start, 1)
         return result
@@ -93,62 +110,35 @@ def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
         progress("synthaffect", done, opts.clips)
 
     if not (corpus / "synthaffect.json").is_file():
-        generate(corpus, opts.clips, seed=opts.seed, workers=opts.workers, progress=tick if progress else None)
+        generate(corpus, opts.clips, seed=opts.seed, workers=opts.workers, split_fractions=opts.split_fractions,
+                 progress=tick if progress else None)
     return corpus
-
-
-def _training_words(records: list[Record]) -> list[str]:
-    """Every distinct word of the training split's texts: subtitles, dialogue, instructions, answers.
-
-    The tiny tokenizer needs the corpus's words as a real LM's vocabulary (151k tokens for
-    Qwen2.5) already holds every common English word; given as a list of distinct words, it
-    learns words and nothing of the sentences, instructions or answers they come from.
-    """
-    from nanoemox.data.synth import EMOTIONS, INTENTS
-    from nanoemox.tasks import TASKS, get_task
-
-    texts = []
-    for r in records:
-        if r.split == "train":
-            texts += [r.text or ""] + [t.get("text") or "" for t in r.history or []]
-            if r.target is not None:
-                texts.append(get_task(r.task).format_target(r.target))
-    for name, task in TASKS.items():
-        candidates = list(EMOTIONS) if name == "mer" else list(INTENTS) if name == "mir" else None
-        texts += [task.instruction(variant=i, candidates=candidates) for i in range(len(task.templates))]
-    return sorted({word for text in texts for word in text.split()})
 
 
 def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], progress) -> tuple[Path, dict]:
     """The tiny model with fitted tokenizer and pre-trained backbones, saved self-contained."""
-    import json
-
     from nanoemox.config import tiny
     from nanoemox.data.synth import EMOTIONS
     from nanoemox.model import build_model
     from nanoemox.processor import NanoEmoXProcessor
-    from nanoemox.demo.language import flat_texts
-    from nanoemox.demo.pretrain import stand_in_texts
     from nanoemox.tokenizer import build_tiny_tokenizer
 
     target = opts.out / "pretrained"
     metrics_path = target / "pretraining.json"
     if metrics_path.is_file():
         return target, json.loads(metrics_path.read_text())
-    torch.manual_seed(opts.seed)
     config = tiny()
     config.language.model_config.update(opts.language)
     for key, value in opts.lora.items():
         setattr(config.lora, key, value)
     cfg = PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
     # The tokenizer fits what the language stand-in reads, and knows the corpus's words.
-    words = _training_words(records)
-    tokenizer = build_tiny_tokenizer(config, flat_texts(stand_in_texts(records, cfg)) + [" ".join(words)],
-                                     bundled=False)
+    tokenizer = build_tiny_tokenizer(config, tokenizer_texts(records, cfg), bundled=False)
     model = build_model(config, pretrained=False, tokenizer=tokenizer)
     processor = NanoEmoXProcessor.from_config(config, tokenizer)
-    metrics = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), cfg, progress)
+    metrics, heads = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), cfg, progress)
     model.save_pretrained(target, self_contained=True, processor=processor)
+    diagnostics.save_heads(heads, target)
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return target, metrics
 
@@ -199,22 +189,26 @@ def _predictor(loaded, features: Path, opts: DemoOptions, transform=None):
                                  seed=opts.seed, model_budgets=budgets)
 
 
-def evaluate(model_dir: Path, features: Path, corpus: Path, test: list[Record], out: Path, opts: DemoOptions,
-             name: str) -> dict:
+def evaluate(model_dir: Path, features: Path, corpus: Path, records: list[Record], out: Path, opts: DemoOptions,
+             name: str, masked: tuple[str, ...] = ()) -> dict:
+    """The SynthAffect benchmark of `records`; with `masked`, those modalities are replaced by their absence."""
     from nanoemox.eval.harness import run_benchmark
 
-    return run_benchmark("synthaffect", _predictor(_load(model_dir), features, opts), test, corpus, out,
+    loaded = _load(model_dir)
+    transform = _masker(loaded, masked) if masked else None
+    return run_benchmark("synthaffect", _predictor(loaded, features, opts, transform=transform), records, corpus, out,
                          seed=opts.seed, model_name=name)
 
 
-def _masker(loaded, modality: str):
-    """Replace one modality by what the model sees when it is absent (blank video, silence, no subtitle)."""
+def _masker(loaded, modalities):
+    """Replace modalities by what the model sees when they are absent (blank video, silence, no subtitle)."""
     from nanoemox.train.absent import AbsentModalities
 
     absent = AbsentModalities(*loaded[:2])
+    modalities = [modalities] if isinstance(modalities, str) else list(modalities)
 
     def transform(record, feats):
-        return absent.drop_record(record, [modality]), absent.drop_features(feats, [modality])
+        return absent.drop_record(record, modalities), absent.drop_features(feats, modalities)
 
     return transform
 
@@ -229,9 +223,9 @@ def _mer_accuracy_by_cue(predictor, records: list[Record], root: Path) -> dict[s
     return {cue: {"accuracy": sum(h) / len(h), "n": len(h)} for cue, h in sorted(by_cue.items())}
 
 
-def modality_ablation(model_dir: Path, features: Path, corpus: Path, test: list[Record], opts: DemoOptions) -> dict:
+def modality_ablation(model_dir: Path, features: Path, corpus: Path, records: list[Record], opts: DemoOptions) -> dict:
     """MER accuracy per cue group with nothing masked, then with each modality masked."""
-    mer = [r for r in test if r.task == "mer" and not r.extra.get("conflict")]
+    mer = [r for r in records if r.task == "mer" and not r.extra.get("conflict")]
     loaded = _load(model_dir)
     out = {"none": _mer_accuracy_by_cue(_predictor(loaded, features, opts), mer, corpus)}
     for modality in MODALITY_CUES:
@@ -240,17 +234,44 @@ def modality_ablation(model_dir: Path, features: Path, corpus: Path, test: list[
     return out
 
 
+def diagnose(model_dir: Path, init: Path, features: Path, records: list[Record], opts: DemoOptions) -> dict:
+    """Probes of every stage (fitted on train, scored on dev and test) and the stand-ins' own heads on dev."""
+    from nanoemox.features import FeatureCache
+    from nanoemox.model import NanoEmoX
+
+    cache = FeatureCache.open(features)
+    clips = {split: diagnostics.clips_of(records, cache, split) for split in ("train", "dev", "test")}
+    model = NanoEmoX.from_pretrained(model_dir)
+    probes = diagnostics.probes(clips["train"], {"dev": clips["dev"], "test": clips["test"]}, model)
+    heads = diagnostics.stand_in_accuracy(init, clips["dev"], opts.pretrain.frames, opts.pretrain.windows)
+    return {"probes": probes, "stand_in_heads_dev": heads}
+
+
+def score_figures(corpus: Path, records: list[Record], eval_dirs: dict[str, Path], opts: DemoOptions) -> dict:
+    """Headline figures with 95% bootstrap intervals: the model, the text-only model, chance and majority."""
+    train = load_manifest(corpus / "train.jsonl")
+    answers = {name: diagnostics.read_predictions(folder) for name, folder in eval_dirs.items()}
+    answers.update(diagnostics.baseline_answers(records, train, seed=opts.seed))
+    return {name: diagnostics.score_texts(records, texts, seed=opts.seed) for name, texts in answers.items()}
+
+
 # ---------------------------------------------------------------------- the whole run
 
 
 def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
-    from nanoemox.demo.report import headline, write_report
-
+    """The whole demo under pinned threads and seeded generators (see the module docstring)."""
     # A relative --out is the user's working directory, never the packaged config's folder:
     # every path the demo writes into a training config below is absolute.
     opts.out = Path(opts.out).expanduser().resolve()
     opts.out.mkdir(parents=True, exist_ok=True)
-    clock = Stopwatch()
+    with reproducible(opts.seed, opts.threads):
+        return _run_stages(opts, progress)
+
+
+def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
+    from nanoemox.demo.report import headline, write_report
+
+    clock = Stopwatch(opts.seed)
     corpus = clock.run("synthaffect", lambda: make_corpus(opts, progress))
     records = load_manifest(corpus / "manifest.jsonl")
     splits = {split: [r for r in records if r.split == split] for split in ("dev", "test")}
@@ -261,20 +282,30 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
         runs["joint"] = ("joint", opts.joint_config, "Nano-EmoX tiny, joint")
     results: dict[str, dict] = {"dev": {}}
     trained: dict[str, Path] = {}
+    folders: dict[str, dict[str, Path]] = {"dev": {}, "test": {}}
     for key, (label, config, name) in runs.items():
         trained[key] = clock.run(f"{label} training", lambda: train(config, key, init, corpus, features, opts))
         # Dev is where choices are made; test is reported, never looked at to choose anything.
         for split in ("dev", "test"):
-            folder = opts.out / (f"eval_{key}" if split == "test" else f"eval_{key}_dev")
+            folder = folders[split][key] = opts.out / (f"eval_{key}" if split == "test" else f"eval_{key}_dev")
             result = clock.run(f"{label} evaluation ({split})", lambda: evaluate(
                 trained[key], features, corpus, splits[split], folder, opts, name))
             (results if split == "test" else results["dev"])[key] = result
-    ablation = clock.run("modality ablation", lambda: modality_ablation(trained["p2e"], features, corpus,
-                                                                        splits["test"], opts))
     p2e = trained["p2e"]
+    for split in ("dev", "test"):  # the text-only baseline: the same model, video and audio masked
+        folder = folders[split]["text_only"] = opts.out / ("eval_text_only" + ("_dev" if split == "dev" else ""))
+        clock.run(f"text-only evaluation ({split})", lambda: evaluate(
+            p2e, features, corpus, splits[split], folder, opts, "Nano-EmoX tiny, P2E, video and audio masked",
+            masked=("face", "voice")))
+    ablation = {split: clock.run(f"modality ablation ({split})", lambda: modality_ablation(
+        p2e, features, corpus, splits[split], opts)) for split in ("dev", "test")}
+    checks = clock.run("diagnostics", lambda: diagnose(p2e, init, features, records, opts))
+    scored = {split: clock.run(f"intervals and baselines ({split})", lambda: score_figures(
+        corpus, splits[split], {k: v for k, v in folders[split].items() if k != "joint"}, opts))
+        for split in ("dev", "test")}
     final = opts.out / "model"
     clock.run("export", lambda: _export(p2e, final))
-    report = headline(results, ablation, pre, clock, opts, corpus)
+    report = headline(results, ablation, pre, clock, opts, corpus, checks, scored)
     write_report(report, results, opts.out)
     return report
 

@@ -17,18 +17,20 @@ What each stand-in sees, exactly:
   the prosody the voice *shows* (`extra.shown.voice`): the clip's emotion when the voice
   carries it, "neutral" otherwise; on voice-cue clips this is the MER target, as a
   speech encoder pretrained on emotional speech would know it.
-- language (the Qwen-Instruct stand-in, `nanoemox.demo.language`): the training clips'
-  subtitles and dialogue lines as plain text, generic sentences about feelings written
-  from the SynthAffect vocabulary, generic instruction turns that are none of the six
-  tasks (alone, and about a clip's words inside the model's prompt framing, with the
-  placeholders holding no media), and copying of random token strings over its whole
-  vocabulary. It never sees a Nano-EmoX task instruction, an answer format, a record's
-  answer, a label or any media.
+- language (the Qwen-Instruct stand-in, `nanoemox.demo.language`): everyday sentences
+  and sentences about feelings written by that module from its own word lists and the
+  general emotion vocabulary, generic instruction turns that are none of the six tasks
+  (alone, and inside the model's prompt framing, with the placeholders holding no
+  media), and copying of random token strings over its whole vocabulary. It reads no
+  SynthAffect text (no subtitle, dialogue line, remark or answer of any split), no
+  Nano-EmoX task instruction or answer format, no label and no media.
 
 The encoder stand-ins see neither the task instructions nor which modality carries a
 clip's emotion (a clip's frames and its audio window are labelled separately, each by
 what that modality shows); no stand-in sees a dev/test record. Afterwards the backbones
-are frozen again, as in P2E: learning the six tasks is P2E's job.
+are frozen again, as in P2E: learning the six tasks is P2E's job. The encoder stand-ins'
+linear heads are kept beside the model (`stand_in_heads.safetensors`) so that the demo's
+diagnostics can report their accuracy on dev.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nanoemox.data.manifest import Record
+from nanoemox.demo.language import flat_texts, framed_samples, language_corpus, language_texts, token_coverage
 from nanoemox.model import NanoEmoX
+from nanoemox.reproducible import seed_all
 from nanoemox.train.optim import sequence_loss
 
 logger = logging.getLogger(__name__)
@@ -59,8 +63,9 @@ class PretrainConfig:
     speech_epochs: int = 8
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
     lm_steps: int = 1500  # language stand-in: task-agnostic texts (nanoemox.demo.language)
-    lm_mix: tuple[tuple[str, float], ...] = (("corpus", 0.2), ("feelings", 0.2), ("instructions", 0.2),
+    lm_mix: tuple[tuple[str, float], ...] = (("sentences", 0.2), ("feelings", 0.2), ("instructions", 0.2),
                                              ("copying", 0.1), ("framed", 0.3))
+    lm_sentences: int = 3000  # everyday sentences to draw from
     lm_copies: int = 2000  # copying samples over the whole vocabulary (nanoemox.demo.language)
     lm_framed: int = 3000  # generic requests inside the whole prompt framing (nanoemox.demo.language)
     lm_feelings: int = 3000  # generic sentences about feelings to draw from
@@ -121,8 +126,8 @@ def decode_training_clips(records, processor, root: str, cfg: PretrainConfig, la
 
 def _fit(name: str, encode: Callable[[torch.Tensor], torch.Tensor], params: list[nn.Parameter], width: int,
          inputs: torch.Tensor, labels: torch.Tensor, n_classes: int, epochs: int, lr: float, cfg: PretrainConfig,
-         progress: Progress | None) -> float:
-    """Train `encode` + a linear head with cross-entropy; return the last epoch's accuracy."""
+         progress: Progress | None) -> tuple[float, nn.Linear]:
+    """Train `encode` + a linear head with cross-entropy; return the last epoch's accuracy and the head."""
     head = nn.Linear(width, n_classes)
     optimizer = torch.optim.AdamW(params + list(head.parameters()), lr=lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -145,7 +150,7 @@ def _fit(name: str, encode: Callable[[torch.Tensor], torch.Tensor], params: list
                 progress(name, done, steps)
         accuracy = correct / len(inputs)
     logger.info("pre-training %s: train accuracy %.3f in the last epoch", name, accuracy)
-    return accuracy
+    return accuracy, head
 
 
 def _trainable(module: nn.Module) -> list[nn.Parameter]:
@@ -156,17 +161,22 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
 
 
 def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: list[str], cfg: PretrainConfig,
-                      progress: Progress | None = None) -> dict[str, float]:
-    """Supervised expression/prosody pre-training of the tiny vision, face and speech encoders."""
-    torch.manual_seed(cfg.seed)
+                      progress: Progress | None = None) -> tuple[dict[str, float], dict[str, nn.Linear]]:
+    """Supervised expression/prosody pre-training of the tiny vision, face and speech encoders.
+
+    Returns each stand-in's last-epoch training accuracy and its linear head. numpy's global
+    generator is seeded too: transformers draws HuBERT's SpecAugment masks from it.
+    """
+    seed_all(cfg.seed)
     scene, speech, face = model.scene, model.speech, model.face
     out: dict[str, float] = {}
+    heads: dict[str, nn.Linear] = {}
     scene.encoder.train()
 
     def vision(x):  # the feature the scene branch reads: CLS of hidden_states[feature_layer]
         return scene.encoder(pixel_values=x, output_hidden_states=True).hidden_states[scene.cfg.feature_layer][:, 0]
 
-    out["vision_accuracy"] = _fit("vision", vision, _trainable(scene.encoder), scene.width, data["frames"],
+    out["vision_accuracy"], heads["vision"] = _fit("vision", vision, _trainable(scene.encoder), scene.width, data["frames"],
                                   data["face_labels"], len(labels), cfg.vision_epochs, cfg.lr, cfg, progress)
     speech.encoder.train()
 
@@ -174,17 +184,17 @@ def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: li
         hidden = speech.encoder(input_values=x, output_hidden_states=True).hidden_states
         return torch.stack(hidden[-speech.cfg.pool_last_layers:]).mean(0).mean(1)
 
-    out["speech_accuracy"] = _fit("speech", voice, _trainable(speech.encoder), speech.width, data["audio"],
+    out["speech_accuracy"], heads["speech"] = _fit("speech", voice, _trainable(speech.encoder), speech.width, data["audio"],
                                   data["voice_labels"], len(labels), cfg.speech_epochs, cfg.speech_lr, cfg, progress)
     if cfg.face_epochs > 0:
         face.encoder.train()
-        out["face_accuracy"] = _fit("face", face.encoder.frame_features, _trainable(face.encoder),
+        out["face_accuracy"], heads["face"] = _fit("face", face.encoder.frame_features, _trainable(face.encoder),
                                     face.encoder.feature_dim, data["faces"], data["face_labels"], len(labels),
                                     cfg.face_epochs, cfg.lr, cfg, progress)
     for encoder in model.encoders().values():
         encoder.requires_grad_(False)
         encoder.eval()
-    return out
+    return out, heads
 
 
 def _draw(rng: random.Random, samples: list, k: int) -> list:
@@ -197,29 +207,61 @@ def _task_tokens(processor, record: Record) -> list[int]:
     return [t for t in encoded.input_ids if t not in placeholders]
 
 
-def stand_in_texts(records: Sequence[Record], cfg: PretrainConfig) -> dict[str, list]:
-    """What the language stand-in reads (and the demo's tokenizer is fitted to)."""
-    from nanoemox.demo.language import language_texts
+def stand_in_texts(cfg: PretrainConfig) -> dict[str, list]:
+    """The texts the language stand-in reads (and the demo's tokenizer is fitted to); no corpus needed."""
+    return language_texts(seed=cfg.seed, sentences=cfg.lm_sentences, feelings=cfg.lm_feelings,
+                          instructions=cfg.lm_instructions)
 
-    return language_texts(records, seed=cfg.seed, feelings=cfg.lm_feelings, instructions=cfg.lm_instructions)
+
+def language_samples(processor, cfg: PretrainConfig) -> dict[str, list]:
+    """Every sample the language stand-in draws from, tokenized: its texts, framed requests, copying."""
+    corpus = language_corpus(processor.tokenizer, stand_in_texts(cfg), copies=cfg.lm_copies, seed=cfg.seed)
+    if cfg.lm_framed:
+        corpus["framed"] = framed_samples(processor, random.Random(cfg.seed + 1), cfg.lm_framed)
+    return corpus
+
+
+def tokenizer_words(records: Sequence[Record]) -> list[str]:
+    """Every distinct word of the training split's texts: subtitles, dialogue, instructions, answers.
+
+    The tiny tokenizer needs the corpus's words as a real LM's vocabulary (151k tokens for
+    Qwen2.5) already holds every common English word; given as a sorted list of distinct
+    words, it learns words and nothing of the sentences, instructions or answers they come from.
+    """
+    from nanoemox.data.synth import EMOTIONS, INTENTS
+    from nanoemox.tasks import TASKS, get_task
+
+    texts = []
+    for r in records:
+        if r.split == "train":
+            texts += [r.text or ""] + [t.get("text") or "" for t in r.history or []]
+            if r.target is not None:
+                texts.append(get_task(r.task).format_target(r.target))
+    for name, task in TASKS.items():
+        candidates = list(EMOTIONS) if name == "mer" else list(INTENTS) if name == "mir" else None
+        texts += [task.instruction(variant=i, candidates=candidates) for i in range(len(task.templates))]
+    return sorted({word for text in texts for word in text.split()})
+
+
+def tokenizer_texts(records: Sequence[Record], cfg: PretrainConfig) -> list[str]:
+    """What the demo's tokenizer is fitted to: the stand-in's texts, and the training words as one list."""
+    return flat_texts(stand_in_texts(cfg)) + [" ".join(tokenizer_words(records))]
 
 
 def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg: PretrainConfig,
                       progress: Progress | None = None) -> dict[str, float]:
     """Train the tiny LM on task-agnostic texts (`nanoemox.demo.language`), all its weights but LoRA.
 
-    Each batch mixes the corpus's subtitles and dialogue lines, generic sentences about
-    feelings and generic instruction turns in the shares `lm_mix`. The LM never sees a
-    Nano-EmoX task instruction, answer format or record answer here. Returns the mean
+    Each batch mixes everyday sentences, sentences about feelings, generic instruction
+    turns (alone and in the prompt framing) and copying in the shares `lm_mix`
+    (`language_samples`). The LM never sees SynthAffect text, a Nano-EmoX task
+    instruction, an answer format or a record's answer here; `records` only measure how
+    much of the training prompts' tokens the stand-in has read. Returns the mean
     loss of the last 20 steps and the share of the vocabulary the texts hold.
     """
-    from nanoemox.demo.language import framed_samples, language_corpus, token_coverage
-
-    torch.manual_seed(cfg.seed)
+    seed_all(cfg.seed)
     rng = random.Random(cfg.seed)
-    corpus = language_corpus(processor.tokenizer, stand_in_texts(records, cfg), copies=cfg.lm_copies, seed=cfg.seed)
-    if cfg.lm_framed:
-        corpus["framed"] = framed_samples(processor, records, random.Random(cfg.seed + 1), cfg.lm_framed)
+    corpus = language_samples(processor, cfg)
     # How much of what P2E will train on (prompts and answers, placeholders aside) is made of
     # tokens the stand-in has read; the rest are sub-word pieces with untrained embeddings.
     task_texts = [_task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
@@ -228,7 +270,7 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
                 100 * coverage)
     shares = dict(cfg.lm_mix)
     counts = {k: round(cfg.batch_size * shares.get(k, 0.0) / sum(shares.values())) for k in corpus}
-    counts["corpus"] += cfg.batch_size - sum(counts.values())
+    counts["sentences"] += cfg.batch_size - sum(counts.values())
     lm = model.language
     params = [p for n, p in lm.named_parameters() if "lora_" not in n]
     for p in params:
@@ -263,18 +305,19 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
 
 
 def pretrain_tiny(model: NanoEmoX, processor, records: Sequence[Record], root: str, labels: list[str],
-                  cfg: PretrainConfig | None = None, progress: Progress | None = None) -> dict[str, float]:
-    """All three stand-ins in order; returns what each reached and how long it took."""
+                  cfg: PretrainConfig | None = None,
+                  progress: Progress | None = None) -> tuple[dict[str, float], dict[str, nn.Linear]]:
+    """All three stand-ins in order; returns what each reached and how long it took, and the encoders' heads."""
     if model.config.preset != "tiny":
         raise ValueError("backbone pre-training is a stand-in for the tiny preset only; the paper preset "
                          "loads pretrained CLIP, HuBERT, FaceXFormer and Qwen2.5 weights")
     cfg = cfg or PretrainConfig()
     started = time.perf_counter()
     data = decode_training_clips(records, processor, root, cfg, labels, progress)
-    metrics = pretrain_encoders(model, data, labels, cfg, progress)
+    metrics, heads = pretrain_encoders(model, data, labels, cfg, progress)
     metrics.update(pretrain_language(model, processor, records, cfg, progress))
     # The model folder records which backbones are still untrained (reports show them).
     trained = {"scene", "speech", "language"} | ({"face"} if cfg.face_epochs > 0 else set())
     model.config.random_backbones = [b for b in model.config.random_backbones if b not in trained]
     metrics["seconds"] = time.perf_counter() - started
-    return metrics
+    return metrics, heads

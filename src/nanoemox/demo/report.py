@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from nanoemox.demo.diagnostics import BOOTSTRAP_RESAMPLES as BOOTSTRAP
+
 # The figures the demo must reach on the SynthAffect test split (fractions).
 TARGETS = {"mer_accuracy": 0.90, "msa_waf": 0.90, "mir_accuracy": 0.90, "ovmer_fscore": 0.70,
            "erg_emotion_accuracy": 0.80}
@@ -55,21 +57,51 @@ def _split_figures(results: dict) -> dict[str, Any]:
     return out
 
 
-def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corpus: Path) -> dict[str, Any]:
+def _check_scored(split: str, figures_: dict, scored: dict) -> None:
+    """The bootstrap's own computation of each headline figure must equal the benchmark's: never report both."""
+    for key in TARGETS:
+        ours, theirs = scored["p2e"][key]["value"], figures_[key]
+        if theirs is None or abs(ours - theirs) > 1e-6:
+            raise RuntimeError(f"{split}: {key} is {theirs} in the benchmark but {ours} when recomputed per clip "
+                               "for its interval; the two scorings disagree")
+
+
+def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corpus: Path, checks: dict,
+             scored: dict) -> dict[str, Any]:
+    """report.json: test figures at the top (targets, intervals, baselines), the same under "dev", diagnostics."""
     report = _split_figures(results)  # the test split
     p2e = report["all_figures"]
     report["targets"] = {k: {"target": t, "value": p2e[k], "met": p2e[k] is not None and p2e[k] >= t}
                          for k, t in TARGETS.items()}
-    report["per_cue_accuracy"] = {cue: v["accuracy"] for cue, v in ablation["none"].items()}
-    report["modality_ablation"] = _ablation_summary(ablation)
+    report["per_cue_accuracy"] = {cue: v["accuracy"] for cue, v in ablation["test"]["none"].items()}
+    report["modality_ablation"] = _ablation_summary(ablation["test"])
     report["dev"] = _split_figures(results["dev"])  # where the demo's settings are chosen
+    report["dev"]["per_cue_accuracy"] = {cue: v["accuracy"] for cue, v in ablation["dev"]["none"].items()}
+    report["dev"]["modality_ablation"] = _ablation_summary(ablation["dev"])
+    for split, figs, where in (("test", p2e, report), ("dev", report["dev"]["all_figures"], report["dev"])):
+        _check_scored(split, figs, scored[split])
+        where["intervals"] = {k: [v["low"], v["high"]] for k, v in scored[split]["p2e"].items()}
+        where["baselines"] = {name: {k: v["value"] for k, v in figures_.items()}
+                              for name, figures_ in scored[split].items() if name != "p2e"}
+        where["baseline_intervals"] = {name: {k: [v["low"], v["high"]] for k, v in figures_.items()}
+                                       for name, figures_ in scored[split].items() if name != "p2e"}
+    report["diagnostics"] = {**checks, "note": (
+        "probes: logistic regression on one vector per clip (encoder features averaged over frames or "
+        "windows; branch tokens averaged), fitted on the training clips; branches are probed on what "
+        "their modality shows, the fused token and all tokens on the clip's emotion. stand_in_heads_dev: "
+        "the encoder stand-ins' own heads on dev clips (the frames and audio window they were trained on). "
+        "baselines: chance is a uniformly random answer per clip (seeded), majority the training split's "
+        "commonest answer, text_only the same model with video and audio masked. intervals: 95% "
+        f"percentile bootstrap over clips ({BOOTSTRAP} resamples).")}
     report["pretraining"] = pretraining
     report["stages_seconds"] = clock.stages
     report["minutes"] = round(clock.minutes, 2)
-    report["setup"] = {"clips": opts.clips, "seed": opts.seed, "corpus": str(corpus),
+    report["setup"] = {"clips": opts.clips, "split_fractions": list(opts.split_fractions), "seed": opts.seed,
+                       "corpus": str(corpus),
                        "p2e_config": str(Path(opts.p2e_config).resolve()),
                        "joint_config": str(Path(opts.joint_config).resolve()) if opts.joint_config else None,
-                       "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "torch": torch.__version__, "threads": opts.threads,
+                       "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                        "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
     return report
 
@@ -78,23 +110,55 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+def _interval(pair) -> str:
+    return f"[{_pct(pair[0])}, {_pct(pair[1])}]"
+
+
+def _figure_rows(where: dict, targets: dict | None) -> list[str]:
+    head = "| figure | target | P2E | 95% interval | text only | majority | chance |"
+    rows = [head, "|---|---|---|---|---|---|---|"]
+    for key in TARGETS:
+        base = where["baselines"]
+        target = f"{_pct(targets[key]['target'])}{' (met)' if targets[key]['met'] else ''}" if targets else "–"
+        rows.append(f"| {LABELS[key]} | {target} | {_pct(where['all_figures'][key])} | {_interval(where['intervals'][key])}"
+                    f" | {_pct(base['text_only'][key])} | {_pct(base['majority'][key])} | {_pct(base['chance'][key])} |")
+    return rows
+
+
+def _diagnostic_rows(diag: dict) -> list[str]:
+    rows = ["| stage | probed on | dev | test | dev, clips it carries | test, clips it carries |",
+            "|---|---|---|---|---|---|"]
+    for stage, row in diag["probes"].items():
+        own = [k for k in row if k.startswith("dev_") and k.endswith("_cue_clips")]
+        if len(own) == 1:
+            cue = [_pct(row[own[0]]), _pct(row["test" + own[0][3:]])]
+        else:
+            cue = [" / ".join(_pct(row[f"{s}_{c}_cue_clips"]) for c in ("face", "voice", "text")) + " (face / voice / text)"
+                   for s in ("dev", "test")]
+        rows.append(f"| {stage} | {row['label']} | {_pct(row['dev'])} | {_pct(row['test'])} | {cue[0]} | {cue[1]} |")
+    return rows
+
+
 def markdown(report: dict, results: dict) -> str:
+    setup = report["setup"]
     lines = ["# Nano-EmoX demo report", "",
-             f"Tiny preset, SynthAffect ({report['setup']['clips']} clips, seed {report['setup']['seed']}), "
-             f"P2E curriculum; {report['minutes']:.1f} minutes for this invocation (a rerun in the same folder "
-             "reuses finished stages).", "",
-             "## Test split, P2E model", "", "| figure | target | ours | met |", "|---|---|---|---|"]
-    for key, t in report["targets"].items():
-        lines.append(f"| {LABELS[key]} | {_pct(t['target'])} | {_pct(t['value'])} | {'yes' if t['met'] else 'no'} |")
+             f"Tiny preset, SynthAffect ({setup['clips']} clips, seed {setup['seed']}), P2E curriculum, "
+             f"{setup['threads']} threads; {report['minutes']:.1f} minutes for this invocation (a rerun in the "
+             "same folder reuses finished stages). Every generator is seeded and the thread count pinned: a "
+             "second run on the same machine writes the same figures and weights.", "",
+             "## Test split", "",
+             "Baselines: *text only* is the same model with video and audio masked; *majority* answers the "
+             "training split's commonest answer for every clip; *chance* a uniformly random one (seeded). "
+             "Intervals: 95% bootstrap over clips.", ""]
+    lines += _figure_rows(report, report["targets"])
     lines += ["", "Every column of the benchmark (percent):", "", results["p2e"]["table"], ""]
     dev = report["dev"]
-    lines += ["## Dev split", "", "The demo's settings (stand-in pre-training, phase lengths, learning rates) were "
-              "chosen on this split; the test split above is only reported.", "",
-              "| figure | P2E | joint |" if dev["p2e_vs_joint"] else "| figure | P2E |",
-              "|---|---|---|" if dev["p2e_vs_joint"] else "|---|---|"]
-    for key in COLUMNS:
-        joint = f" {_pct(dev['p2e_vs_joint'][key]['joint'])} |" if dev["p2e_vs_joint"] else ""
-        lines.append(f"| {LABELS[key]} | {_pct(dev['all_figures'][key])} |{joint}")
+    lines += ["## Dev split", "", "The demo's settings (stand-in pre-training, phase lengths, learning rates, "
+              "sampling) were chosen on this split; the test split above is only reported.", ""]
+    lines += _figure_rows(dev, None)
+    if dev["p2e_vs_joint"]:
+        lines += ["", "| figure | P2E | joint |", "|---|---|---|"]
+        lines += [f"| {LABELS[k]} | {_pct(v['p2e'])} | {_pct(v['joint'])} |" for k, v in dev["p2e_vs_joint"].items()]
     lines.append("")
     lines += ["## Which modality carries the answer", "",
               "MER accuracy on test clips whose emotion lives only in one modality, with nothing masked and "
@@ -105,21 +169,30 @@ def markdown(report: dict, results: dict) -> str:
         cells = [f"{_pct(row.get(c))} (n={groups[masked].get(c, {}).get('n', 0)})" for c in ("face", "voice", "text")]
         lines.append(f"| {masked} | " + " | ".join(cells) + " |")
     lines += ["", "![ablation](ablation.png)", ""]
+    diag = report["diagnostics"]
+    heads = ", ".join(f"{k} {_pct(v)}" for k, v in diag["stand_in_heads_dev"].items()) or "none kept"
+    lines += ["## Where the signal is", "",
+              "Linear probes (logistic regression fitted on the training clips) of each stage. Encoder stages are "
+              "the frozen stand-ins' cached features; token stages are the trained model's branch outputs. A branch "
+              "is probed on what its modality shows, the fused token and all tokens on the clip's emotion; the last "
+              "two columns keep the clips whose emotion that modality carries (for the fused token: face-, voice- "
+              "and text-cue clips).", ""]
+    lines += _diagnostic_rows(diag)
+    lines += ["", f"The encoder stand-ins' own heads on dev (what the modality shows): {heads}.", ""]
     if report["p2e_vs_joint"]:
         lines += ["## P2E against joint training (same number of steps)", "", "| figure | P2E | joint |",
                   "|---|---|---|"]
         for key, pair in report["p2e_vs_joint"].items():
             lines.append(f"| {LABELS[key]} | {_pct(pair['p2e'])} | {_pct(pair['joint'])} |")
         lines += ["", "![p2e vs joint](p2e_vs_joint.png)", "",
-                  "One seed, one corpus: the difference between the two can be within run-to-run variation. "
-                  "`benchmarks/p2e_vs_joint.py` trains both over several seeds and reports mean and standard "
-                  "deviation.", ""]
+                  "One seed, one corpus: `benchmarks/p2e_vs_joint.py` trains both over several seeds and reports "
+                  "mean and standard deviation.", ""]
     lines += ["## Time", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {sec} |" for name, sec in report["stages_seconds"].items()]
     pre = report["pretraining"]
     lines += ["", "Backbone stand-in pre-training (tiny preset only, training split): "
               + ", ".join(f"{k} {v:.3f}" for k, v in pre.items() if isinstance(v, float)) + ".", "",
-              "Loss curves: `p2e/loss.png`, `joint/loss.png`. Confusion matrices: `eval_p2e/`.", ""]
+              "Loss curves: `p2e/loss.png`. Confusion matrices: `eval_p2e/`.", ""]
     return "\n".join(lines)
 
 

@@ -121,7 +121,7 @@ def _intent(text: str | None, record: Record) -> str | None:
     return _task("mir").parse(text, candidates=record.candidates) if text is not None else None
 
 
-def _erg_parse(text: str | None) -> tuple[str | None, str | None]:
+def parse_erg(text: str | None) -> tuple[str | None, str | None]:
     """(speaker emotion, reply) of an ERG generation; (None, None) when missing."""
     if text is None:
         return None, None
@@ -129,7 +129,12 @@ def _erg_parse(text: str | None) -> tuple[str | None, str | None]:
     return parsed.get("emotion"), parsed.get("reply")
 
 
-def _msa_reference(target: Any) -> float:
+def erg_reference(record: Record) -> str:
+    """The reference speaker emotion of an ERG record (its target's `speaker_emotion`, or the target itself)."""
+    return str(record.target.get("speaker_emotion") if isinstance(record.target, dict) else record.target)
+
+
+def msa_reference(target: Any) -> float:
     if isinstance(target, str):
         return {"positive": 1.0, "negative": -1.0}.get(target.strip().lower(), 0.0)
     return float(target)
@@ -169,7 +174,7 @@ def score_ovf(name, records, texts, ctx) -> list[dict]:
 
 def score_waf(name, records, texts, ctx) -> list[dict]:
     """MSA WAF: each answer -> sentiment directly, or through its emotion words (`eval.sentiment`)."""
-    refs = [_msa_reference(r.target) for r in records]
+    refs = [msa_reference(r.target) for r in records]
     classifier = ctx["sentiment"]
     present = [i for i, t in enumerate(texts) if t is not None]
     found = dict(zip(present, classifier.classify_many([texts[i] for i in present])))
@@ -189,8 +194,8 @@ def score_intent(name, records, texts, ctx) -> list[dict]:
 
 
 def score_erg(name, records, texts, ctx) -> list[dict]:
-    parsed = [_erg_parse(t) for t in texts]
-    refs = [str(r.target.get("speaker_emotion") if isinstance(r.target, dict) else r.target) for r in records]
+    parsed = [parse_erg(t) for t in texts]
+    refs = [erg_reference(r) for r in records]
     # A missing reply becomes "", which has no n-grams and so is left out of Dist-n.
     res = erg_scores([reply or "" for _, reply in parsed], [e for e, _ in parsed], refs,
                      coarse_map=ctx.get("coarse_map"))

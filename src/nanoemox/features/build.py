@@ -118,7 +118,7 @@ class _ShardWriter:
         if self.index["fields"] and self.index["fields"] != specs:
             raise FeatureCacheError(f"{self.folder}: new features {specs} do not match the cache's {self.index['fields']}")
         name = _next_shard_name(self.index)
-        self.index["shards"][name] = write_shard(self.folder, name, keys, rows)
+        self.index["shards"][name] = write_shard(self.folder, name, rows)
         self.index["fields"] = specs
         for row_number, key in enumerate(keys):
             self.index["entries"][key] = [name, row_number]

@@ -106,10 +106,13 @@ def write_index(folder: str | os.PathLike, index: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- shards
 
 
-def write_shard(folder: Path, name: str, keys: Sequence[str], rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
+def write_shard(folder: Path, name: str, rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """Stack per-media rows into one shard file; return its index record (checksum, size, rows)."""
     tensors = {field: torch.stack([row[field] for row in rows]).contiguous() for field in rows[0]}
-    data = save(tensors, metadata={"format": "pt", "keys": json.dumps(list(keys))})
+    # One metadata entry only: safetensors writes its metadata in hash-map order, so with two
+    # entries the same shard would come out as different bytes from run to run. The keys of
+    # the rows are in index.json ("entries").
+    data = save(tensors, metadata={"format": "pt"})
     atomic_write_bytes(folder / name, data)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": len(rows)}
 

@@ -1,7 +1,8 @@
 """Empathetic response generation (AvaMERG) metrics: emotion accuracy, coarse hit rate, Dist-n.
 
 - `emotion_accuracy`: the predicted fine-grained speaker emotion equals the reference
-  (case-insensitive).
+  (case-insensitive), with word variants folded as MER's parser folds them
+  (`nanoemox.tasks.parsing.fold_variant`: "angry" counts as "anger", "scared" as "fear").
 - `coarse_hit_rate`: both fine labels mapped to the 7 coarse emotions + neutral agree;
   a label missing from the fine -> coarse table is a miss, never an error.
 - `dist1`, `dist2`: lexical diversity of the replies; per reply, distinct n-grams /
@@ -80,11 +81,13 @@ def erg_scores(
             f"erg_scores: {len(responses)} responses, {len(predicted_emotions)} predicted "
             f"emotions and {len(references)} references; all three must match"
         )
+    from nanoemox.tasks.parsing import fold_variant  # lazily: tasks may import metrics
+
     table = {str(k).lower(): str(v).lower() for k, v in (coarse_map or default_coarse_map()).items()}
     exact, coarse = 0, 0
     for pred, ref in zip(predicted_emotions, references):
         pred, ref = _norm(pred), _norm(ref)
-        exact += int(pred is not None and pred == ref)
+        exact += int(pred is not None and (pred == ref or fold_variant(pred) == fold_variant(ref)))
         pred_c, ref_c = table.get(pred or ""), table.get(ref or "")
         coarse += int(pred_c is not None and pred_c == ref_c)
     total = len(references)

@@ -107,6 +107,16 @@ def _variant_tokens(tokens: Iterable[str]) -> list[str]:
     return [_VARIANT_KEY.get(t, t) for t in tokens]
 
 
+def fold_variant(word: str | None) -> str | None:
+    """A label word folded onto its variant group's first form ("angry" -> "anger", "Glad" -> "happy").
+
+    The same folding `find_label` applies; a word of no group comes back normalised
+    (lower-case); None and empty text give None.
+    """
+    key = normalise(word)
+    return _VARIANT_KEY.get(key, key) or None
+
+
 def find_label(text: str | None, labels: Sequence[str]) -> str | None:
     """The label of `labels` that the text names first, or None.
 

@@ -34,6 +34,9 @@ class PhaseConfig:
     datasets: list[str] | None = None  # keep only these source datasets (None: all)
     where: dict[str, list] | None = None  # keep records whose extra[key] is one of the values
     mixture_mode: str = "task"  # "task": true per-sample task probabilities; "dataset": the authors' mode
+    # Tasks (mer, mir, msa) whose draws pick the answer's class uniformly first (data.mixture);
+    # the task shares stay as `tasks` says.
+    balance: list[str] | None = None
     schedule: str = "cosine"
     warmup_steps: int = 0
     micro_batch: int = 3

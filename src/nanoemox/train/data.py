@@ -60,7 +60,7 @@ def phase_mixture(records: Sequence[Record], phase: PhaseConfig, seed: int) -> T
             + (f" where {phase.where}" if phase.where else "")
         )
     weights = {t: w for t, w in phase.tasks.items() if w > 0}
-    return TaskMixture(by_task, weights, mode=phase.mixture_mode, seed=seed)
+    return TaskMixture(by_task, weights, mode=phase.mixture_mode, seed=seed, balance=phase.balance or ())
 
 
 class UnreadableData(ValueError):

@@ -1,0 +1,268 @@
+"""Where the demo's signal is, stage by stage: linear probes, the stand-ins' own heads, baselines, intervals.
+
+Everything here reads what the demo already has: the feature cache of the frozen
+encoders (one row per clip), the trained model's branches, the stand-ins' heads and the
+evaluation's predictions. Nothing is trained on dev or test: a probe is fitted on the
+training clips and only scored on dev and test.
+
+- **Probes.** For each stage, a logistic-regression probe (scikit-learn, standardised
+  inputs) reads one vector per clip:
+  - the frozen encoders' features (scene: CLS of the sampled frames, speech: the
+    windows' pooled vectors, face: per-frame face features; each averaged over frames
+    or windows) and, after P2E, each branch's tokens (averaged) and the fused token;
+  - a branch is probed on what its modality *shows* (`extra.shown`: the face for scene
+    and face, the voice for speech); its accuracy is given on all clips and on the
+    clips whose emotion that modality carries; the fused token and all tokens together
+    are probed on the clip's emotion.
+- **Stand-ins' own heads**: the linear heads the encoder stand-ins were trained with,
+  applied to the cached features of dev clips (the same frames and audio window).
+- **Baselines** of every headline figure, scored by the benchmark's own scorer: a
+  uniformly random answer per clip (seeded), the training split's majority answer for
+  every clip, and the P2E model with video and audio masked (blank video, silence: the
+  subtitle or dialogue alone).
+- **95% intervals**: percentile bootstrap over the clips of each task (1,000 resamples,
+  seeded).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from nanoemox.data.manifest import Record
+from nanoemox.data.synth import EMOTIONS
+from nanoemox.features import FeatureCache, media_key, stack_features
+
+logger = logging.getLogger(__name__)
+
+HEADS_FILE = "stand_in_heads.safetensors"
+BOOTSTRAP_RESAMPLES = 1000
+# Which of a clip's modalities each branch sees.
+BRANCH_MODALITY = {"scene": "face", "speech": "voice", "face": "face"}
+
+
+@dataclass
+class Clips:
+    """One row per clip of one split: its features and labels (from its MER record)."""
+
+    keys: list[str]
+    emotion: np.ndarray  # [N] index into EMOTIONS
+    shown: dict[str, np.ndarray]  # modality -> [N] index of the emotion it shows
+    cue_group: list[str]
+    features: dict[str, torch.Tensor]  # stacked cache rows
+
+
+def clips_of(records: Sequence[Record], cache: FeatureCache, split: str) -> Clips:
+    """The split's clips with cached features, labelled by their MER record."""
+    rows = [r for r in records if r.split == split and r.task == "mer" and media_key(r) in cache]
+    if not rows:
+        raise ValueError(f"no MER record of split {split!r} has cached features: the probes have nothing to read")
+    index = {e: i for i, e in enumerate(EMOTIONS)}
+    shown = {m: np.array([index[r.extra["shown"][m]] for r in rows]) for m in ("face", "voice", "text")}
+    features = [cache.get(media_key(r)) for r in rows]
+    stacked = {name: torch.stack([f[name] for f in features]).float() for name in features[0]}
+    return Clips([media_key(r) for r in rows], np.array([index[r.target] for r in rows]), shown,
+                 [r.extra.get("cue_group", "?") for r in rows], stacked)
+
+
+@torch.no_grad()
+def stage_vectors(clips: Clips, model=None, batch: int = 64) -> dict[str, np.ndarray]:
+    """One vector per clip and stage: encoder features, and with a model its branch tokens and fused token."""
+    f = clips.features
+    out = {"encoder/scene": f["scene_cls"].mean(1), "encoder/speech": f["speech_clips"].mean(1),
+           "encoder/face": f["face_frames"].mean(1)}
+    if model is not None:
+        model.eval()
+        parts: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(clips.keys), batch):
+            rows = [{k: v[i] for k, v in f.items()} for i in range(start, min(start + batch, len(clips.keys)))]
+            tokens = model.modality_tokens(stack_features(rows, dtype=torch.float32))
+            for name, t in tokens.items():  # [B, N_m, D] -> [B, D]
+                parts.setdefault(name, []).append(t.float().mean(1))
+        for name in ("scene", "speech", "face"):
+            out[f"tokens/{name}"] = torch.cat(parts[name])
+        out["tokens/fusion"] = torch.cat(parts["fusion"])
+        out["tokens/all"] = torch.cat([out[f"tokens/{m}"] for m in ("fusion", "speech", "face", "scene")], dim=1)
+    return {k: v.double().numpy() for k, v in out.items()}
+
+
+def _probe(x: np.ndarray, y: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(x, y)
+
+
+def probes(train: Clips, splits: dict[str, Clips], model=None) -> dict[str, dict]:
+    """Probe accuracy of every stage on each split (fitted on `train`)."""
+    vectors = {name: stage_vectors(c, model) for name, c in {"train": train, **splits}.items()}
+    out: dict[str, dict] = {}
+    for stage in vectors["train"]:
+        branch = stage.split("/")[1]
+        modality = BRANCH_MODALITY.get(branch)
+        target = (lambda c: c.shown[modality]) if modality else (lambda c: c.emotion)
+        fitted = _probe(vectors["train"][stage], target(train))
+        row: dict[str, Any] = {"label": f"what the {modality} shows" if modality else "the clip's emotion"}
+        for name, clips in splits.items():
+            hit = fitted.predict(vectors[name][stage]) == target(clips)
+            row[name] = float(hit.mean())
+            groups = ([g for g in set(clips.cue_group) if modality in g.split("+")] if modality
+                      else ["face", "voice", "text"])
+            for group in groups if not modality else [None]:
+                chosen = (np.array([modality in g.split("+") for g in clips.cue_group]) if modality
+                          else np.array([g == group for g in clips.cue_group]))
+                key = f"{name}_{modality}_cue_clips" if modality else f"{name}_{group}_cue_clips"
+                row[key] = float(hit[chosen].mean()) if chosen.any() else None
+        out[stage] = row
+    return out
+
+
+# ---------------------------------------------------------------------- the stand-ins' own heads
+
+
+def save_heads(heads: dict[str, torch.nn.Linear], folder: Path) -> None:
+    from nanoemox.utils import atomic_save_safetensors
+
+    tensors = {f"{name}.{p}": t for name, head in heads.items() for p, t in head.state_dict().items()}
+    atomic_save_safetensors(tensors, folder / HEADS_FILE)
+
+
+def stand_in_accuracy(folder: Path, clips: Clips, frames: Sequence[int], windows: Sequence[int]) -> dict[str, float]:
+    """Accuracy of the encoder stand-ins' own heads on `clips`, on the frames and window they were trained on."""
+    from safetensors.torch import load_file
+
+    path = folder / HEADS_FILE
+    if not path.is_file():
+        return {}
+    weights = load_file(path)
+    out = {}
+    for name, field, modality, picks in (("vision", "scene_cls", "face", frames),
+                                          ("speech", "speech_clips", "voice", windows)):
+        if f"{name}.weight" not in weights:
+            continue
+        x = clips.features[field][:, list(picks)]  # [N, K, D]
+        logits = x @ weights[f"{name}.weight"].T + weights[f"{name}.bias"]  # [N, K, classes]
+        y = torch.as_tensor(clips.shown[modality])[:, None].expand(-1, len(picks))
+        out[name] = float((logits.argmax(-1) == y).float().mean())
+    return out
+
+
+# ---------------------------------------------------------------------- per-sample scores, intervals
+
+
+def _per_sample(figure: str, records: list[Record], texts: list[str | None]) -> tuple[list, Callable[[list], float]]:
+    """The per-clip items of a headline figure and the function that turns a list of them into the figure."""
+    from nanoemox.eval.extract import EmotionExtractor
+    from nanoemox.eval.scoring import erg_reference, parse_erg
+    from nanoemox.eval.sentiment import sentiment_classifier
+    from nanoemox.metrics import erg_scores, ov_fscore, sentiment_waf
+    from nanoemox.metrics.wheel import load_tables
+    from nanoemox.tasks import get_task
+
+    if figure in ("mer_accuracy", "mir_accuracy"):
+        task = get_task(figure.split("_")[0])
+        hits = [int(t is not None and task.parse(t, r.candidates) == r.target) for r, t in zip(records, texts)]
+        return hits, lambda items: float(np.mean(items))
+    if figure == "erg_emotion_accuracy":
+        coarse = {e: e for e in EMOTIONS}
+        hits = [erg_scores([""], [parse_erg(t)[0]], [erg_reference(r)], coarse_map=coarse)["emotion_accuracy"]
+                for r, t in zip(records, texts)]
+        return hits, lambda items: float(np.mean(items))
+    extractor = EmotionExtractor()
+    if figure == "msa_waf":
+        from nanoemox.eval.scoring import msa_reference
+
+        found = sentiment_classifier(extractor).classify_many([t or "" for t in texts])
+        items = [(f[0] if t is not None else ("negative" if msa_reference(r.target) > 0 else "positive"),
+                  msa_reference(r.target)) for (r, t), f in zip(zip(records, texts), found)]
+        return items, lambda it: sentiment_waf([p for p, _ in it], [ref for _, ref in it])["waf"]
+    if figure == "ovmer_fscore":
+        tables = load_tables()
+        words = extractor.extract_many([t or "" for t in texts])
+        items = [(w if t is not None else [], list(r.target)) for (r, t), w in zip(zip(records, texts), words)]
+        return items, lambda it: ov_fscore([w for w, _ in it], [g for _, g in it], tables)["fscore"]
+    raise KeyError(figure)
+
+
+TASK_OF = {"mer_accuracy": "mer", "msa_waf": "msa", "mir_accuracy": "mir", "ovmer_fscore": "ovmer",
+           "erg_emotion_accuracy": "erg"}
+
+
+def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: int = 0,
+                resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, dict[str, float]]:
+    """Each headline figure of `texts` (id -> answer) with its 95% percentile-bootstrap interval."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for figure, task in TASK_OF.items():
+        chosen = [r for r in records if r.task == task]
+        items, metric = _per_sample(figure, chosen, [texts.get(r.id) for r in chosen])
+        draws = [metric([items[i] for i in rng.integers(0, len(items), len(items))]) for _ in range(resamples)]
+        low, high = np.percentile(draws, [2.5, 97.5])
+        out[figure] = {"value": metric(items), "low": float(low), "high": float(high), "n": len(items)}
+    return out
+
+
+# ---------------------------------------------------------------------- baselines
+
+
+def _answer(task: str, label: Any, record: Record) -> str:
+    """The answer text a model would give for `label` (the task's own answer format)."""
+    from nanoemox.data.synth.vocab import ovmer_words, sentiment
+    from nanoemox.tasks import get_task
+
+    if task == "msa":
+        return sentiment(label)
+    if task == "ovmer":
+        return ", ".join(ovmer_words(*label))
+    if task == "erg":
+        fields = {k: "" for k in ("event_scenario", "emotion_cause", "goal_to_response", "reply")}
+        return get_task("erg").format_target({**fields, "speaker_emotion": label})
+    return str(label)
+
+
+def _label(task: str, record: Record) -> Any:
+    """The label a constant baseline answers with, read from a training record."""
+    if task == "msa":
+        return record.extra["emotion"]
+    if task == "ovmer":
+        return record.extra["emotion"], record.extra["intensity"]
+    if task == "erg":
+        return record.target["speaker_emotion"]
+    return record.target
+
+
+def baseline_answers(records: Sequence[Record], train: Sequence[Record], seed: int = 0) -> dict[str, dict[str, str]]:
+    """Answers of the "chance" (uniformly random label, seeded) and "majority" (training's commonest) baselines."""
+    from nanoemox.data.synth.vocab import INTENSITIES, INTENTS
+
+    rng = random.Random(seed)
+    options = {"mer": list(EMOTIONS), "msa": list(EMOTIONS), "erg": list(EMOTIONS), "mir": list(INTENTS),
+               "ovmer": [(e, i) for e in EMOTIONS for i in INTENSITIES]}
+    out: dict[str, dict[str, str]] = {"chance": {}, "majority": {}}
+    for task in TASK_OF.values():
+        counts = Counter(_label(task, r) for r in train if r.task == task)
+        majority = max(counts, key=lambda k: (counts[k], str(k)))
+        for r in (r for r in records if r.task == task):
+            out["chance"][r.id] = _answer(task, rng.choice(options[task]), r)
+            out["majority"][r.id] = _answer(task, majority, r)
+    return out
+
+
+def read_predictions(folder: Path) -> dict[str, str | None]:
+    from nanoemox.eval.harness import PREDICTIONS_FILE
+
+    out = {}
+    with open(folder / PREDICTIONS_FILE, encoding="utf-8") as fh:
+        for line in fh:
+            entry = json.loads(line)
+            out[entry["id"]] = entry.get("prediction")
+    return out
