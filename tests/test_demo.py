@@ -76,67 +76,117 @@ def _synth_records(n: int = 40):
     return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
 
 
-def test_language_stand_in_never_sees_the_tasks(tiny_config, tiny_tokenizer):
-    """The language stand-in reads subtitles, dialogue lines, feelings and generic instructions:
-    never a task instruction, a task identifier, an answer format, a long answer or a dev/test text."""
-    import random
-
-    from nanoemox.demo.language import framed_samples, language_corpus, language_texts
+def _stand_in_reading(tmp_path, records):
+    """Exactly what the demo's language stand-in reads, built by the demo's own functions with its
+    default settings: every kind of sample it draws from, decoded, and the tokenizer's training texts
+    (the word list included). Returns (kind -> texts, tokenizer, processor)."""
+    from nanoemox.demo.pipeline import demo_tokenizer, stand_in_config
+    from nanoemox.demo.pretrain import language_samples, tokenizer_texts
     from nanoemox.processor import NanoEmoXProcessor
+
+    opts = DemoOptions(out=tmp_path / "demo")
+    config, tokenizer = demo_tokenizer(opts, records)
+    processor = NanoEmoXProcessor.from_config(config, tokenizer)
+    samples = language_samples(processor, stand_in_config(opts))
+    reading = {kind: [tokenizer.decode(ids) for ids, _ in items] for kind, items in samples.items()}
+    reading["tokenizer texts"] = tokenizer_texts(records, stand_in_config(opts))
+    return reading, samples, processor
+
+
+def _forbidden(records) -> dict[str, str]:
+    """Texts the stand-in must never read -> why: every dev/test clip's words, every sentence SynthAffect's
+    wording tables can produce (subtitles, remarks, dialogue lines, ERG scenarios, goals and replies), every
+    task identifier and instruction, the answer templates and every long answer."""
+    from nanoemox.data.synth import text as wording
     from nanoemox.tasks import TASKS, get_task
 
-    records = _synth_records()
-    processor = NanoEmoXProcessor.from_config(tiny_config, tiny_tokenizer)
-    corpus = language_corpus(tiny_tokenizer, language_texts(records, seed=0, feelings=400, instructions=400))
-    corpus["framed"] = framed_samples(processor, records, random.Random(0), 400)
-    assert {k: len(v) > 0 for k, v in corpus.items()} == {"corpus": True, "feelings": True, "instructions": True,
-                                                          "framed": True}
-    # Framed requests sit in the whole prompt framing: every placeholder, then the words of a training clip.
-    ids, labels = corpus["framed"][0]
-    assert sum(int(t) in set(processor.placeholder_ids.values()) for t in ids) == sum(processor.token_counts.values())
-    texts = [tiny_tokenizer.decode(ids) for kind in corpus.values() for ids, _ in kind]
-    joined = "\n".join(texts)
+    out = {}
+    for act, templates in wording.ACT_TEMPLATES.items():
+        out.update({t.format(topic=e.topic): f"subtitle ({act})" for t in templates for e in wording.EVENTS})
+    out.update({r: "remark" for by in wording.EMOTION_REMARKS.values() for rs in by.values() for r in rs if r})
+    out.update({e.opener: "dialogue opener" for e in wording.EVENTS})
+    out.update({e.scenario: "ERG scenario" for e in wording.EVENTS})
+    out.update({t: "dialogue line" for t in wording.HISTORY_PROMPTS + wording.LISTENER_OPENERS})
+    out.update({g: "ERG goal" for g in wording.GOALS.values()})
+    out.update({t.format(topic=e.topic): "ERG reply" for ts in wording.REPLIES.values() for t in ts
+                for e in wording.EVENTS})
     for name, task in TASKS.items():
         if task.identifier:
-            assert task.identifier not in joined, task.identifier
+            out[task.identifier] = f"{name} identifier"
         for template in task.templates + task.candidate_templates:
-            fragment = template.split("{")[0].strip()[:40]
-            assert len(fragment) < 12 or fragment not in joined, (name, fragment)
-    assert "<think>" not in joined and "emotion of the speaker" not in joined
-    long_answers = {get_task(r.task).format_target(r.target) for r in records if r.task in ("eri", "erg", "ovmer")}
-    assert not [a for a in long_answers if a in joined]
-    train_texts = {r.text for r in records if r.split == "train" and r.text}
-    train_joined = "\n".join(train_texts)
-    held_out = {r.text for r in records if r.split != "train" and r.text if r.text not in train_joined}
-    assert held_out and not [t for t in held_out if t in joined]
-    # Generic turns: the answer is learned, the request is not; corpus texts are read whole.
-    ids, labels = corpus["instructions"][0]
+            out.update({part.strip(): f"{name} instruction" for part in template.split("{candidates}")
+                        if len(part.strip()) >= 12})
+    out.update({f: "answer template" for f in ("<think>", "</think>", "Event scenario:", "Speaker's emotion:",
+                                               "the emotion of the speaker is", "Emotion cause:",
+                                               "Goal of the response:", "Despite the polite smile", "Judging by")})
+    out.update({get_task(r.task).format_target(r.target): f"{r.task} answer" for r in records
+                if r.task in ("eri", "erg", "ovmer")})
+    for r in records:
+        if r.split != "train":
+            for text in [r.text] + [turn["text"] for turn in r.history or []]:
+                if text:
+                    out[text] = f"{r.split} clip {r.id}"
+    return out
+
+
+def _leaks(reading: dict[str, list[str]], forbidden: dict[str, str]) -> list[str]:
+    def norm(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    found = []
+    for kind, texts in reading.items():
+        haystack = "\n".join(norm(t) for t in texts)
+        found += [f"{kind}: {why}: {text!r}" for text, why in forbidden.items() if norm(text) in haystack]
+    return found
+
+
+def test_language_stand_in_reads_no_task_and_no_synthaffect_text(tmp_path):
+    """What the demo's language stand-in reads (every source, the copying samples and the tokenizer's
+    word list) holds no dev/test clip's text, no sentence of SynthAffect's wording tables, no task
+    instruction or identifier, no answer template and no answer; one such text added is caught."""
+    records = _synth_records(60)
+    reading, samples, processor = _stand_in_reading(tmp_path, records)
+    assert set(reading) == {"sentences", "feelings", "instructions", "copying", "framed", "tokenizer texts"}
+    assert all(reading.values())
+    forbidden = _forbidden(records)
+    assert len([w for w in forbidden.values() if w.startswith(("dev", "test"))]) > 10
+    assert _leaks(reading, forbidden) == []
+    # The check catches one such text wherever it is added (a mutation of the reading).
+    from nanoemox.tasks import get_task
+
+    test_text = next(t for t, why in forbidden.items() if why.startswith("test clip"))
+    for kind, text in (("feelings", test_text), ("sentences", "I am over the moon about it!"),
+                       ("instructions", get_task("mer").templates[2]), ("copying", "[Intent]")):
+        mutated = {**reading, kind: reading[kind] + [f"Anna said: {text}"]}
+        assert len(_leaks(mutated, forbidden)) == 1, kind
+    # Framed requests sit in the whole prompt framing: every placeholder, then everyday words.
+    ids, labels = samples["framed"][0]
+    placeholders = set(processor.placeholder_ids.values())
+    assert sum(int(t) in placeholders for t in ids) == sum(processor.token_counts.values())
+    # Generic turns: the answer is learned, the request is not; everyday sentences are read whole.
+    ids, labels = samples["instructions"][0]
     assert (labels == -100).sum() > 0 and (labels != -100).sum() > 0
-    ids, labels = corpus["corpus"][0]
+    ids, labels = samples["sentences"][0]
     assert bool((labels == ids).all())
 
 
-def test_demo_tokenizer_fits_only_what_the_stand_in_reads(tiny_config):
-    """The demo's tokenizer is fitted to the stand-in's texts alone (no bundled task text), and with
-    copying the stand-in reads every token of the vocabulary: nothing P2E trains on is unread."""
-    from nanoemox.demo.language import copy_samples, flat_texts, language_corpus, language_texts, token_coverage
-    from nanoemox.demo.pretrain import _task_tokens
-    from nanoemox.processor import NanoEmoXProcessor
-    from nanoemox.tokenizer import build_tiny_tokenizer
+def test_demo_tokenizer_is_read_whole_by_the_stand_in(tmp_path):
+    """The demo's own tokenizer is fitted to the stand-in's texts and an English word list (no bundled task
+    text, no identifier), and the stand-in's copying reads every token of it: nothing P2E trains on is unread."""
+    from nanoemox.demo.language import token_coverage
+    from nanoemox.demo.pretrain import task_tokens, tokenizer_words
 
-    records = _synth_records()
-    texts = language_texts(records, seed=0, feelings=300, instructions=300)
-    tokenizer = build_tiny_tokenizer(tiny_config, flat_texts(texts), bundled=False)
-    bundled = build_tiny_tokenizer(tiny_config, flat_texts(texts))
-    # The bundled text carries the task instructions; without it "[Recognition]" is not one merged piece.
-    assert len(tokenizer("[Recognition]")["input_ids"]) > len(bundled("[Recognition]")["input_ids"])
-    processor = NanoEmoXProcessor.from_config(tiny_config, tokenizer)
-    task = [_task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
-    without = token_coverage(language_corpus(tokenizer, texts), task)
-    with_copies = token_coverage(language_corpus(tokenizer, texts, copies=400), task)
-    assert without < 1.0 and with_copies == 1.0
+    records = _synth_records(60)
+    reading, samples, processor = _stand_in_reading(tmp_path, records)
+    tokenizer = processor.tokenizer
+    words = tokenizer_words(records)
+    assert "happy" in words and not [w for w in words if not w.replace("'", "").replace("-", "").isalpha()]
+    # "[Recognition]" is no merged piece of its own: the tokenizer never saw the identifier.
+    assert len(tokenizer("[Recognition]", add_special_tokens=False)["input_ids"]) > 2
+    task = [task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
+    assert token_coverage(samples, task) == 1.0
     special = set(tokenizer.all_special_ids)
-    read = {int(t) for ids, _ in copy_samples(tokenizer, __import__("random").Random(0), 400) for t in ids}
+    read = {int(t) for ids, _ in samples["copying"] for t in ids}
     assert {i for i in range(len(tokenizer)) if i not in special} <= read
 
 

@@ -58,6 +58,9 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "feeling": tuple(sorted({ADJECTIVE[e] for e in EMOTIONS if e != "neutral"}
                             | {w for e in EMOTIONS if e != "neutral" for ws in OV_WORDS[e].values() for w in ws})),
 }
+# Distractor words: never feeling words, so that no request or answer lists emotion words
+# side by side (the answer form of OV-MER); a feeling is only ever the one right choice.
+PLAIN_WORDS = tuple(w for c, ws in CATEGORIES.items() if c != "feeling" for w in ws)
 # Everyday topics of this module's own (none is a SynthAffect event).
 TOPICS = ("the broken washing machine", "the school play", "the piano lesson", "the chess club", "the parking fine",
           "the cooking class", "the hiking weekend", "the painting course", "the quiz night", "the power cut",
@@ -167,7 +170,8 @@ def _words(sentence: str) -> list[str]:
 
 def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tuple[str, str]]:
     """(request, answer) pairs of generic instruction following over the given sentences."""
-    pool = sorted({w for ws in CATEGORIES.values() for w in ws} | {w.lower() for t in texts for w in _words(t)})
+    feelings = set(CATEGORIES["feeling"])
+    pool = sorted((set(PLAIN_WORDS) | {w.lower() for t in texts for w in _words(t)}) - feelings)
     topics = list(TOPICS)
     out = []
     for _ in range(n):
@@ -187,15 +191,15 @@ def generic_turns(texts: Sequence[str], rng: random.Random, n: int) -> list[tupl
         elif kind == 3:
             category = rng.choice(sorted(CATEGORIES))
             right = rng.choice(CATEGORIES[category])
-            others = [w for c, ws in CATEGORIES.items() if c != category for w in ws]
+            others = [w for w in PLAIN_WORDS if w not in CATEGORIES[category]]
             options = rng.sample(others, 3) + [right]
             rng.shuffle(options)
             article = "an" if category[0] in "aeiou" else "a"
             out.append((f"Which one is {article} {category}: {', '.join(options)}?", right))
         elif kind == 5:
-            category = rng.choice(sorted(CATEGORIES))
+            category = rng.choice(sorted(c for c in CATEGORIES if c != "feeling"))
             right = rng.sample(CATEGORIES[category], rng.randint(1, 3))
-            others = [w for c, ws in CATEGORIES.items() if c != category for w in ws]
+            others = [w for w in PLAIN_WORDS if w not in CATEGORIES[category]]
             options = rng.sample(others, 5 - len(right)) + right
             rng.shuffle(options)
             out.append((f"List every {category} among these words, separated by commas: {', '.join(options)}.",
@@ -304,7 +308,7 @@ def framed_requests(text: str, history: Sequence[dict] | None, rng: random.Rando
     if kind == 2 and topics:
         return "What is the talk about?", topics[0]
     present = rng.choice(words).lower()
-    pool = sorted({w for ws in CATEGORIES.values() for w in ws} - {w.lower() for w in words})
+    pool = sorted(set(PLAIN_WORDS) - {w.lower() for w in words})
     options = rng.sample(pool, 3) + [present]
     rng.shuffle(options)
     return f"Which of these words is said: {', '.join(options)}? Reply with the word.", present

@@ -115,28 +115,39 @@ def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
     return corpus
 
 
+def stand_in_config(opts: DemoOptions) -> PretrainConfig:
+    """The stand-ins' settings of this demo (its seed and worker count filled in)."""
+    return PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
+
+
+def demo_tokenizer(opts: DemoOptions, records: list[Record]):
+    """(tiny config with the demo's LM and LoRA settings, the tokenizer fitted to what the stand-in reads)."""
+    from nanoemox.config import tiny
+    from nanoemox.tokenizer import build_tiny_tokenizer
+
+    config = tiny()
+    config.language.model_config.update(opts.language)
+    for key, value in opts.lora.items():
+        setattr(config.lora, key, value)
+    # The tokenizer fits what the language stand-in reads, and knows the corpus's words.
+    return config, build_tiny_tokenizer(config, tokenizer_texts(records, stand_in_config(opts)), bundled=False)
+
+
 def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], progress) -> tuple[Path, dict]:
     """The tiny model with fitted tokenizer and pre-trained backbones, saved self-contained."""
-    from nanoemox.config import tiny
     from nanoemox.data.synth import EMOTIONS
     from nanoemox.model import build_model
     from nanoemox.processor import NanoEmoXProcessor
-    from nanoemox.tokenizer import build_tiny_tokenizer
 
     target = opts.out / "pretrained"
     metrics_path = target / "pretraining.json"
     if metrics_path.is_file():
         return target, json.loads(metrics_path.read_text())
-    config = tiny()
-    config.language.model_config.update(opts.language)
-    for key, value in opts.lora.items():
-        setattr(config.lora, key, value)
-    cfg = PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
-    # The tokenizer fits what the language stand-in reads, and knows the corpus's words.
-    tokenizer = build_tiny_tokenizer(config, tokenizer_texts(records, cfg), bundled=False)
+    config, tokenizer = demo_tokenizer(opts, records)
     model = build_model(config, pretrained=False, tokenizer=tokenizer)
     processor = NanoEmoXProcessor.from_config(config, tokenizer)
-    metrics, heads = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), cfg, progress)
+    metrics, heads = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), stand_in_config(opts),
+                                   progress)
     model.save_pretrained(target, self_contained=True, processor=processor)
     diagnostics.save_heads(heads, target)
     metrics_path.write_text(json.dumps(metrics, indent=2))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -52,6 +53,7 @@ from nanoemox.reproducible import seed_all
 from nanoemox.train.optim import sequence_loss
 
 logger = logging.getLogger(__name__)
+_WORD = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
 Progress = Callable[[str, int, int], None]
 
 
@@ -201,7 +203,7 @@ def _draw(rng: random.Random, samples: list, k: int) -> list:
     return rng.sample(samples, k) if k <= len(samples) else rng.choices(samples, k=k)
 
 
-def _task_tokens(processor, record: Record) -> list[int]:
+def task_tokens(processor, record: Record) -> list[int]:
     encoded = processor.encode_text(record.task, record.text, record.history, record.candidates, record.target)
     placeholders = set(processor.placeholder_ids.values())
     return [t for t in encoded.input_ids if t not in placeholders]
@@ -222,11 +224,13 @@ def language_samples(processor, cfg: PretrainConfig) -> dict[str, list]:
 
 
 def tokenizer_words(records: Sequence[Record]) -> list[str]:
-    """Every distinct word of the training split's texts: subtitles, dialogue, instructions, answers.
+    """Every distinct English word of the training split's texts: subtitles, dialogue, instructions, answers.
 
     The tiny tokenizer needs the corpus's words as a real LM's vocabulary (151k tokens for
-    Qwen2.5) already holds every common English word; given as a sorted list of distinct
-    words, it learns words and nothing of the sentences, instructions or answers they come from.
+    Qwen2.5) already holds every common English word. Words are runs of letters (with
+    inner apostrophes and hyphens), sorted: the list holds no sentence, no punctuation
+    and no markup, so no task identifier (`[Recognition]`) or answer tag (`<think>`) and
+    nothing of the order of the texts they come from.
     """
     from nanoemox.data.synth import EMOTIONS, INTENTS
     from nanoemox.tasks import TASKS, get_task
@@ -239,8 +243,9 @@ def tokenizer_words(records: Sequence[Record]) -> list[str]:
                 texts.append(get_task(r.task).format_target(r.target))
     for name, task in TASKS.items():
         candidates = list(EMOTIONS) if name == "mer" else list(INTENTS) if name == "mir" else None
-        texts += [task.instruction(variant=i, candidates=candidates) for i in range(len(task.templates))]
-    return sorted({word for text in texts for word in text.split()})
+        texts += [task.instruction(variant=i, candidates=candidates).replace(task.identifier, " ")
+                  for i in range(len(task.templates))]
+    return sorted({word for text in texts for word in _WORD.findall(text)})
 
 
 def tokenizer_texts(records: Sequence[Record], cfg: PretrainConfig) -> list[str]:
@@ -264,7 +269,7 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
     corpus = language_samples(processor, cfg)
     # How much of what P2E will train on (prompts and answers, placeholders aside) is made of
     # tokens the stand-in has read; the rest are sub-word pieces with untrained embeddings.
-    task_texts = [_task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
+    task_texts = [task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
     coverage = token_coverage(corpus, task_texts)
     logger.info("language stand-in: %.1f%% of the training prompts' and answers' tokens are ones it has read",
                 100 * coverage)
