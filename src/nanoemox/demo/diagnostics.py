@@ -115,13 +115,10 @@ def probes(train: Clips, splits: dict[str, Clips], model=None) -> dict[str, dict
         for name, clips in splits.items():
             hit = fitted.predict(vectors[name][stage]) == target(clips)
             row[name] = float(hit.mean())
-            groups = ([g for g in set(clips.cue_group) if modality in g.split("+")] if modality
-                      else ["face", "voice", "text"])
-            for group in groups if not modality else [None]:
-                chosen = (np.array([modality in g.split("+") for g in clips.cue_group]) if modality
-                          else np.array([g == group for g in clips.cue_group]))
-                key = f"{name}_{modality}_cue_clips" if modality else f"{name}_{group}_cue_clips"
-                row[key] = float(hit[chosen].mean()) if chosen.any() else None
+            cues = [modality] if modality else ["face", "voice", "text"]
+            for cue in cues:  # a branch: clips its modality carries; the fused stages: each single-cue group
+                chosen = np.array([cue in g.split("+") if modality else g == cue for g in clips.cue_group])
+                row[f"{name}_{cue}_cue_clips"] = float(hit[chosen].mean()) if chosen.any() else None
         out[stage] = row
     return out
 

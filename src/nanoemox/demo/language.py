@@ -10,10 +10,13 @@ lines, reasons or replies). Five kinds of text:
 
 - **everyday sentences** (`everyday_sentences`): plain statements about everyday
   topics ("Anna fixed the broken washing machine on Monday."), read whole;
-- **feelings** (`feeling_sentences`): sentences that use emotion words as a speaker of
-  English would, from this module's own expressions and the general emotion
-  vocabulary (`"I could dance!" Ben said, delighted.`, `Anger is an unpleasant
-  feeling.`), read whole;
+- **feelings** (`feeling_sentences`, `lexicon_sentences`): sentences that use emotion
+  words as a speaker of English would, from this module's own expressions and the
+  general emotion vocabulary (`"I could dance!" Ben said, delighted.`, `Anger is an
+  unpleasant feeling.`); what general English emotion words mean (`LEXICON`, single
+  dictionary words: `The word "furious" goes with anger.`); and what everyday speech
+  acts are called (`By saying "Sorry I was late for the quiz night.", Ben was
+  apologising.`); read whole;
 - **generic instructions** (`generic_turns`): `###Human: ... ###Assistant: ...`
   turns of tasks that are none of the six (repeat a sentence, give its last word, pick
   the listed word that occurs in a sentence, pick or list the words of a category,
@@ -92,6 +95,42 @@ _FLAT = ('"{remark}" {name} said, without any feeling in {possessive} voice.',
 # Nouns for the seven classes, used only inside generic sentences.
 _NOUN = {"anger": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness", "neutral": "calm",
          "sad": "sadness", "surprise": "surprise"}
+# General English emotion words by class, as any dictionary or thesaurus lists them (single
+# words only: what a pretrained LM knows about each word, never a sentence of SynthAffect's).
+LEXICON: dict[str, tuple[str, ...]] = {
+    "anger": ("angry", "annoyed", "annoys", "irritated", "irritating", "furious", "livid", "cross", "mad",
+              "outraged", "fuming", "scream", "rage", "resentful", "exasperated", "indignant"),
+    "disgust": ("disgusted", "disgusting", "distasteful", "off-putting", "revolting", "revolted", "repulsive",
+                "gross", "vile", "nauseating", "sick", "loathing", "appalled", "repelled", "disapproving"),
+    "fear": ("afraid", "scared", "nervous", "uneasy", "terrified", "frightened", "anxious", "worried", "panicky",
+             "alarmed", "dread", "tense", "breathe", "fearful", "petrified", "jittery"),
+    "happy": ("happy", "pleased", "glad", "delighted", "thrilled", "overjoyed", "cheerful", "smile", "joyful",
+              "content", "elated", "moon", "best", "wonderful", "grateful", "proud"),
+    "sad": ("sad", "unhappy", "down", "disappointed", "miserable", "heartbroken", "heart", "gloomy", "sorrowful",
+            "depressed", "dejected", "tearful", "low", "blue", "grieving", "hurt"),
+    "surprise": ("surprised", "astonished", "astonishing", "amazed", "stunned", "startled", "shocked", "expect",
+                 "unexpected", "guard", "believe", "wow", "speechless", "taken aback", "dumbfounded", "curious"),
+    "neutral": ("calm", "neutral", "steady", "even", "composed", "matter-of-fact", "plain", "flat"),
+}
+_LEXICON_FORMS = ("The word \"{word}\" goes with {noun}.", "\"{word}\" is a word about {noun}.",
+                  "In a dictionary, \"{word}\" sits near \"{adjective}\".", "\"{word}\" and {noun}: {kind}.")
+# Speech acts and what they are called: generic English of this module's own.
+SPEECH_ACTS: dict[str, tuple[str, ...]] = {
+    "thank": ("Thank you so much for the {food}, {other}.", "Many thanks for the lift to {topic}.",
+              "I am grateful you came to {topic}, {other}."),
+    "apologise": ("Sorry about the noise on {day}, {other}.", "I am sorry I was late for {topic}.",
+                  "Please forgive me for missing {topic}."),
+    "greet": ("Hi {other}, nice to see you.", "Good morning, {other}!", "Hello, {other}, how are things?"),
+    "ask for help": ("Can you give me a hand with the {thing}, {other}?", "Could you lend me a {colour} pen?",
+                     "Would you help me carry the {thing}?"),
+    "praise": ("What a fine {food} that was, {other}!", "You did a brilliant job at {topic}, {other}."),
+    "complain": ("The {thing} broke again, which is really annoying.", "{topic_cap} was a total mess."),
+    "inform": ("{topic_cap} starts on {day}.", "The {thing} is in the hall now."),
+}
+_ACT_FORMS = ('"{line}" {name} said. {pronoun_cap} was {act_ing}.', '{name}: "{line}" That is {act_ing}.',
+              'By saying "{line}", {name} was {act_ing}.')
+_ACT_ING = {"thank": "thanking", "apologise": "apologising", "greet": "greeting", "ask for help": "asking for help",
+            "praise": "praising", "complain": "complaining", "inform": "informing"}
 ROLES = ("friend", "neighbour")
 
 
@@ -129,6 +168,25 @@ def _fields(rng: random.Random) -> dict[str, str]:
 def everyday_sentences(rng: random.Random, n: int) -> list[str]:
     """Plain statements about everyday topics (no feelings)."""
     return [rng.choice(_EVERYDAY).format(**_fields(rng)) for _ in range(n)]
+
+
+def lexicon_sentences(rng: random.Random, n: int) -> list[str]:
+    """What general English emotion words mean, and what everyday speech acts are called."""
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.6:
+            emotion = rng.choice(EMOTIONS)
+            word = rng.choice(LEXICON[emotion])
+            kind = ("calm" if emotion == "neutral" else "pleasant" if VALENCE[emotion] > 0 else "unpleasant")
+            out.append(rng.choice(_LEXICON_FORMS).format(word=word, noun=_NOUN[emotion], adjective=ADJECTIVE[emotion],
+                                                         kind=kind))
+        else:
+            act = rng.choice(sorted(SPEECH_ACTS))
+            fields = _fields(rng)
+            line = rng.choice(SPEECH_ACTS[act]).format(**fields)
+            out.append(rng.choice(_ACT_FORMS).format(line=line, act_ing=_ACT_ING[act],
+                                                     pronoun_cap=fields["pronoun"].capitalize(), **fields))
+    return out
 
 
 def feeling_sentences(rng: random.Random, n: int) -> list[str]:
@@ -231,7 +289,8 @@ def language_texts(seed: int = 0, sentences: int = 3000, feelings: int = 3000,
     """
     rng = random.Random(seed)
     everyday = everyday_sentences(rng, sentences)
-    feeling_texts = feeling_sentences(rng, feelings)
+    feeling_texts = feeling_sentences(rng, feelings - feelings // 3) + lexicon_sentences(rng, feelings // 3)
+    rng.shuffle(feeling_texts)
     return {"sentences": everyday, "feelings": feeling_texts,
             "instructions": generic_turns(everyday[:1000] + feeling_texts[:1000], rng, instructions)}
 
