@@ -305,8 +305,9 @@ def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
     p2e = trained["p2e"]
     for split in ("dev", "test"):  # the text-only baseline: the same model, video and audio masked
         folder = folders[split]["text_only"] = opts.out / ("eval_text_only" + ("_dev" if split == "dev" else ""))
+        headline_only = [r for r in splits[split] if r.task != "eri"]  # ERI is no headline figure
         clock.run(f"text-only evaluation ({split})", lambda: evaluate(
-            p2e, features, corpus, splits[split], folder, opts, "Nano-EmoX tiny, P2E, video and audio masked",
+            p2e, features, corpus, headline_only, folder, opts, "Nano-EmoX tiny, P2E, video and audio masked",
             masked=("face", "voice")))
     ablation = {split: clock.run(f"modality ablation ({split})", lambda: modality_ablation(
         p2e, features, corpus, splits[split], opts)) for split in ("dev", "test")}

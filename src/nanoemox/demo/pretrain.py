@@ -64,7 +64,7 @@ class PretrainConfig:
     vision_epochs: int = 2
     speech_epochs: int = 8
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_steps: int = 1500  # language stand-in: task-agnostic texts (nanoemox.demo.language)
+    lm_steps: int = 1000  # language stand-in: task-agnostic texts (nanoemox.demo.language)
     lm_mix: tuple[tuple[str, float], ...] = (("sentences", 0.2), ("feelings", 0.2), ("instructions", 0.2),
                                              ("copying", 0.1), ("framed", 0.3))
     lm_sentences: int = 3000  # everyday sentences to draw from
