@@ -11,8 +11,8 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and evaluate the tiny model on the built-in corpus, with a report")
     p.add_argument("--out", default="nanoemox-demo", help="output folder (default: ./nanoemox-demo); reruns resume")
-    p.add_argument("--clips", type=int, default=1200,
-                   help="SynthAffect clips to generate (default 1200: 800 train, 200 dev, 200 test)")
+    p.add_argument("--clips", type=int, default=1000,
+                   help="SynthAffect clips to generate (default 1000: 600 train, 200 dev, 200 test)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2,
                    help="torch threads, pinned so that reruns are bit-identical (default 2; recorded in the report)")

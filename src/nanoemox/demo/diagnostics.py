@@ -156,37 +156,70 @@ def stand_in_accuracy(folder: Path, clips: Clips, frames: Sequence[int], windows
 # ---------------------------------------------------------------------- per-sample scores, intervals
 
 
-def _per_sample(figure: str, records: list[Record], texts: list[str | None]) -> tuple[list, Callable[[list], float]]:
-    """The per-clip items of a headline figure and the function that turns a list of them into the figure."""
+def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+
+
+def _resampled(figure: str, records: list[Record], texts: list[str | None],
+               draws: np.ndarray) -> tuple[float, np.ndarray]:
+    """A headline figure of `texts` and its value on every row of `draws` ([R, N] clip indices).
+
+    Each clip is parsed and scored once, with the benchmark's own parsers and metric
+    definitions; a resample only re-averages the per-clip parts (for the OV-MER F-score:
+    precision and recall per wheel, averaged, then F; for MSA: the weighted F1 of the
+    resampled (prediction, reference) pairs).
+    """
     from nanoemox.eval.extract import EmotionExtractor
-    from nanoemox.eval.scoring import erg_reference, parse_erg
+    from nanoemox.eval.scoring import erg_reference, msa_reference, parse_erg
     from nanoemox.eval.sentiment import sentiment_classifier
-    from nanoemox.metrics import erg_scores, ov_fscore, sentiment_waf
-    from nanoemox.metrics.wheel import load_tables
+    from nanoemox.metrics import erg_scores, sentiment_waf
+    from nanoemox.metrics.emotion import clusters_of
+    from nanoemox.metrics.wheel import WHEELS, load_tables
     from nanoemox.tasks import get_task
 
-    if figure in ("mer_accuracy", "mir_accuracy"):
-        task = get_task(figure.split("_")[0])
-        hits = [int(t is not None and task.parse(t, r.candidates) == r.target) for r, t in zip(records, texts)]
-        return hits, lambda items: float(np.mean(items))
-    if figure == "erg_emotion_accuracy":
-        coarse = {e: e for e in EMOTIONS}
-        hits = [erg_scores([""], [parse_erg(t)[0]], [erg_reference(r)], coarse_map=coarse)["emotion_accuracy"]
-                for r, t in zip(records, texts)]
-        return hits, lambda items: float(np.mean(items))
+    if figure in ("mer_accuracy", "mir_accuracy", "erg_emotion_accuracy"):
+        if figure == "erg_emotion_accuracy":
+            coarse = {e: e for e in EMOTIONS}
+            hits = [erg_scores([""], [parse_erg(t)[0]], [erg_reference(r)], coarse_map=coarse)["emotion_accuracy"]
+                    for r, t in zip(records, texts)]
+        else:
+            task = get_task(figure.split("_")[0])
+            hits = [int(t is not None and task.parse(t, r.candidates) == r.target) for r, t in zip(records, texts)]
+        hit = np.asarray(hits, dtype=float)
+        return float(hit.mean()), hit[draws].mean(1)
     extractor = EmotionExtractor()
     if figure == "msa_waf":
-        from nanoemox.eval.scoring import msa_reference
-
         found = sentiment_classifier(extractor).classify_many([t or "" for t in texts])
-        items = [(f[0] if t is not None else ("negative" if msa_reference(r.target) > 0 else "positive"),
-                  msa_reference(r.target)) for (r, t), f in zip(zip(records, texts), found)]
-        return items, lambda it: sentiment_waf([p for p, _ in it], [ref for _, ref in it])["waf"]
+        refs = [msa_reference(r.target) for r in records]
+        # A missing answer counts as the wrong sign, as the benchmark's scorer counts it.
+        preds = [f[0] if t is not None else ("negative" if ref > 0 else "positive")
+                 for t, f, ref in zip(texts, found, refs)]
+        value = sentiment_waf(preds, refs)["waf"]
+        return value, np.array([sentiment_waf([preds[i] for i in row], [refs[i] for i in row])["waf"] for row in draws])
     if figure == "ovmer_fscore":
         tables = load_tables()
         words = extractor.extract_many([t or "" for t in texts])
-        items = [(w if t is not None else [], list(r.target)) for (r, t), w in zip(zip(records, texts), words)]
-        return items, lambda it: ov_fscore([w for w, _ in it], [g for _, g in it], tables)["fscore"]
+        shape = (len(records), len(WHEELS))
+        prec, rec, counted = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        for i, (r, w, t) in enumerate(zip(records, words, texts)):
+            for j, wheel in enumerate(WHEELS):
+                gold = clusters_of(list(r.target), wheel, tables)
+                if not gold:
+                    continue  # a reference that maps to nothing is left out, as ov_fscore does
+                pred = clusters_of(w if t is not None else [], wheel, tables)
+                overlap = len(gold & pred)
+                counted[i, j] = 1.0
+                prec[i, j] = overlap / len(pred) if pred else 0.0
+                rec[i, j] = overlap / len(gold) if pred else 0.0
+
+        def fscore(rows: np.ndarray) -> np.ndarray:  # rows [..., N] -> F-score [...]
+            n = counted[rows].sum(-2)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                p, q = (np.where(n > 0, x[rows].sum(-2) / n, 0.0) for x in (prec, rec))
+            return _f1(p, q).mean(-1)
+
+        return float(fscore(np.arange(len(records)))), fscore(draws)
     raise KeyError(figure)
 
 
@@ -201,10 +234,10 @@ def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: i
     out = {}
     for figure, task in TASK_OF.items():
         chosen = [r for r in records if r.task == task]
-        items, metric = _per_sample(figure, chosen, [texts.get(r.id) for r in chosen])
-        draws = [metric([items[i] for i in rng.integers(0, len(items), len(items))]) for _ in range(resamples)]
-        low, high = np.percentile(draws, [2.5, 97.5])
-        out[figure] = {"value": metric(items), "low": float(low), "high": float(high), "n": len(items)}
+        draws = rng.integers(0, len(chosen), (resamples, len(chosen)))
+        value, values = _resampled(figure, chosen, [texts.get(r.id) for r in chosen], draws)
+        low, high = np.percentile(values, [2.5, 97.5])
+        out[figure] = {"value": value, "low": float(low), "high": float(high), "n": len(chosen)}
     return out
 
 

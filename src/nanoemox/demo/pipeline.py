@@ -1,6 +1,6 @@
 """`nanoemox demo`: the whole pipeline on a CPU, from nothing to a report.
 
-1. generate SynthAffect (train/dev/test: 800/200/200 clips, all six tasks);
+1. generate SynthAffect (train/dev/test: 600/200/200 clips, all six tasks);
 2. build the tiny preset with a tokenizer fitted to what the language stand-in reads and
    the training split's words, and give its backbones the short stand-in pre-training of
    `nanoemox.demo.pretrain`;
@@ -42,8 +42,8 @@ from nanoemox.reproducible import reproducible, seed_all
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 MODALITY_CUES = ("face", "voice", "text")
-# Train, dev and test shares of the corpus: 1,200 clips give 800 / 200 / 200.
-SPLIT_FRACTIONS = (4 / 6, 1 / 6, 1 / 6)
+# Train, dev and test shares of the corpus: 1,000 clips give 600 / 200 / 200.
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 
 
 def packaged_config(name: str) -> Path:
@@ -60,7 +60,7 @@ DEMO_LORA = {"r": 16, "alpha": 32}
 @dataclass
 class DemoOptions:
     out: Path
-    clips: int = 1200
+    clips: int = 1000
     seed: int = 0
     threads: int = 2  # torch's intra-op threads, pinned: float sums depend on how work is split
     p2e_config: Path = field(default_factory=lambda: packaged_config("demo_p2e_tiny.yaml"))

@@ -62,9 +62,9 @@ class PretrainConfig:
     frames: tuple[int, ...] = (2, 3, 4, 5)  # which of the 8 sampled frames (the expression's peak)
     windows: tuple[int, ...] = (3,)  # which of the 8 audio windows
     vision_epochs: int = 2
-    speech_epochs: int = 8
+    speech_epochs: int = 6
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_steps: int = 1000  # language stand-in: task-agnostic texts (nanoemox.demo.language)
+    lm_steps: int = 700  # language stand-in: task-agnostic texts (nanoemox.demo.language)
     lm_mix: tuple[tuple[str, float], ...] = (("sentences", 0.2), ("feelings", 0.2), ("instructions", 0.2),
                                              ("copying", 0.1), ("framed", 0.3))
     lm_sentences: int = 3000  # everyday sentences to draw from
