@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import torch
 import yaml
@@ -64,8 +65,44 @@ def test_demo_runs_end_to_end(tmp_path):
     exported = NanoEmoX.from_pretrained(out / "model")
     # The stand-ins pre-train scene, speech and language; the face encoder stays random, and says so.
     assert exported.config.random_backbones == ["face"]
+    # Diagnostics: intervals around every headline figure, three baselines, probes of every stage.
+    for where in (saved, saved["dev"]):
+        assert set(where["baselines"]) == {"text_only", "majority", "chance"}
+        for key in ("mer_accuracy", "msa_waf", "mir_accuracy", "ovmer_fscore", "erg_emotion_accuracy"):
+            low, high = where["intervals"][key]
+            assert 0.0 <= low <= where[key] <= high <= 1.0
+            assert all(0.0 <= b[key] <= 1.0 for b in where["baselines"].values())
+    probes = saved["diagnostics"]["probes"]
+    assert {"encoder/scene", "encoder/speech", "encoder/face", "tokens/speech", "tokens/fusion"} <= set(probes)
+    assert all(0.0 <= probes[s]["test"] <= 1.0 for s in probes)
+    assert set(saved["diagnostics"]["stand_in_heads_dev"]) == {"vision", "speech"}
     assert (out / "model" / "answer_budgets.json").is_file()
     assert (out / "model" / "language").is_dir()
+
+
+def test_bootstrap_and_baselines_score_with_the_benchmark():
+    """Per-clip scoring for the intervals gives the benchmark's own figure; perfect answers have a point
+    interval; the majority baseline answers the training split's commonest label."""
+    from nanoemox.demo import diagnostics
+    from nanoemox.eval.harness import score_run
+    from nanoemox.tasks import get_task
+
+    records = _synth_records(60)
+    test = [r for r in records if r.split == "test" and r.task != "eri"]
+    perfect = {r.id: get_task(r.task).format_target(r.target) for r in test}
+    perfect.update({r.id: ("positive" if r.target > 0 else "negative" if r.target < 0 else "neutral")
+                    for r in test if r.task == "msa"})
+    scored = diagnostics.score_texts(test, perfect, resamples=50)
+    assert all(v["value"] == v["low"] == v["high"] == 1.0 for v in scored.values()), scored
+    answers = diagnostics.baseline_answers(test, [r for r in records if r.split == "train"])
+    majority = diagnostics.score_texts(test, answers["majority"], resamples=50)
+    mer = [r for r in test if r.task == "mer"]
+    train_mer = Counter(r.target for r in records if r.split == "train" and r.task == "mer")
+    top = max(train_mer, key=lambda k: (train_mer[k], k))
+    assert majority["mer_accuracy"]["value"] == sum(r.target == top for r in mer) / len(mer)
+    benchmark = score_run("synthaffect", answers["chance"], test)
+    ovmer = next(c for c in benchmark["columns"] if c["name"] == "OVMER")["value"] / 100
+    assert abs(diagnostics.score_texts(test, answers["chance"], resamples=10)["ovmer_fscore"]["value"] - ovmer) < 1e-9
 
 
 def _synth_records(n: int = 40):
