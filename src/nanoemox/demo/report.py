@@ -85,14 +85,16 @@ def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corp
                               for name, figures_ in scored[split].items() if name != "p2e"}
         where["baseline_intervals"] = {name: {k: [v["low"], v["high"]] for k, v in figures_.items()}
                                        for name, figures_ in scored[split].items() if name != "p2e"}
-    report["diagnostics"] = {**checks, "note": (
-        "probes: logistic regression on one vector per clip (encoder features averaged over frames or "
-        "windows; branch tokens averaged), fitted on the training clips; branches are probed on what "
-        "their modality shows, the fused token and all tokens on the clip's emotion. stand_in_heads_dev: "
-        "the encoder stand-ins' own heads on dev clips (the frames and audio window they were trained on). "
-        "baselines: chance is a uniformly random answer per clip (seeded), majority the training split's "
-        "commonest answer, text_only the same model with video and audio masked. intervals: 95% "
-        f"percentile bootstrap over clips ({BOOTSTRAP} resamples).")}
+    report["diagnostics"] = {**checks, "notes": {
+        "probes": "logistic regression on one vector per clip (encoder features averaged over frames or windows, "
+                  "branch tokens averaged), fitted on the training clips",
+        "labels": "branches are probed on what their modality shows, the fused token and all tokens on the "
+                  "clip's emotion",
+        "stand_in_heads_dev": "the encoder stand-ins' own heads on dev clips, on the frames and audio window "
+                              "they were trained on",
+        "baselines": "chance: a uniformly random answer per clip (seeded); majority: the training split's "
+                     "commonest answer; text_only: the same model with video and audio masked",
+        "intervals": f"95% percentile bootstrap over clips ({BOOTSTRAP} resamples)"}}
     report["pretraining"] = pretraining
     report["stages_seconds"] = clock.stages
     report["minutes"] = round(clock.minutes, 2)
