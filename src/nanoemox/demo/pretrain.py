@@ -178,16 +178,18 @@ def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: li
     def vision(x):  # the feature the scene branch reads: CLS of hidden_states[feature_layer]
         return scene.encoder(pixel_values=x, output_hidden_states=True).hidden_states[scene.cfg.feature_layer][:, 0]
 
-    out["vision_accuracy"], heads["vision"] = _fit("vision", vision, _trainable(scene.encoder), scene.width, data["frames"],
-                                  data["face_labels"], len(labels), cfg.vision_epochs, cfg.lr, cfg, progress)
+    out["vision_accuracy"], heads["vision"] = _fit(
+        "vision", vision, _trainable(scene.encoder), scene.width, data["frames"], data["face_labels"], len(labels),
+        cfg.vision_epochs, cfg.lr, cfg, progress)
     speech.encoder.train()
 
     def voice(x):  # the feature the speech branch reads: mean of the last layers, over time
         hidden = speech.encoder(input_values=x, output_hidden_states=True).hidden_states
         return torch.stack(hidden[-speech.cfg.pool_last_layers:]).mean(0).mean(1)
 
-    out["speech_accuracy"], heads["speech"] = _fit("speech", voice, _trainable(speech.encoder), speech.width, data["audio"],
-                                  data["voice_labels"], len(labels), cfg.speech_epochs, cfg.speech_lr, cfg, progress)
+    out["speech_accuracy"], heads["speech"] = _fit(
+        "speech", voice, _trainable(speech.encoder), speech.width, data["audio"], data["voice_labels"], len(labels),
+        cfg.speech_epochs, cfg.speech_lr, cfg, progress)
     if cfg.face_epochs > 0:
         face.encoder.train()
         out["face_accuracy"], heads["face"] = _fit("face", face.encoder.frame_features, _trainable(face.encoder),

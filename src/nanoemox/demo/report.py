@@ -122,8 +122,9 @@ def _figure_rows(where: dict, targets: dict | None) -> list[str]:
     for key in TARGETS:
         base = where["baselines"]
         target = f"{_pct(targets[key]['target'])}{' (met)' if targets[key]['met'] else ''}" if targets else "–"
-        rows.append(f"| {LABELS[key]} | {target} | {_pct(where['all_figures'][key])} | {_interval(where['intervals'][key])}"
-                    f" | {_pct(base['text_only'][key])} | {_pct(base['majority'][key])} | {_pct(base['chance'][key])} |")
+        value, interval = _pct(where["all_figures"][key]), _interval(where["intervals"][key])
+        rows.append(f"| {LABELS[key]} | {target} | {value} | {interval} | {_pct(base['text_only'][key])} "
+                    f"| {_pct(base['majority'][key])} | {_pct(base['chance'][key])} |")
     return rows
 
 
@@ -135,8 +136,8 @@ def _diagnostic_rows(diag: dict) -> list[str]:
         if len(own) == 1:
             cue = [_pct(row[own[0]]), _pct(row["test" + own[0][3:]])]
         else:
-            cue = [" / ".join(_pct(row[f"{s}_{c}_cue_clips"]) for c in ("face", "voice", "text")) + " (face / voice / text)"
-                   for s in ("dev", "test")]
+            cue = [" / ".join(_pct(row[f"{split}_{c}_cue_clips"]) for c in ("face", "voice", "text"))
+                   + " (face / voice / text)" for split in ("dev", "test")]
         rows.append(f"| {stage} | {row['label']} | {_pct(row['dev'])} | {_pct(row['test'])} | {cue[0]} | {cue[1]} |")
     return rows
 
