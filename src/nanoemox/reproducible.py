@@ -40,7 +40,7 @@ def reproducible(seed: int, threads: int) -> Iterator[None]:
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(threads)
-    # warn_only: an op without a deterministic kernel (none on the demo's CPU path) warns instead of failing.
+    # warn_only: an op without a deterministic kernel warns instead of failing.
     torch.use_deterministic_algorithms(True, warn_only=True)
     seed_all(seed)
     try:

@@ -26,13 +26,11 @@ training clips and only scored on dev and test.
 
 from __future__ import annotations
 
-import json
-import logging
 import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -40,8 +38,6 @@ import torch
 from nanoemox.data.manifest import Record
 from nanoemox.data.synth import EMOTIONS
 from nanoemox.features import FeatureCache, media_key, stack_features
-
-logger = logging.getLogger(__name__)
 
 HEADS_FILE = "stand_in_heads.safetensors"
 BOOTSTRAP_RESAMPLES = 1000
@@ -87,9 +83,8 @@ def stage_vectors(clips: Clips, model=None, batch: int = 64) -> dict[str, np.nda
             tokens = model.modality_tokens(stack_features(rows, dtype=torch.float32))
             for name, t in tokens.items():  # [B, N_m, D] -> [B, D]
                 parts.setdefault(name, []).append(t.float().mean(1))
-        for name in ("scene", "speech", "face"):
+        for name in ("scene", "speech", "face", "fusion"):
             out[f"tokens/{name}"] = torch.cat(parts[name])
-        out["tokens/fusion"] = torch.cat(parts["fusion"])
         out["tokens/all"] = torch.cat([out[f"tokens/{m}"] for m in ("fusion", "speech", "face", "scene")], dim=1)
     return {k: v.double().numpy() for k, v in out.items()}
 
@@ -161,16 +156,15 @@ def _f1(p: np.ndarray, r: np.ndarray) -> np.ndarray:
         return np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
 
 
-def _resampled(figure: str, records: list[Record], texts: list[str | None],
-               draws: np.ndarray) -> tuple[float, np.ndarray]:
+def _resampled(figure: str, records: list[Record], texts: list[str | None], draws: np.ndarray,
+               extractor) -> tuple[float, np.ndarray]:
     """A headline figure of `texts` and its value on every row of `draws` ([R, N] clip indices).
 
     Each clip is parsed and scored once, with the benchmark's own parsers and metric
     definitions; a resample only re-averages the per-clip parts (for the OV-MER F-score:
     precision and recall per wheel, averaged, then F; for MSA: the weighted F1 of the
-    resampled (prediction, reference) pairs).
+    resampled (prediction, reference) pairs). `extractor` finds emotion words (MSA, OV-MER).
     """
-    from nanoemox.eval.extract import EmotionExtractor
     from nanoemox.eval.scoring import erg_reference, msa_reference, parse_erg
     from nanoemox.eval.sentiment import sentiment_classifier
     from nanoemox.metrics import erg_scores, sentiment_waf
@@ -188,7 +182,6 @@ def _resampled(figure: str, records: list[Record], texts: list[str | None],
             hits = [int(t is not None and task.parse(t, r.candidates) == r.target) for r, t in zip(records, texts)]
         hit = np.asarray(hits, dtype=float)
         return float(hit.mean()), hit[draws].mean(1)
-    extractor = EmotionExtractor()
     if figure == "msa_waf":
         found = sentiment_classifier(extractor).classify_many([t or "" for t in texts])
         refs = [msa_reference(r.target) for r in records]
@@ -230,12 +223,15 @@ TASK_OF = {"mer_accuracy": "mer", "msa_waf": "msa", "mir_accuracy": "mir", "ovme
 def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: int = 0,
                 resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, dict[str, float]]:
     """Each headline figure of `texts` (id -> answer) with its 95% percentile-bootstrap interval."""
+    from nanoemox.eval.extract import EmotionExtractor
+
+    extractor = EmotionExtractor()
     rng = np.random.default_rng(seed)
     out = {}
     for figure, task in TASK_OF.items():
         chosen = [r for r in records if r.task == task]
         draws = rng.integers(0, len(chosen), (resamples, len(chosen)))
-        value, values = _resampled(figure, chosen, [texts.get(r.id) for r in chosen], draws)
+        value, values = _resampled(figure, chosen, [texts.get(r.id) for r in chosen], draws, extractor)
         low, high = np.percentile(values, [2.5, 97.5])
         out[figure] = {"value": value, "low": float(low), "high": float(high), "n": len(chosen)}
     return out
@@ -244,7 +240,7 @@ def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: i
 # ---------------------------------------------------------------------- baselines
 
 
-def _answer(task: str, label: Any, record: Record) -> str:
+def _answer(task: str, label: Any) -> str:
     """The answer text a model would give for `label` (the task's own answer format)."""
     from nanoemox.data.synth.vocab import ovmer_words, sentiment
     from nanoemox.tasks import get_task
@@ -282,17 +278,14 @@ def baseline_answers(records: Sequence[Record], train: Sequence[Record], seed: i
         counts = Counter(_label(task, r) for r in train if r.task == task)
         majority = max(counts, key=lambda k: (counts[k], str(k)))
         for r in (r for r in records if r.task == task):
-            out["chance"][r.id] = _answer(task, rng.choice(options[task]), r)
-            out["majority"][r.id] = _answer(task, majority, r)
+            out["chance"][r.id] = _answer(task, rng.choice(options[task]))
+            out["majority"][r.id] = _answer(task, majority)
     return out
 
 
-def read_predictions(folder: Path) -> dict[str, str | None]:
+def read_predictions(folder: Path) -> dict[str, str]:
+    """The answers of an evaluation folder (failed samples left out, so they score as missing)."""
     from nanoemox.eval.harness import PREDICTIONS_FILE
+    from nanoemox.eval.scoring import load_predictions
 
-    out = {}
-    with open(folder / PREDICTIONS_FILE, encoding="utf-8") as fh:
-        for line in fh:
-            entry = json.loads(line)
-            out[entry["id"]] = entry.get("prediction")
-    return out
+    return load_predictions(folder / PREDICTIONS_FILE)

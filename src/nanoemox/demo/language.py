@@ -131,7 +131,6 @@ _ACT_FORMS = ('"{line}" {name} said. {pronoun_cap} was {act_ing}.', '{name}: "{l
               'By saying "{line}", {name} was {act_ing}.')
 _ACT_ING = {"thank": "thanking", "apologise": "apologising", "greet": "greeting", "ask for help": "asking for help",
             "praise": "praising", "complain": "complaining", "inform": "informing"}
-ROLES = ("friend", "neighbour")
 
 
 def _tokens(tokenizer, text: str) -> list[int]:

@@ -32,8 +32,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from nanoemox.data.manifest import Record, load_manifest
 from nanoemox.demo import diagnostics
 from nanoemox.demo.pretrain import PretrainConfig, pretrain_tiny, tokenizer_texts

@@ -58,7 +58,7 @@ def _split_figures(results: dict) -> dict[str, Any]:
 
 
 def _check_scored(split: str, figures_: dict, scored: dict) -> None:
-    """The bootstrap's own computation of each headline figure must equal the benchmark's: never report both."""
+    """The per-clip recomputation behind each interval must give the benchmark's own figure, or nothing is reported."""
     for key in TARGETS:
         ours, theirs = scored["p2e"][key]["value"], figures_[key]
         if theirs is None or abs(ours - theirs) > 1e-6:
