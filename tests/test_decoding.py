@@ -120,13 +120,13 @@ def test_predictor_budget_precedence_and_truncation(model_dir, tmp_path, tiny_co
     assert settings["decoding"]["strategy"] == "greedy"
     # A random tiny model never says EOS within 3 tokens: every answer is marked truncated.
     sample = predictor.sample("eri", text="hello")
-    answers = predictor._generate_batch([sample, sample], 3)
+    answers = predictor.generate_batch([sample, sample], 3)
     assert [cut for _, cut in answers] == [True, True]
     # An answer that ends with EOS inside its budget is not truncated; one that fills it is.
     eos = predictor.tokenizer.eos_token_id
     word = predictor.tokenizer("happy", add_special_tokens=False)["input_ids"][0]
     predictor.model.generate = lambda **kw: torch.tensor([[word, eos, eos], [word, word, word]])
-    answers = predictor._generate_batch([sample, sample], 3)
+    answers = predictor.generate_batch([sample, sample], 3)
     assert [cut for _, cut in answers] == [False, True]
 
 

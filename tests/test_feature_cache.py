@@ -289,3 +289,34 @@ def test_cli_with_workers_matches_library(parts, root, tmp_path, capsys):
     index = json.loads((out / INDEX_NAME).read_text())
     assert index["identity"] == json.loads((tmp_path / "lib" / INDEX_NAME).read_text())["identity"]
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("decode", ["generate", "score"])
+def test_answers_from_the_cache_equal_answers_from_media(parts, root, tmp_path, decode):
+    """The feature-cache source answers every record as the media source does (shared clips, errors, text only)."""
+    from nanoemox.inference import FeatureCacheSource, Predictor
+
+    model, processor = parts
+    model = copy.deepcopy(model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in model.language.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, 0.5)  # varied answers, so that equality means something
+    records = _records(with_broken=True)
+    build_cache(records, root, model, processor, tmp_path / "cache", batch_size=2)
+    cache = FeatureCache.open(tmp_path / "cache", model=model, processor=processor)
+    options = {"device": "cpu", "dtype": torch.float32, "batch_size": 4, "max_new_tokens": 6}
+    live = list(Predictor(model, processor, **options).predict_records(records, root, decode=decode))
+    cached = list(Predictor(model, processor, source=FeatureCacheSource(cache), **options)
+                  .predict_records(records, root, decode=decode))
+    assert [p.record.id for p in cached] == [r.id for r in records]
+    for a, b in zip(live, cached):
+        assert (a.error is None) == (b.error is None), (a.record.id, a.error, b.error)
+        assert a.text == b.text and a.flags == b.flags and a.truncated == b.truncated, a.record.id
+        if a.scores is not None:
+            assert b.scores == pytest.approx(a.scores, abs=1e-5)
+    answered = [p for p in live if p.error is None]
+    assert len(answered) == 7 and len({p.text for p in answered}) > 1  # varied answers, two failed records
+    if decode == "score":
+        assert sum(p.scores is not None for p in answered) == 6  # all but ERI ranked over candidates

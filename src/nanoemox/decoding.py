@@ -1,7 +1,8 @@
 """How answers are decoded: the decoding settings and the per-task answer budgets.
 
     decoding = Decoding()                                  # plain greedy (argmax), no penalty
-    decoding = Decoding(do_sample=True, temperature=0.7, top_p=0.9, seed=3)
+    decoding = Decoding(do_sample=True, temperature=0.7, top_p=0.9, seed=3, max_new_tokens="eri=256")
+    decoding.budget("eri")                                 # 256: the caller's, else the model folder's, else default
     budgets = answer_budgets(records, tokenizer)          # {"eri": 212, ...} from the targets
     write_budgets(model_dir, budgets, stats); read_budgets(model_dir)
     parse_max_new_tokens("eri=256,erg=384")               # {"eri": 256, "erg": 384}; "64" -> 64
@@ -13,8 +14,13 @@ length of every training target as the model is taught to write it (plus its EOS
 and stores `ceil(1.25 * p99) + 8` in the model folder (`answer_budgets.json`); the
 99th percentile keeps one freak target from setting the budget, the 25% and 8 tokens
 leave room for a model that is a little more verbose than its data. Inference takes,
-per task, the caller's budget, else the model folder's, else `DEFAULT_MAX_NEW_TOKENS`.
-A generation that reaches its budget without EOS is marked truncated.
+per task, the caller's budget, else the model folder's, else `DEFAULT_MAX_NEW_TOKENS`
+(each task's `max_new_tokens` in `nanoemox.tasks`). A generation that reaches its budget
+without EOS is marked truncated.
+
+One `Decoding` value carries all of it: the sampling settings, the caller's budgets and
+(once a model folder is known, `for_model`) the folder's. It is built once where the
+settings enter (the command line, the service, a library call) and passed down.
 """
 
 from __future__ import annotations
@@ -23,16 +29,17 @@ import json
 import math
 import os
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from nanoemox.data.manifest import TASKS, Record
+from nanoemox.tasks import DEFAULT_MAX_NEW_TOKENS, get_task
+from nanoemox.utils import atomic_write_json
 
-# Used for a task the model folder has no measured budget for.
-DEFAULT_MAX_NEW_TOKENS = {"msa": 16, "mer": 16, "mir": 16, "ovmer": 32, "eri": 96, "erg": 160}
+SAMPLING_KNOBS = ("temperature", "top_p", "top_k", "repetition_penalty")
 BUDGETS_FILE = "answer_budgets.json"
 BUDGET_PERCENTILE = 99.0
 BUDGET_SCALE = 1.25
@@ -41,7 +48,13 @@ BUDGET_MARGIN = 8
 
 @dataclass(frozen=True)
 class Decoding:
-    """Decoding settings. Greedy by default; the sampling knobs act only with `do_sample`."""
+    """Decoding settings and answer budgets. Greedy by default; the sampling knobs act only with `do_sample`.
+
+    `max_new_tokens` is the caller's budget: one number for every task, a mapping per
+    task, or text as the command line takes it ("64", "eri=256,erg=384"; kept parsed, as
+    run records show it); None: none given. `model_budgets` are the model folder's
+    measured budgets (`for_model`).
+    """
 
     do_sample: bool = False
     temperature: float | None = None
@@ -49,8 +62,22 @@ class Decoding:
     top_k: int | None = None
     repetition_penalty: float | None = None
     seed: int = 0
+    max_new_tokens: int | Mapping[str, int] | str | None = None
+    model_budgets: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        given = self.max_new_tokens
+        given = dict(given) if isinstance(given, Mapping) else parse_max_new_tokens(given)
+        per_task = {task: given for task in TASKS} if isinstance(given, int) else dict(given or {})
+        unknown = sorted(set(per_task) - set(TASKS))
+        if unknown or not all(isinstance(n, int) and n >= 1 for n in per_task.values()):
+            raise ValueError(f"max_new_tokens must map tasks ({', '.join(TASKS)}) to budgets of at least 1, "
+                             f"got {self.max_new_tokens!r}")
+        object.__setattr__(self, "max_new_tokens", given or None)
+        object.__setattr__(self, "model_budgets", dict(self.model_budgets))
+        object.__setattr__(self, "do_sample", bool(self.do_sample))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "_caller_budgets", per_task)  # the caller's budget of each task it covers
         sampling = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
         given = [k for k, v in sampling.items() if v is not None]
         if given and not self.do_sample:
@@ -65,10 +92,31 @@ class Decoding:
         if self.repetition_penalty is not None and not self.repetition_penalty > 0:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
+    def for_model(self, model_budgets: Mapping[str, int]) -> "Decoding":
+        """The same settings with a model folder's measured budgets (`read_budgets`)."""
+        return replace(self, model_budgets=dict(model_budgets))
+
+    def budget(self, task: str | None) -> int:
+        """Maximum new tokens for `task`: the caller's, else the model folder's, else the default.
+
+        The largest budget when the task is unknown.
+        """
+        table = {**DEFAULT_MAX_NEW_TOKENS, **self.model_budgets, **self._caller_budgets}
+        return table[task] if task in table else max(table.values())
+
+    def budgets(self) -> dict[str, int]:
+        """The budget of every task."""
+        return {task: self.budget(task) for task in TASKS}
+
+    def budget_sources(self) -> dict[str, str]:
+        """Where each task's budget comes from: "caller", "model folder" or "default"."""
+        return {task: "caller" if task in self._caller_budgets else "model folder" if task in self.model_budgets
+                else "default" for task in TASKS}
+
     def generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `NanoEmoX.generate` (unset knobs left out: they are off)."""
         out: dict[str, Any] = {"do_sample": self.do_sample}
-        for key in ("temperature", "top_p", "top_k", "repetition_penalty"):
+        for key in SAMPLING_KNOBS:
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
@@ -83,7 +131,8 @@ class Decoding:
                 "seed": self.seed if self.do_sample else None}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The sampling settings as given (budgets aside)."""
+        return {"do_sample": self.do_sample, **{k: getattr(self, k) for k in SAMPLING_KNOBS}, "seed": self.seed}
 
 
 # ---------------------------------------------------------------- answer budgets
@@ -112,8 +161,6 @@ def parse_max_new_tokens(text: str | int | None) -> int | dict[str, int] | None:
 
 def target_lengths(records: Iterable[Record], tokenizer) -> dict[str, list[int]]:
     """Per task, the token count of every target as training renders it, plus its EOS."""
-    from nanoemox.tasks import get_task
-
     texts: dict[str, list[str]] = defaultdict(list)
     for record in records:
         if record.target is not None:
@@ -133,8 +180,6 @@ def answer_budgets(records: Iterable[Record], tokenizer) -> tuple[dict[str, int]
 
 
 def write_budgets(folder: str | os.PathLike, budgets: dict[str, int], stats: dict[str, dict]) -> Path:
-    from nanoemox.utils import atomic_write_json
-
     path = Path(folder) / BUDGETS_FILE
     atomic_write_json({"budgets": budgets, "stats": stats,
                        "rule": f"ceil({BUDGET_SCALE} x p{BUDGET_PERCENTILE:g} of the training targets' token "

@@ -19,6 +19,8 @@ import os
 import pkgutil
 import sys
 
+from nanoemox.cli.options import UsageError
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nanoemox", description=__doc__.splitlines()[0])
@@ -93,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     debug = args.debug or os.environ.get("NANOEMOX_DEBUG", "") not in ("", "0")
-    from nanoemox.cli.cmd_analyze import UsageError
-
     try:
         code = args.func(args)
     except KeyboardInterrupt:

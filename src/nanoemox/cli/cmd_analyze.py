@@ -13,95 +13,23 @@ Exit status: 0 all inputs answered, 1 some failed, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from nanoemox.data.manifest import TASKS
+from tqdm import tqdm
+
+from nanoemox.cli.options import (
+    EXIT_FAILED, EXIT_OK, UsageError, add_predictor_arguments, check_model_folder, predictor_from_args, split_list,
+)
+from nanoemox.data.manifest import TASKS, ManifestError, load_manifest
+from nanoemox.media.errors import MediaError, MediaNotFound, UnusableInput
+from nanoemox.results_file import ResultsFile
 
 logger = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """A problem with the command line itself: `nanoemox.cli.main` prints it as one line, exit status 2."""
-
-
-# ---------------------------------------------------------------------- shared with chat and serve
-
-
-def add_predictor_arguments(p) -> None:
-    """Options that load and configure a Predictor (also used by `chat` and `serve`)."""
-    p.add_argument("--model", required=True, metavar="DIR", help="model folder (config.json, model.safetensors, tokenizer/)")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="auto (default): bfloat16 on GPUs and CPUs that compute it natively, else float32")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per batch on the device (default 8)")
-    add_decoding_arguments(p)
-
-
-def add_decoding_arguments(p) -> None:
-    """Answer budgets and decoding (shared by analyze, chat, serve and eval). Greedy unless --sample."""
-    p.add_argument("--max-new-tokens", type=_budgets, default=None, metavar="N|TASK=N,...",
-                   help="answer length limit: one number for every task or per task, e.g. eri=256,erg=384 "
-                        "(default: the model folder's budgets measured on its training data, else built-in)")
-    p.add_argument("--sample", action="store_true", help="sample instead of plain greedy decoding (seeded)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (with --sample; default 1.0)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling (with --sample; default off)")
-    p.add_argument("--top-k", type=int, help="top-k sampling (with --sample; default off)")
-    p.add_argument("--repetition-penalty", type=float,
-                   help="repetition penalty, greedy or sampled (default: none, whatever the checkpoint says)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of sampling (default 0)")
-
-
-def _budgets(text: str):
-    from nanoemox.decoding import parse_max_new_tokens
-
-    try:
-        return parse_max_new_tokens(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def decoding_from_args(args) -> dict:
-    """Predictor keyword arguments of the decoding options; UsageError for a knob that needs --sample."""
-    from nanoemox.decoding import Decoding
-
-    options = {"do_sample": args.sample, "temperature": args.temperature, "top_p": args.top_p,
-               "top_k": args.top_k, "repetition_penalty": args.repetition_penalty, "seed": args.seed}
-    try:
-        Decoding(**options)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return {"max_new_tokens": args.max_new_tokens, **options}
-
-
-def check_model_folder(model: str) -> None:
-    if not (Path(model) / "config.json").is_file():
-        raise UsageError(f"{model} is not a model folder (no config.json); create one with `nanoemox init-model` or training")
-
-
-def predictor_from_args(args):
-    from nanoemox.inference import Predictor
-
-    check_model_folder(args.model)
-    return Predictor.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        **decoding_from_args(args),
-    )
-
-
-def split_list(text: str | None) -> list[str] | None:
-    """Comma-separated labels as a list, or None when empty."""
-    items = [x.strip() for x in (text or "").split(",") if x.strip()]
-    return items or None
-
 
 # ---------------------------------------------------------------------- this command
 
@@ -111,7 +39,7 @@ def register(subparsers) -> None:
         "analyze",
         help="answer the affective tasks for clips, a folder of clips or a manifest",
         description=__doc__,
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/audio files, a folder of them, or one manifest .jsonl")
     add_predictor_arguments(p)
@@ -138,13 +66,14 @@ def _parse_tasks(text: str) -> list[str]:
 
 
 def run(args) -> int:
-    from nanoemox.inference import analyze
+    from nanoemox.inference import analyze  # loads torch and transformers: only when the command runs
 
     tasks = _parse_tasks(args.tasks)
     if args.resume and not args.out:
         raise UsageError("--resume needs --out (the results file to continue)")
     items, root, total = _collect(args, tasks)
-    done = _written_ids(Path(args.out)) if args.resume else set()
+    results = ResultsFile(args.out, what="result") if args.out else None
+    done = _written_ids(results) if args.resume else set()
     items = [item for item in items if _item_id(item) not in done]
     if done:
         logger.info("resuming: %d input(s) already in %s", len(done), args.out)
@@ -156,19 +85,16 @@ def run(args) -> int:
     predictor = predictor_from_args(args) if groups else None  # error records alone need no model
     bar = _progress(sum(len(g) for g in groups), args.no_progress)
     failed = 0
-    out = _open_results(Path(args.out)) if args.out else None
     answers = analyze(predictor, groups, root, decode=args.decode, progress=bar.update)
-    try:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(results.appending()) if results is not None else None
+        stack.callback(bar.close)
+        stack.callback(answers.close)  # ends its decoding threads now, also after the last answer
         # Results come in input order: an unusable input's error record where the input stood.
         for item in items:
             result = item if isinstance(item, dict) else next(answers)
             failed += "error" in result or "errors" in result
             _emit(result, out, args.json, single=total == 1)
-    finally:
-        answers.close()  # ends its decoding threads now, also after the last answer
-        bar.close()
-        if out is not None:
-            out.close()
     if failed:
         print(f"{failed} of {len(items)} input(s) failed; see their `error` fields", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
@@ -180,8 +106,6 @@ def _item_id(item) -> str:
 
 
 def _progress(total: int, disabled: bool):
-    from tqdm import tqdm
-
     # disable=None: shown on a terminal, silent when stderr is redirected.
     return tqdm(total=total, unit="answer", desc="analyze", disable=True if disabled else None, file=sys.stderr)
 
@@ -189,8 +113,7 @@ def _progress(total: int, disabled: bool):
 def _emit(result: dict, out, as_json: bool, single: bool) -> None:
     """Append to the results file (flushed, so a crash loses nothing) or print."""
     if out is not None:
-        out.write(json.dumps(result, ensure_ascii=False) + "\n")
-        out.flush()
+        out.append(result)
     elif as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2 if single else None), flush=True)
     else:
@@ -230,8 +153,6 @@ def _collect(args, tasks: list[str]):
     Each input is a group of records (one clip's tasks, or one manifest line), or the
     error record of a path that cannot be used, so that the rest of the batch goes on.
     """
-    from nanoemox.data.manifest import ManifestError, load_manifest
-
     if len(args.inputs) == 1 and args.inputs[0].endswith(".jsonl"):
         path = Path(args.inputs[0])
         if not path.is_file():
@@ -254,8 +175,7 @@ def _collect(args, tasks: list[str]):
 def _expand(inputs: list[str]) -> list[tuple[Path, Exception | None]]:
     """(clip, None) per clip named on the command line or found in a named folder (sorted), and
     (path, error) per path that cannot be used: missing, unreadable, a folder without media."""
-    from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-    from nanoemox.media.errors import MediaError
+    from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS  # torch: only when the command runs
 
     known = set(AUDIO_EXTENSIONS) | set(VIDEO_EXTENSIONS)
     clips: list[tuple[Path, Exception | None]] = []
@@ -273,8 +193,6 @@ def _media_files(path: Path, known: set[str]) -> list[Path]:
 
     A file that exists but does not decode is left to the decoder, whose error is more precise.
     """
-    from nanoemox.media.errors import MediaNotFound, UnusableInput
-
     shown = path.absolute()
     if path.is_dir():
         if not os.access(path, os.R_OK | os.X_OK):
@@ -295,7 +213,7 @@ def _media_files(path: Path, known: set[str]) -> list[Path]:
 
 def _clip_inputs(clips: list[tuple[Path, Exception | None]], tasks: list[str], args) -> list:
     """Per clip its group of records, or its error record (same form as a clip that fails to decode)."""
-    from nanoemox.inference import clip_records
+    from nanoemox.inference import clip_records  # torch: only when the command runs
 
     stems = [c.stem for c, _ in clips]
     inputs: list = []
@@ -325,8 +243,6 @@ def _clip_inputs(clips: list[tuple[Path, Exception | None]], tasks: list[str], a
 
 def _sidecar_subtitle(clip: Path) -> tuple[str | None, Exception | None]:
     """(subtitle, None) from CLIP.txt beside the clip (None when absent), or (None, error) when unreadable."""
-    from nanoemox.media.errors import UnusableInput
-
     sidecar = clip.with_suffix(".txt")
     if not sidecar.is_file():
         return None, None
@@ -337,25 +253,11 @@ def _sidecar_subtitle(clip: Path) -> tuple[str | None, Exception | None]:
                                    advice="fix or remove it")
 
 
-def _open_results(path: Path):
-    """Open the results file for appending, ending a line cut short by an earlier crash first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cut_short = path.is_file() and path.stat().st_size > 0 and path.read_bytes()[-1:] != b"\n"
-    out = open(path, "a", encoding="utf-8")
-    if cut_short:
-        out.write("\n")
-    return out
-
-
-def _written_ids(path: Path) -> set[str]:
-    """Ids of the results already in a results file (unreadable lines are ignored)."""
-    if not path.is_file():
+def _written_ids(results: ResultsFile | None) -> set[str]:
+    """Ids of the results already in a results file (a line cut short by a crash is cut off: that input runs again)."""
+    if results is None:
         return set()
-    ids = set()
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                ids.add(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a crash: that input is simply done again
-    return ids
+    try:
+        return {str(r["id"]) for r in results.read() if isinstance(r, dict) and "id" in r}
+    except ValueError as exc:
+        raise UsageError(f"--resume: {exc}") from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanoemox.cli.cmd_analyze import add_predictor_arguments, predictor_from_args
+from nanoemox.cli.options import add_predictor_arguments, predictor_from_args
 
 SEPARATOR = "|||"
 PROMPT = "you> "

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from nanoemox.cli.options import UsageError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and evaluate the tiny model on the built-in corpus, with a report")
@@ -43,7 +45,6 @@ class _Status:
 
 
 def run(args) -> int:
-    from nanoemox.cli.cmd_analyze import UsageError
     from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
 
     if args.threads < 1:

@@ -6,20 +6,16 @@ import argparse
 import logging
 import sys
 
-from nanoemox.cli.cmd_analyze import UsageError, add_decoding_arguments, decoding_from_args
-from nanoemox.cli.cmd_score import (
-    add_reference_options,
-    add_scoring_options,
-    references_from_args,
-    scoring_tools,
+from nanoemox.cli.options import (
+    UsageError, add_decoding_arguments, add_reference_options, add_scoring_options, decoding_from_args,
+    references_from_args, scoring_tools,
 )
+from nanoemox.eval import BENCHMARKS
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from nanoemox.eval import BENCHMARKS  # light import: every CLI start runs register()
-
     p = subparsers.add_parser("eval", help="run a model on a benchmark and score it",
                               description=__doc__.splitlines()[0])
     p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
@@ -53,7 +49,7 @@ def _progress_bar(total: int, disabled: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from nanoemox.eval.harness import pending, run_benchmark
+    from nanoemox.eval.harness import pending, run_benchmark  # torch and the model code: only when it runs
 
     if args.limit is not None and args.limit < 1:
         print("error: --limit must be at least 1", file=sys.stderr)
@@ -70,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_benchmark(
             args.benchmark, args.model, sets, out_dir=args.out, limit=args.limit, progress=bar.update,
-            batch_size=args.batch_size, **decoding, device=args.device, dtype=args.dtype, decode=args.decode,
+            batch_size=args.batch_size, decoding=decoding, device=args.device, dtype=args.dtype, decode=args.decode,
             extractor=extractor, judge=judge, model_name=args.model_name, plots=not args.no_plots,
             allow_random_backbones=args.allow_random_backbones)
     except (OSError, ValueError) as exc:

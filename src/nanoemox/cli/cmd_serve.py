@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nanoemox.cli.cmd_analyze import add_predictor_arguments, predictor_from_args
+from nanoemox.cli.options import add_predictor_arguments, predictor_from_args
 
 
 def register(subparsers) -> None:

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from nanoemox.cli.cmd_analyze import UsageError, add_predictor_arguments, predictor_from_args, split_list
+from nanoemox.cli.options import UsageError, add_predictor_arguments, predictor_from_args, split_list
 
 logger = logging.getLogger(__name__)
 

@@ -34,13 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from nanoemox.tasks import ERG_FIELDS, SENTIMENTS, TASK_NAMES
 from nanoemox.utils import plain_file_mode
 
-TASKS = ("msa", "mer", "ovmer", "eri", "mir", "erg")
+TASKS = TASK_NAMES  # the six task names in the paper's order (the task objects live in `nanoemox.tasks`)
 SPLITS = ("train", "dev", "test")
 MEDIA_KINDS = ("video", "audio", "faces")
-ERG_TARGET_KEYS = ("event_scenario", "speaker_emotion", "emotion_cause", "goal_to_response", "reply")
-SENTIMENTS = ("positive", "negative", "neutral")
+ERG_TARGET_KEYS = ERG_FIELDS
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -31,8 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from nanoemox.data.converters import CONVERTERS, convert
 from nanoemox.data.manifest import Record, load_manifest
+from nanoemox.data.synth import EMOTIONS
+from nanoemox.decoding import Decoding
 from nanoemox.eval import BENCHMARKS
+from nanoemox.eval.plots import closed_sets, confusion, save_confusion_png
+from nanoemox.eval.scoring import check_prediction, markdown_table, score_predictions
+from nanoemox.inference import Predictor, pick_device, pick_dtype
+from nanoemox.model.build import check_backbones, read_model_config
+from nanoemox.results_file import ResultsFile
+from nanoemox.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +79,6 @@ def mer_unibench_folders(root: Path) -> dict[str, Path | None]:
     converter alias, or the name AffectGPT gives it (`mer2023-dataset-process`,
     `meld-process`, `cmumosi-process`, ...); case and punctuation are ignored.
     """
-    from nanoemox.data.converters import CONVERTERS
-
     folders = {_squash(p.name): p for p in sorted(root.iterdir()) if p.is_dir()}
     found: dict[str, Path | None] = {}
     for name in MER_UNIBENCH_SETS:
@@ -87,8 +94,6 @@ def _mer_unibench_sets(root: Path, split: str | None) -> list[ReferenceSet]:
     A set whose folder exists but does not convert raises (its error names the file),
     so a damaged set never drops out of the average unnoticed.
     """
-    from nanoemox.data.converters import convert
-
     sets = []
     for name, folder in mer_unibench_folders(root).items():
         if folder is None:
@@ -139,8 +144,6 @@ def load_references(benchmark: str, *, data_root: str | os.PathLike | None = Non
         return _mer_unibench_sets(root, split)
     if benchmark == "synthaffect":
         return [_synthaffect_set(root, split)]
-    from nanoemox.data.converters import convert
-
     return [ReferenceSet(root, convert(DATASET_OF_BENCHMARK[benchmark], root, split=split).records)]
 
 
@@ -168,42 +171,10 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     """Entries of a predictions file by id; repairs a truncated last line by cutting it off.
 
     Any other unreadable line raises ValueError naming the file and line: such a file
-    was not written by an interrupted run and should be checked by hand.
+    was not written by an interrupted run and should be checked by hand (`ResultsFile`).
     """
-    from nanoemox.data.manifest import decode_json_line
-    from nanoemox.eval.scoring import check_prediction
-
-    path = Path(path)
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    entries: dict[str, dict] = {}
-    good_end, lines = 0, data.split(b"\n")
-    for lineno, raw in enumerate(lines, start=1):
-        last = lineno == len(lines)  # only a last line without its newline can be a write cut short
-        if raw.strip():
-            obj, problem = decode_json_line(raw)
-            problem = problem or check_prediction(obj, {})
-            if problem:
-                if last:
-                    log.warning("%s: cutting off an unfinished last line (%s); that sample runs again", path, problem)
-                    break
-                raise ValueError(f"{path}:{lineno}: unreadable prediction line ({problem}); fix or delete "
-                                 "the file, or choose another output folder")
-            entries[str(obj["id"])] = obj
-        good_end += len(raw) + (0 if last else 1)
-    if good_end != len(data) or (data and not data.endswith(b"\n")):
-        _repair(path, data[:good_end])
-    return entries
-
-
-def _repair(path: Path, kept: bytes) -> None:
-    """Rewrite the file as its complete lines, each ending in a newline."""
-    if kept and not kept.endswith(b"\n"):
-        kept += b"\n"
-    tmp = path.with_name(f".{path.name}.repair")
-    tmp.write_bytes(kept)
-    os.replace(tmp, path)
+    entries = ResultsFile(path, what="prediction", check=lambda obj: check_prediction(obj, {})).read()
+    return {str(obj["id"]): obj for obj in entries}
 
 
 def _check_settings(out: Path, settings: dict) -> None:
@@ -232,8 +203,6 @@ def model_backbones(model, allow_random: bool) -> list[str]:
     if not isinstance(model, (str, os.PathLike)):
         config = getattr(getattr(model, "model", None), "config", None)
         return list(getattr(config, "random_backbones", []) or [])
-    from nanoemox.model.build import check_backbones, read_model_config
-
     config, _ = read_model_config(model)
     return check_backbones(config, allow=allow_random, purpose="evaluation")
 
@@ -242,17 +211,13 @@ def _resolved_dtype(model, dtype: str | None, device: str | None) -> str | None:
     """The precision a model folder will run in ("auto" resolved), so a resume on other hardware is caught."""
     if not isinstance(model, (str, os.PathLike)):
         return None
-    from nanoemox.inference import pick_device, pick_dtype
-
     return str(pick_dtype(dtype, pick_device(device))).replace("torch.", "")
 
 
-def _load_predictor(model, options: dict):
+def _load_predictor(model, options: dict, decoding: Decoding):
     if not isinstance(model, (str, os.PathLike)):
         return model  # an object with predict_records(records, root)
-    from nanoemox.inference import Predictor
-
-    return Predictor.from_pretrained(model, **{k: v for k, v in options.items() if v is not None})
+    return Predictor.from_pretrained(model, decoding=decoding, **{k: v for k, v in options.items() if v is not None})
 
 
 def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: Path,
@@ -261,7 +226,7 @@ def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: P
     counts = Counter()
     # Only the real predictor knows decode modes; the default keeps duck-typed predictors working.
     extra = {} if decode == "generate" else {"decode": decode}
-    with open(path, "a", encoding="utf-8") as fh:
+    with ResultsFile(path, what="prediction").appending() as out:
         for s in sets:
             todo = [r for r in s.records if r.id not in done]
             counts["resumed"] += len(s.records) - len(todo)
@@ -277,8 +242,7 @@ def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: P
                 if error:
                     entry["error"] = str(error)
                     counts["failed_now"] += 1
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                fh.flush()  # a crash loses at most the sample being written
+                out.append(entry)  # flushed: a crash loses at most the sample being written
                 done[record.id] = entry
                 counts["predicted"] += 1
                 if progress:
@@ -295,8 +259,6 @@ def reason_overlap(prediction: str | None, reference: str) -> float:
     """Token F1 of a predicted reason against the reference (lower-cased word tokens); 0 if missing."""
     if not prediction:
         return 0.0
-    from nanoemox.tasks import get_task
-
     pred, ref = Counter(_tokens(get_task("eri").parse(prediction))), Counter(_tokens(reference))
     common = sum((pred & ref).values())
     if not common:
@@ -317,12 +279,8 @@ def _overlap_column(records: list[Record], predictions: dict[str, str]) -> dict:
 def score_run(benchmark: str, predictions: dict[str, str], records: list[Record], *,
               extractor=None, judge=None) -> dict:
     """`score_predictions`, plus SynthAffect's offline ERI proxy and closed-set MER accuracy."""
-    from nanoemox.eval.scoring import score_predictions
-
     if benchmark != "synthaffect":
         return score_predictions(benchmark, predictions, records, extractor=extractor, judge=judge)
-    from nanoemox.data.synth import EMOTIONS
-
     eri = [r for r in records if r.task == "eri"]
     # Without a judge the ERI records are scored by the token-overlap proxy only.
     scored = records if judge is not None else [r for r in records if r.task != "eri"]
@@ -339,8 +297,6 @@ def score_run(benchmark: str, predictions: dict[str, str], records: list[Record]
 
 def _confusions(benchmark: str, records: list[Record], predictions: dict[str, str], out: Path,
                 plots: bool) -> list[dict]:
-    from nanoemox.eval.plots import closed_sets, confusion, save_confusion_png
-
     tables = []
     for group in closed_sets(benchmark, records):
         table = confusion(group, predictions)
@@ -385,8 +341,6 @@ def _summary_lines(run: dict) -> str:
 
 
 def _outputs(out: Path, result: dict, model_name: str) -> None:
-    from nanoemox.eval.scoring import markdown_table
-
     table = markdown_table(result, model_name=model_name) + "\n" + _summary_lines(result["run"])
     (out / RESULTS_JSON).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / RESULTS_MD).write_text(table, encoding="utf-8")
@@ -399,8 +353,8 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
                   progress: Callable[[int], None] | None = None, batch_size: int = 8,
                   max_new_tokens: int | dict[str, int] | None = None, do_sample: bool = False,
                   temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
-                  repetition_penalty: float | None = None, seed: int = 0, device: str | None = None,
-                  dtype: str | None = None,
+                  repetition_penalty: float | None = None, seed: int = 0, decoding: Decoding | None = None,
+                  device: str | None = None, dtype: str | None = None,
                   decode: str = "generate", extractor=None, judge=None, model_name: str = "Ours",
                   plots: bool = True, allow_random_backbones: bool = False) -> dict:
     """Predict, score and report one benchmark; returns the result also written to results.json.
@@ -411,14 +365,18 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     called with 1 per finished sample. `decode="score"` ranks the candidates of MSA,
     MER and MIR samples instead of generating (see `nanoemox.inference`). Decoding is
     plain greedy unless `do_sample`; `max_new_tokens` is one budget or one per task
-    (see `nanoemox.decoding`). The result is `score_predictions`' dict plus "run"
+    (see `nanoemox.decoding`); `decoding` gives all of these as one `Decoding` instead. The result is `score_predictions`' dict plus "run"
     (counts, failures, truncated answers, decoding, timing), "confusion" (closed-set
     counts) and "table" (the markdown written to results.md).
     """
-    from nanoemox.decoding import Decoding
-
-    decoding = Decoding(do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
-                        repetition_penalty=repetition_penalty, seed=seed)
+    loose = {"do_sample": do_sample, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+             "repetition_penalty": repetition_penalty, "seed": seed, "max_new_tokens": max_new_tokens}
+    if decoding is None:
+        decoding = Decoding(**loose)
+    elif any(loose[k] not in (None, False, 0) for k in loose):
+        raise ValueError("give the decoding settings either as decoding= or one by one, not both")
+    else:
+        max_new_tokens = decoding.max_new_tokens  # as the run's settings record it
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
     if benchmark == "emer" and judge is None:
@@ -438,8 +396,7 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     done = read_predictions(out / PREDICTIONS_FILE)
     counts, seconds = Counter(resumed=len(records)), 0.0
     if any(r.id not in done for r in records):
-        predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size,
-                                            "max_new_tokens": max_new_tokens, **decoding.to_dict()})
+        predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size}, decoding)
         if hasattr(predictor, "settings"):  # the budgets and precision actually in force
             settings["effective"] = predictor.settings()
             (out / RUN_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")

@@ -27,23 +27,32 @@ tasks) share its work: the encoders run once, the prompt up to the task instruct
 prefilled once and its KV cache reused by every task, whose answers are scored from it
 or decoded together in one batch (`multitask`).
 
-Files: `common` (constants, device and dtype, results), `predictor` (`Predictor`),
-`multitask` (the shared clip path), `feature_cache` (`FeatureCachePredictor`),
-`clips` (clip records, `summarize`, `analyze`), `chat` (`chat_reply`, `Conversation`).
+How it is put together (docs/inference.md, "How inference is put together"):
+`session` (`Session`: the model, processor, device, precision and locks; every model
+call), `sources` (`MediaSource`, `FeatureCacheSource`: where samples come from),
+`runner` (`Runner`: records to predictions, batching, prefetch), `multitask` (the
+shared clip path), `prefetch` (the one background reader), `predictor` (`Predictor`,
+the public entry point composing them; `FeatureCachePredictor`), `common` (constants,
+device and dtype, results), `clips` (clip records, `summarize`, `analyze`), `chat`
+(`chat_reply`, `Conversation`). Decoding settings and budgets are one
+`nanoemox.decoding.Decoding` value.
 """
 
-from nanoemox.decoding import DEFAULT_MAX_NEW_TOKENS
+from nanoemox.decoding import DEFAULT_MAX_NEW_TOKENS, Decoding
 from nanoemox.inference.chat import Conversation, chat_reply
 from nanoemox.inference.clips import analyze, answer_entry, clip_records, summarize
 from nanoemox.inference.common import (
     AUDIO_EXTENSIONS, DECODE_MODES, SCORABLE_TASKS, VIDEO_EXTENSIONS, Prediction, default_candidates, media_for,
     pick_device, pick_dtype,
 )
-from nanoemox.inference.feature_cache import FeatureCachePredictor
-from nanoemox.inference.predictor import Predictor
+from nanoemox.inference.predictor import FeatureCachePredictor, Predictor
+from nanoemox.inference.runner import Runner
+from nanoemox.inference.session import Session
+from nanoemox.inference.sources import FeatureCacheSource, MediaSource
 
 __all__ = [
     "AUDIO_EXTENSIONS", "DECODE_MODES", "DEFAULT_MAX_NEW_TOKENS", "SCORABLE_TASKS", "VIDEO_EXTENSIONS", "Conversation",
-    "FeatureCachePredictor", "Prediction", "Predictor", "analyze", "answer_entry", "chat_reply", "clip_records",
+    "Decoding", "FeatureCachePredictor", "FeatureCacheSource", "MediaSource", "Prediction", "Predictor", "Runner",
+    "Session", "analyze", "answer_entry", "chat_reply", "clip_records",
     "default_candidates", "media_for", "pick_device", "pick_dtype", "summarize",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from nanoemox.inference.common import _flags, media_for
+from nanoemox.inference.common import media_flags, media_for
 from nanoemox.inference.predictor import Predictor
 from nanoemox.tasks import get_task
 
@@ -30,7 +30,7 @@ def chat_reply(
     )
     text = predictor.generate([sample], "erg")[0]
     parsed = get_task("erg").parse(text)
-    return {**parsed, "text": text, "flags": _flags(sample)}
+    return {**parsed, "text": text, "flags": media_flags(sample)}
 
 
 class Conversation:

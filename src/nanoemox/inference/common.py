@@ -1,4 +1,4 @@
-"""Shared pieces of inference: task and file-type constants, device and dtype choice, results."""
+"""Shared pieces of inference: file-type constants, device and dtype choice, loaded samples, results."""
 
 from __future__ import annotations
 
@@ -7,32 +7,24 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
 from nanoemox.data.manifest import Record
-from nanoemox.tasks import SENTIMENTS, label_set
+from nanoemox.tasks import SCORABLE_TASKS, default_candidates
 
-# Tasks with a fixed answer set, which closed-set scoring can rank.
-SCORABLE_TASKS = ("msa", "mer", "mir")
+# Task facts live on the task objects (`nanoemox.tasks`); inference re-exports them by these names.
+__all__ = ["AUDIO_EXTENSIONS", "DECODE_MODES", "FLOAT_KEYS", "MODEL_KEYS", "SCORABLE_TASKS", "VIDEO_EXTENSIONS",
+           "Loaded", "Prediction", "candidate_labels", "chunks", "cpu_has_native_bf16", "default_candidates",
+           "media_flags", "media_for", "pick_device", "pick_dtype", "scores_of"]
+
 DECODE_MODES = ("generate", "score")
 # Extensions read as audio only (everything else is handed to the video reader).
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".ogg", ".opus", ".aac")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg")
 MODEL_KEYS = ("input_ids", "attention_mask", "pixel_values", "face_pixel_values", "audio_values")
 FLOAT_KEYS = ("pixel_values", "face_pixel_values", "audio_values")
-
-
-def default_candidates(task: str) -> list[str] | None:
-    """Labels offered when the caller gives none: sentiments, 7 basic emotions, 20 MIntRec intents."""
-    if task == "msa":
-        return list(SENTIMENTS)
-    if task == "mer":
-        return label_set("ferv39k")  # anger, disgust, fear, happy, neutral, sad, surprise
-    if task == "mir":
-        return label_set("mintrec")
-    return None
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -106,15 +98,25 @@ class Prediction:
 
 
 @dataclass
-class _Loaded:
+class Loaded:
+    """A record read by a source: its sample (model inputs), or the error that stopped it.
+
+    `group` identifies the sample's media: records with equal groups share a clip (None:
+    shares with no one).
+    """
+
     record: Record
-    sample: dict[str, torch.Tensor] | None = None
+    sample: dict[str, Any] | None = None
     error: str | None = None
     flags: dict[str, Any] = field(default_factory=dict)
-    group: Any = None  # what identifies the sample's media: records with equal groups share a clip
+    group: Any = None
 
 
-def _flags(sample: dict[str, torch.Tensor]) -> dict[str, Any]:
+def media_flags(sample: Any) -> dict[str, Any]:
+    """What the model saw of a sample's media: audio_present, video_present, faces_found, frames.
+
+    `sample` is a sample dict or cached encoder features (anything indexable by those keys).
+    """
     return {
         "audio_present": bool(sample["audio_present"]),
         "video_present": bool(sample["video_present"]),
@@ -123,7 +125,30 @@ def _flags(sample: dict[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+def candidate_labels(candidates: Sequence[str]) -> list[str]:
+    """Distinct, stripped, non-empty candidate labels; ValueError when none is left."""
+    labels = list(dict.fromkeys(str(c).strip() for c in candidates if str(c).strip()))
+    if not labels:
+        raise ValueError("closed-set scoring needs at least one non-empty candidate label")
+    return labels
+
+
+def scores_of(labels: Sequence[str], totals: torch.Tensor) -> dict[str, Any]:
+    """{"label", "probabilities", "log_likelihoods"} from candidates' total log-likelihoods [K].
+
+    Probabilities are a softmax over the candidates' total log-likelihoods.
+    """
+    probs = torch.softmax(totals.double(), dim=0)
+    best = int(torch.argmax(totals))
+    return {
+        "label": labels[best],
+        "probabilities": {label: float(p) for label, p in zip(labels, probs)},
+        "log_likelihoods": {label: float(v) for label, v in zip(labels, totals)},
+    }

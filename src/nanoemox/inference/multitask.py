@@ -4,7 +4,7 @@ Every task's prompt starts the same way: the modality placeholders, then the sub
 (or, for ERG, the dialogue), and only then the task instruction. For the tasks asked
 of one clip:
 
-1. the encoders run once (`predictor.features`);
+1. the encoders run once (the source's `features`, e.g. `Session.encode_media`);
 2. the longest common prefix of the tasks' prompts runs through the language model
    once, and its KV cache is kept (`SharedClip`);
 3. a closed-set task extends a copy of that cache with its own suffix (instruction and
@@ -15,6 +15,7 @@ of one clip:
    computed), and decoding runs on all rows at once. Each row is cut at its own
    budget, so the answer equals what the task would get alone.
 
+`Session.answer_clip` drives these steps; `SharedClip` holds the prefix cache.
 Answers equal task-by-task inference (tested on a tiny model, greedy and scored); the
 cost of every task after the first is its suffix and its answer tokens.
 Shapes: G generating rows, L prefix tokens, M longest suffix, D model width.
@@ -26,6 +27,7 @@ import copy
 from typing import Any, Sequence
 
 import torch
+from transformers.cache_utils import DynamicCache
 
 from nanoemox.model.nanoemox import MediaFeatures
 
@@ -39,51 +41,39 @@ def common_prefix(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
-def expand_features(features: MediaFeatures, n: int) -> MediaFeatures:
-    """A batch-of-1 feature set viewed as n identical rows (no copy)."""
-    return MediaFeatures(
-        features.scene_cls.expand(n, -1, -1),  # [n, F, D_v]
-        features.scene_taps.expand(-1, n, -1, -1),  # [L, n, F, D_v]
-        features.speech_clips.expand(n, -1, -1),  # [n, C, D_a]
-        features.speech_taps.expand(-1, n, -1, -1),  # [L, n, C, D_a]
-        features.face_frames.expand(n, -1, -1),  # [n, F, D_f]
-    )
-
-
 class SharedClip:
     """The encoder features of one clip and the KV cache of its tasks' common prompt prefix.
 
-    Call under `torch.inference_mode()` and the predictor's model lock.
+    `session` is the `Session` that makes it (`Session.answer_clip`), under `torch.inference_mode()` and the session's model lock.
     """
 
-    def __init__(self, predictor, features: MediaFeatures, rows: Sequence[Sequence[int]]):
-        self.predictor = predictor
-        self.model = predictor.model
+    def __init__(self, session, features: MediaFeatures, rows: Sequence[Sequence[int]]):
+        self.session = session
+        self.model = session.model
         self.features = features
         self.prefix = common_prefix(rows)
-        device = predictor.device
+        device = session.device
         prefix_ids = torch.tensor([list(rows[0][: self.prefix])], device=device)  # [1, L]
         embeds = self.model.inputs_embeds(prefix_ids, features=features)  # [1, L, D]
         self.cache = self.model.language(inputs_embeds=embeds, use_cache=True).past_key_values
 
     def _embeds(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.inputs_embeds(ids, features=expand_features(self.features, ids.shape[0]))
+        return self.model.inputs_embeds(ids, features=self.features.expand(ids.shape[0]))
 
     def rank(self, row: Sequence[int], candidates: Sequence[str], task: str) -> torch.Tensor:
         """Total log-likelihood [K] of each candidate after the row's full prompt."""
-        device = self.predictor.device
-        ids = torch.tensor([list(row)], device=device)  # [1, L + S]
+        ids = torch.tensor([list(row)], device=self.session.device)  # [1, L + S]
         suffix = self._embeds(ids)[:, self.prefix:]  # [1, S, D]
         attention = torch.ones_like(ids)
         cache = copy.deepcopy(self.cache)
         out = self.model.language(inputs_embeds=suffix, attention_mask=attention, past_key_values=cache, use_cache=True)
-        return self.predictor.rank_candidates(out.logits[:, -1], out.past_key_values, attention, candidates, task)
+        return self.session.rank_candidates(out.logits[:, -1], out.past_key_values, attention, candidates, task)
 
     def _row_cache(self, row: Sequence[int]):
         """A copy of the prefix cache extended with the row's suffix, all but its last token."""
         cache = copy.deepcopy(self.cache)
         if len(row) - 1 > self.prefix:
-            ids = torch.tensor([list(row)], device=self.predictor.device)  # [1, L + S]
+            ids = torch.tensor([list(row)], device=self.session.device)  # [1, L + S]
             suffix = self._embeds(ids)[:, self.prefix : len(row) - 1]  # [1, S - 1, D]
             mask = torch.ones(1, len(row) - 1, dtype=torch.long, device=ids.device)
             self.model.language(inputs_embeds=suffix, attention_mask=mask, past_key_values=cache, use_cache=True)
@@ -95,8 +85,6 @@ class SharedClip:
         Each suffix is prefilled on its own (no padded tokens are computed); the gap
         is masked out by the attention mask of `generate`.
         """
-        from transformers.cache_utils import DynamicCache
-
         per_row = [list(self._row_cache(row)) for row in rows]  # [(keys, values, ...) per layer] per row
         try:
             batch = DynamicCache(config=self.model.language.config)
@@ -114,7 +102,7 @@ class SharedClip:
 
     def generate(self, rows: Sequence[Sequence[int]], budgets: Sequence[int], decoding: dict[str, Any]) -> torch.Tensor:
         """New tokens [G, N] of the rows, decoded together from the shared prefix."""
-        pad = self.predictor.processor.pad_token_id
+        pad = self.session.processor.pad_token_id
         longest = max(len(r) for r in rows) - self.prefix
         ids, mask = [], []
         for row in rows:
@@ -122,10 +110,10 @@ class SharedClip:
             gap = longest - len(suffix)
             ids.append(list(row[: self.prefix]) + [pad] * gap + suffix)  # [L + M]
             mask.append([1] * self.prefix + [0] * gap + [1] * len(suffix))
-        ids_t = torch.tensor(ids, device=self.predictor.device)  # [G, L + M]
-        mask_t = torch.tensor(mask, device=self.predictor.device)
+        ids_t = torch.tensor(ids, device=self.session.device)  # [G, L + M]
+        mask_t = torch.tensor(mask, device=self.session.device)
         cache = self._batch_cache(rows, longest)  # covers all but the last prompt token of every row
-        config = self.model.decoding_config(max_new_tokens=max(budgets), eos_token_id=self.predictor.tokenizer.eos_token_id,
+        config = self.model.decoding_config(max_new_tokens=max(budgets), eos_token_id=self.session.tokenizer.eos_token_id,
                                             pad_token_id=pad, **decoding)
         return self.model.language.generate(inputs_embeds=self._embeds(ids_t), attention_mask=mask_t,
                                             past_key_values=cache, generation_config=config)

@@ -86,10 +86,6 @@ class MediaInputs:
         }
 
 
-def _empty_images(cfg: MediaConfig) -> np.ndarray:
-    return np.zeros((cfg.num_frames, 3, cfg.image_size, cfg.image_size), np.float32)
-
-
 def scene_images(frames: list[np.ndarray], cfg: MediaConfig) -> tuple[np.ndarray, np.ndarray]:
     """(CLIP-normalised scene pixels [F, 3, S, S], the uint8 squares [F, S, S, 3] they came from)."""
     squares = np.stack([transforms.resize_shortest_center_crop(f, cfg.image_size) for f in frames])
@@ -113,16 +109,37 @@ def face_images(frames: list[np.ndarray], squares: np.ndarray, cfg: MediaConfig,
 def _load_audio(video, audio, cfg: MediaConfig, info: dict) -> tuple[np.ndarray, bool]:
     source = audio if audio is not None else video
     if source is None:
-        return np.zeros((cfg.num_clips, cfg.clip_samples), np.float32), False
+        return silence(cfg), False
     try:
         clips = read_audio_clips(source, cfg.sample_rate, cfg.num_clips, cfg.clip_seconds, cfg.max_file_bytes)
     except NoAudioStream:
         if audio is not None:
             raise  # a separate audio file without audio is a broken sample, not a silent clip
         logger.debug("%s: no audio stream; using silence with audio_present=False", video)
-        return np.zeros((cfg.num_clips, cfg.clip_samples), np.float32), False
+        return silence(cfg), False
     info["audio_duration"] = clips.duration
     return clips.clips, True
+
+
+def frames_to_images(frames: list[np.ndarray], cfg: MediaConfig,
+                     boxes: list | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scene pixels, face pixels, faces_found) of sampled frames, both pixel sets normalised.
+
+    `boxes`: faces already detected in the frames (a window reader's), else detected here.
+    """
+    pixel_values, squares = scene_images(frames, cfg)
+    face_squares, faces_found = face_images(frames, squares, cfg, boxes=boxes)
+    return pixel_values, transforms.normalize(face_squares, cfg.face_mean, cfg.face_std), faces_found
+
+
+def silence(cfg: MediaConfig) -> np.ndarray:
+    """Audio clips of silence [C, clip_samples] (what a sample without audio gets, with audio_present=False)."""
+    return np.zeros((cfg.num_clips, cfg.clip_samples), np.float32)
+
+
+def blank_images(cfg: MediaConfig) -> np.ndarray:
+    """Zero images [F, 3, S, S] (what a sample without video gets, with video_present=False)."""
+    return np.zeros((cfg.num_frames, 3, cfg.image_size, cfg.image_size), np.float32)
 
 
 def load_media(
@@ -134,15 +151,15 @@ def load_media(
     """Decode and preprocess one sample's media; any argument may be None (see module docstring)."""
     cfg = config or MediaConfig()
     info: dict = {}
-    pixel_values, face_values = _empty_images(cfg), _empty_images(cfg)
+    pixel_values, face_values = blank_images(cfg), blank_images(cfg)
     faces_found = np.zeros(cfg.num_frames, bool)
     if video is not None:
         sampled = read_frames(video, cfg.num_frames, cfg.max_file_bytes)
         info.update(video_duration=sampled.duration, frame_times=sampled.times, rotation=sampled.rotation)
-        pixel_values, squares = scene_images(sampled.frames, cfg)
         if faces is None:
-            face_squares, faces_found = face_images(sampled.frames, squares, cfg)
-            face_values = transforms.normalize(face_squares, cfg.face_mean, cfg.face_std)
+            pixel_values, face_values, faces_found = frames_to_images(sampled.frames, cfg)
+        else:
+            pixel_values, _ = scene_images(sampled.frames, cfg)
     if faces is not None:
         crops = load_face_crops(faces, cfg.num_frames)
         squares = np.stack([transforms.resize_square(c, cfg.image_size) for c in crops])

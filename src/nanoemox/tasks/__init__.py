@@ -19,6 +19,14 @@ from nanoemox.tasks.definitions import ALL_TASKS, ERG_FIELDS, SENTIMENTS
 from nanoemox.tasks.labels import LABEL_SETS, coarse_emotion, label_set, normalise_avamerg_emotion
 
 TASKS: dict[str, Task] = {task.name: task for task in ALL_TASKS}
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+# Tasks with a fixed answer set, which closed-set scoring can rank (msa, mer, mir).
+SCORABLE_TASKS: tuple[str, ...] = tuple(task.name for task in ALL_TASKS if task.scorable)
+# Tasks a timeline can ask of every window (mer, msa, ovmer), in the timeline's order.
+TIMELINE_TASKS: tuple[str, ...] = ("mer", "msa", "ovmer")
+assert set(TIMELINE_TASKS) == {task.name for task in ALL_TASKS if task.timeline}
+# Answer budget per task when neither the caller nor the model folder sets one.
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {task.name: task.max_new_tokens for task in ALL_TASKS}
 
 # Identifier spellings accepted when reading prompts (the authors' code writes
 # "[Recogn_OV]"; this project emits the paper's "[Recog_OV]").
@@ -41,6 +49,11 @@ def get_task(name: str) -> Task:
     return TASKS[key]
 
 
+def default_candidates(task: str) -> list[str] | None:
+    """Labels offered when the caller gives none: sentiments, 7 basic emotions, 20 MIntRec intents; None otherwise."""
+    return get_task(task).default_candidates()
+
+
 def task_from_identifier(text: str) -> str | None:
     """Name of the task whose identifier opens or appears in `text`, or None (MSA has none)."""
     for match in _IDENTIFIER_RE.finditer(text or ""):
@@ -51,13 +64,18 @@ def task_from_identifier(text: str) -> str | None:
 
 
 __all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
     "ERG_FIELDS",
     "IDENTIFIERS",
     "LABEL_SETS",
+    "SCORABLE_TASKS",
     "SENTIMENTS",
     "TASKS",
+    "TASK_NAMES",
+    "TIMELINE_TASKS",
     "Task",
     "coarse_emotion",
+    "default_candidates",
     "get_task",
     "label_set",
     "normalise_avamerg_emotion",

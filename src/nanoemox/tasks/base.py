@@ -19,6 +19,12 @@ class Task:
 
     `templates` are plain instructions; `candidate_templates` (closed-set tasks only)
     contain `{candidates}`, replaced by the comma-separated candidate labels.
+
+    Facts that inference reads from the task: `candidates` are the labels offered when
+    a caller gives none (a closed answer set, so closed-set scoring can rank them:
+    `scorable`); `max_new_tokens` is the answer budget used when neither the caller nor
+    the model folder sets one (`nanoemox.decoding`); `timeline` says whether a timeline
+    can ask the task of each window of a long video.
     """
 
     name: str
@@ -26,6 +32,18 @@ class Task:
     templates: tuple[str, ...]
     candidate_templates: tuple[str, ...] = ()
     description: str = ""
+    candidates: tuple[str, ...] = ()
+    max_new_tokens: int = 16
+    timeline: bool = False
+
+    @property
+    def scorable(self) -> bool:
+        """Whether the task has a fixed answer set that closed-set scoring can rank."""
+        return bool(self.candidates)
+
+    def default_candidates(self) -> list[str] | None:
+        """The labels offered when the caller gives none (a new list), or None for an open answer."""
+        return list(self.candidates) if self.candidates else None
 
     def instruction(
         self,

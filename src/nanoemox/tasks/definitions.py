@@ -133,6 +133,9 @@ class EmpathyTask(Task):
 MSA = SentimentTask(
     name="msa",
     identifier="",
+    candidates=SENTIMENTS,
+    max_new_tokens=16,
+    timeline=True,
     description="multimodal sentiment analysis",
     templates=(
         "Judge the overall sentiment this person conveys through face, voice and words. "
@@ -149,6 +152,9 @@ MSA = SentimentTask(
 MER = LabelTask(
     name="mer",
     identifier="[Recognition]",
+    candidates=tuple(L.label_set("ferv39k")),  # the 7 basic emotions: anger, disgust, fear, happy, neutral, sad, surprise
+    max_new_tokens=16,
+    timeline=True,
     description="multimodal emotion recognition",
     vocabulary=_EMOTION_VOCAB,
     templates=(
@@ -174,6 +180,8 @@ MER = LabelTask(
 OVMER = OpenVocabTask(
     name="ovmer",
     identifier="[Recog_OV]",
+    max_new_tokens=32,
+    timeline=True,
     description="open-vocabulary multimodal emotion recognition",
     templates=(
         "List all the emotions the person in this clip seems to feel. Write them as emotion "
@@ -189,6 +197,7 @@ OVMER = OpenVocabTask(
 ERI = ReasonTask(
     name="eri",
     identifier="[Inference]",
+    max_new_tokens=96,
     description="emotion reason inference",
     templates=(
         "Explain what the person in this clip is feeling and why: point out the facial, "
@@ -205,6 +214,8 @@ ERI = ReasonTask(
 MIR = LabelTask(
     name="mir",
     identifier="[Intent]",
+    candidates=tuple(L.label_set("mintrec")),  # the 20 MIntRec intents
+    max_new_tokens=16,
     description="multimodal intent recognition",
     vocabulary=_INTENT_VOCAB,
     templates=(
@@ -230,6 +241,7 @@ MIR = LabelTask(
 ERG = EmpathyTask(
     name="erg",
     identifier="[Interaction]",
+    max_new_tokens=160,
     description="empathetic response generation",
     templates=(
         "You are the listener in this conversation. Think step by step about the situation, "

@@ -5,7 +5,7 @@ its frames become the scene and face images (face crops from the detector's boxe
 the processor reads crops), its audio is cut into the processor's clips, and its text is
 the subtitle lines that overlap it. Windows are answered in batches: the encoders run
 once per batch on all of its windows, then each window's tasks share one prompt prefix
-(`Predictor.answer_shared`): MER and MSA are scored over their labels (closed-set probabilities,
+(`Session.answer_clip`): MER and MSA are scored over their labels (closed-set probabilities,
 the softmax of each label's total log-likelihood) and OV-MER is generated.
 
 A window whose media were damaged (`Window.problems`) gets no answer: its result holds
@@ -15,27 +15,23 @@ A window whose media were damaged (`Window.problems`) gets no answer: its result
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from nanoemox.inference.common import default_candidates
-from nanoemox.inference.predictor import candidate_labels
-from nanoemox.media import transforms
+from nanoemox.inference.common import candidate_labels
+from nanoemox.inference.prefetch import prefetched
 from nanoemox.media.audio import clips_from_waveform
-from nanoemox.media.pipeline import MediaConfig, face_images, scene_images
+from nanoemox.media.pipeline import MediaConfig, blank_images, frames_to_images, silence
 from nanoemox.media.stream import Window
 from nanoemox.model.nanoemox import MediaFeatures
-from nanoemox.tasks import SENTIMENTS, get_task
+from nanoemox.tasks import SENTIMENTS, TIMELINE_TASKS, default_candidates, get_task
 from nanoemox.timeline.subtitles import Subtitles
 
 logger = logging.getLogger(__name__)
 
-TIMELINE_TASKS = ("mer", "msa", "ovmer")
 DEFAULT_TASKS = ("mer", "msa")
 
 
@@ -59,21 +55,16 @@ class Prepared:
 
 
 def prepare(window: Window, cfg: MediaConfig, subtitles: Subtitles | None) -> Prepared:
-    """Model-ready arrays of one window (see the module docstring)."""
+    """Model-ready arrays of one window (see the module docstring), made as `load_media` makes a clip's."""
     text = subtitles.between(window.start, window.end) if subtitles is not None else None
     video_present = window.frames is not None
     audio_present = window.waveform is not None and window.audio_samples > 0
     if window.problems:
         return Prepared(window, text, None, video_present, audio_present)
-    blank = np.zeros((cfg.num_frames, 3, cfg.image_size, cfg.image_size), np.float32)
-    pixels, faces = blank, blank
-    if video_present:
-        pixels, squares = scene_images(window.frames, cfg)
-        images, _ = face_images(window.frames, squares, cfg, boxes=list(window.faces))  # crops from the reader's boxes
-        faces = transforms.normalize(images, cfg.face_mean, cfg.face_std)
-    audio = np.zeros((cfg.num_clips, cfg.clip_samples), np.float32)
-    if audio_present:
-        audio, _ = clips_from_waveform(window.waveform, cfg.clip_samples, cfg.num_clips)
+    pixels = faces = blank_images(cfg)
+    if video_present:  # face crops from the reader's boxes
+        pixels, faces, _ = frames_to_images(window.frames, cfg, boxes=list(window.faces))
+    audio = clips_from_waveform(window.waveform, cfg.clip_samples, cfg.num_clips)[0] if audio_present else silence(cfg)
     arrays = {"pixel_values": pixels, "face_pixel_values": faces, "audio_values": audio}
     return Prepared(window, text, arrays, video_present, audio_present)
 
@@ -82,80 +73,39 @@ def prepared_windows(windows: Iterable[Window], cfg: MediaConfig, subtitles: Sub
                      ahead: int = 16) -> Iterator[Prepared]:
     """`prepare` in a background thread, up to `ahead` windows ahead of the consumer (decoding
     overlaps the model). Errors of the reader are raised in the consumer."""
-    out: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-    stop = threading.Event()
-    done = object()
-
-    def produce():
-        try:
-            for window in windows:
-                if stop.is_set():
-                    return
-                out.put(prepare(window, cfg, subtitles))
-            out.put(done)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            out.put(exc)
-
-    worker = threading.Thread(target=produce, name="nanoemox-timeline-media", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = out.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                out.get(timeout=0.1)
-            except queue.Empty:
-                pass
-
-
-def _row(features: MediaFeatures, b: int) -> MediaFeatures:
-    """Row b of a batch of encoder outputs, as a batch of 1."""
-    return MediaFeatures(features.scene_cls[b : b + 1], features.scene_taps[:, b : b + 1],
-                         features.speech_clips[b : b + 1], features.speech_taps[:, b : b + 1],
-                         features.face_frames[b : b + 1])
+    return prefetched(windows, lambda window: prepare(window, cfg, subtitles), ahead=ahead,
+                      name="nanoemox-timeline-media")
 
 
 class WindowAnswerer:
-    """Answers batches of prepared windows with one predictor (see the module docstring)."""
+    """Answers batches of prepared windows with one predictor's session and decoding (see the module docstring)."""
 
     def __init__(self, predictor, tasks: Sequence[str], labels: Sequence[str] | None = None):
-        self.predictor = predictor
+        self.session = predictor.session
+        self.decoding = predictor.decoding
         self.tasks = list(check_tasks(tasks))
         self.labels = candidate_labels(labels or default_candidates("mer"))
         self.sentiments = list(SENTIMENTS)
 
     def _prompts(self, text: str | None) -> list[list[int]]:
-        processor = self.predictor.processor
-        with self.predictor.text_lock:
-            return [processor.encode_text(task, text, None, self.labels if task == "mer" else None).input_ids
-                    for task in self.tasks]
+        return [self.session.encode_text(task, text, None, self.labels if task == "mer" else None) for task in self.tasks]
 
     def answer(self, batch: Sequence[Prepared]) -> list[dict[str, Any]]:
         """One result per window, in order (see `result_of`)."""
         ready = [p for p in batch if p.arrays is not None]
         answers: dict[int, dict[str, Any]] = {}
         if ready:
-            predictor = self.predictor
-            stacked = {k: torch.from_numpy(np.stack([p.arrays[k] for p in ready])).to(predictor.device, predictor.dtype)
-                       for k in ("pixel_values", "face_pixel_values", "audio_values")}
-            with predictor.model_lock, torch.inference_mode():
-                features = predictor.model.encode_media(stacked["pixel_values"], stacked["face_pixel_values"],
-                                                        stacked["audio_values"])  # batch of len(ready) windows
-                for b, prepared in enumerate(ready):
-                    answers[prepared.window.index] = self._answer_one(_row(features, b), prepared.text)
+            stacked = [torch.from_numpy(np.stack([p.arrays[k] for p in ready]))
+                       for k in ("pixel_values", "face_pixel_values", "audio_values")]
+            features = self.session.encode_media(*stacked)  # batch of len(ready) windows
+            for b, prepared in enumerate(ready):
+                answers[prepared.window.index] = self._answer_one(features.row(b), prepared.text)
         return [result_of(p, answers.get(p.window.index)) for p in batch]
 
     def _answer_one(self, features: MediaFeatures, text: str | None) -> dict[str, Any]:
         offered = {"mer": self.labels, "msa": self.sentiments}
-        answers = self.predictor.answer_shared(features, self._prompts(text), self.tasks,
-                                               [offered.get(task) for task in self.tasks], decode="score")
+        answers = self.session.answer_clip(features, self._prompts(text), self.tasks,
+                                           [offered.get(task) for task in self.tasks], "score", self.decoding)
         out: dict[str, Any] = {}
         for task, answer in zip(self.tasks, answers):
             if task == "mer":

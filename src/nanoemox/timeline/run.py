@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from nanoemox.media.faces import DETECT_MAX_SIDE
 from nanoemox.media.stream import COUNT_DETECT_SIDE, WindowReader
+from nanoemox.results_file import ResultsFile
 from nanoemox.timeline.infer import DEFAULT_TASKS, WindowAnswerer, answer_windows, check_tasks, prepared_windows
 from nanoemox.timeline.plot import plot_timeline
 from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
@@ -171,27 +172,17 @@ def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
 
 
 def _read_done(out: Path, total: int) -> list[dict[str, Any]]:
-    """Window results already written; a cut last line is dropped from the file."""
-    path = out / "windows.jsonl"
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        logger.warning("%s: dropping a cut last line (%d bytes) before resuming", path, len(data) - keep)
-        with open(path, "r+b") as fh:
-            fh.truncate(keep)
-    results = []
-    for number, line in enumerate(data[:keep].decode("utf-8", errors="replace").splitlines(), 1):
-        try:
-            result = json.loads(line)
-        except ValueError as exc:
-            raise TimelineError(f"{path}: line {number} is not JSON ({exc}); remove the folder or pass --overwrite") from None
-        if not isinstance(result, dict) or result.get("index") != len(results):
-            raise TimelineError(f"{path}: line {number} is not window {len(results)}; remove the folder or pass --overwrite")
-        results.append(result)
+    """Window results already written; a cut last line is dropped from the file (`ResultsFile`)."""
+    try:
+        results = ResultsFile(out / "windows.jsonl", what="window").read()
+    except ValueError as exc:
+        raise TimelineError(f"{exc}; remove the folder or pass --overwrite") from None
+    for number, result in enumerate(results):
+        if not isinstance(result, dict) or result.get("index") != number:
+            raise TimelineError(f"{out / 'windows.jsonl'}: line {number + 1} is not window {number}; remove the folder "
+                                "or pass --overwrite")
     if len(results) > total:
-        raise TimelineError(f"{path} holds {len(results)} windows but the video has {total}")
+        raise TimelineError(f"{out / 'windows.jsonl'} holds {len(results)} windows but the video has {total}")
     return results
 
 
@@ -246,12 +237,11 @@ def write_timeline(
     atomic_write_json(meta, out / "timeline.json")
     started = time.perf_counter()
     new = 0
-    with open(out / "windows.jsonl", "a", encoding="utf-8") as lines, \
+    with ResultsFile(out / "windows.jsonl", what="window").appending() as lines, \
             open(out / "timeline.csv", "a", encoding="utf-8", newline="") as table:
         for result in timeline.results(first=len(done)):
-            lines.write(json.dumps(result, ensure_ascii=False) + "\n")
+            lines.append(result)
             table.write(_csv_text([csv_row(result, labels)], columns, False))
-            lines.flush()
             table.flush()
             new += 1
             if progress is not None:
