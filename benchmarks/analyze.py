@@ -67,7 +67,7 @@ def _model(preset: str, dtype: torch.dtype, tokenizer):
 
 def _naive(model, predictor, clip: Path) -> float:
     sample = predictor.sample("mer", video=clip, text="I cannot believe it actually worked")
-    batch = predictor._batch([sample])
+    batch = predictor.source.collate(predictor.session, [sample])
 
     def run():
         with torch.inference_mode():
