@@ -2,7 +2,11 @@
 
 Every module `nanoemox.cli.cmd_<name>` contributes one subcommand through a
 `register(subparsers)` function; this module only discovers and dispatches them,
-so commands stay independent of each other.
+so commands stay independent of each other. What several commands share lives in
+`nanoemox.cli.options`; a command imports only from there and from the library.
+Every start of the command line registers every command, so a command imports the
+heavy parts it needs (torch, the model code, the service) inside the function that
+runs it, each such import marked with a comment.
 
 It is also the one error boundary: an error a user can act on (a bad file, a bad
 setting, an unreachable server) ends the command with one line on stderr and exit
@@ -39,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     """Library progress bars (weight loading, shard writing) would drown our own progress output."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # imported when the command runs, not at every start of the command line
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -57,6 +62,7 @@ def error(message: str) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message tells a user what to fix (ours and the libraries' we call)."""
+    # imported when the command runs, not at every start of the command line
     import httpx
     import yaml
     from safetensors import SafetensorError

@@ -29,6 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     import torch
     from tqdm import tqdm
 

@@ -47,6 +47,7 @@ def parse_line(line: str) -> tuple[str, str | None, str | None]:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.inference import Conversation
     from nanoemox.media.errors import MediaError
 

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.data.converters import AnnotationError, convert
 
     try:
@@ -71,6 +72,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.data.converters.check import check_dataset, format_report
 
     try:
@@ -83,6 +85,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.data.converters import CONVERTERS
 
     for name, conv in CONVERTERS.items():
@@ -92,6 +95,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.data.manifest import ManifestError, load_manifest
 
     counts: Counter[str] = Counter()

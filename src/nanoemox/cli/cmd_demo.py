@@ -45,6 +45,7 @@ class _Status:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
 
     if args.threads < 1:

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _progress_bar(total: int, disabled: bool):
+    # imported when the command runs, not at every start of the command line
     from tqdm import tqdm
 
     return tqdm(total=total, desc="eval", unit="sample", disable=disabled, dynamic_ncols=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -13,8 +14,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
+    # imported when the command runs, not at every start of the command line
     from nanoemox.model.export import export_language
 
     if not (Path(args.model) / "config.json").is_file():

@@ -17,6 +17,7 @@ def _millions(n: int) -> str:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.config import get_preset
     from nanoemox.model.summary import describe
 

@@ -18,6 +18,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     import torch
 
     from nanoemox.config import get_preset
@@ -38,6 +39,7 @@ def run(args) -> int:
 
 def _processor(config, tokenizer):
     try:
+        # imported when the command runs, not at every start of the command line
         from nanoemox.processor import NanoEmoXProcessor
     except ImportError:  # the media pipeline is optional for a bare model folder
         return None

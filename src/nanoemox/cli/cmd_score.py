@@ -37,6 +37,7 @@ def _write(out_dir: str, benchmark: str, result: dict, table: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.eval.harness import score_run
     from nanoemox.eval.scoring import load_predictions, markdown_table
 

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 
 def build_app(args):
     """The FastAPI app `serve` runs, from its options (raises UsageError for a bad --model)."""
+    # imported when the command runs, not at every start of the command line
     from nanoemox.serve import ServeSettings, create_app
 
     predictor = predictor_from_args(args)
@@ -51,6 +52,7 @@ def build_app(args):
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     import uvicorn
 
     app = build_app(args)

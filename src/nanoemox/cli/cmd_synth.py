@@ -50,6 +50,7 @@ def _fail(message: object) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.compose is not None:
         return compose(args)
+    # imported when the command runs, not at every start of the command line
     from nanoemox.data.synth import MediaConfig, generate
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 def compose(args: argparse.Namespace) -> int:
     """`--compose`: one long video with known emotions per stretch, and its side files."""
+    # imported when the command runs, not at every start of the command line
     from nanoemox.data.synth.long import compose_long_video, side_files
 
     out = Path(args.out)

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.timeline import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, DEFAULT_TASKS, TIMELINE_TASKS, TimelineOptions
 
     p = subparsers.add_parser("timeline", help="emotion over time of a long video: CSV, segments, plot",
@@ -57,6 +58,7 @@ def register(subparsers) -> None:
 
 
 def _progress_bar(total: int, initial: int, name: str):
+    # imported when the command runs, not at every start of the command line
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="window", desc=name, file=sys.stderr, dynamic_ncols=True)
@@ -77,6 +79,7 @@ def _subtitles(args) -> str | None:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.timeline import Timeline, TimelineOptions, write_timeline
 
     tasks = tuple(split_list(args.tasks) or ())

@@ -57,6 +57,7 @@ def _overrides(args) -> dict:
 
 
 def _dry_run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.train import load_train_config
     from nanoemox.train.plan import format_plan, plan_training
 
@@ -70,6 +71,7 @@ def _dry_run(args) -> int:
 
 
 def run(args) -> int:
+    # imported when the command runs, not at every start of the command line
     from nanoemox.train import Trainer, TrainingDiverged, TrainingInterrupted, load_train_config
 
     if args.dry_run:
