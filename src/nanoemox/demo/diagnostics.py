@@ -34,10 +34,24 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from nanoemox.data.manifest import Record
 from nanoemox.data.synth import EMOTIONS
+from nanoemox.data.synth.vocab import INTENSITIES, INTENTS, ovmer_words, sentiment
+from nanoemox.eval.extract import EmotionExtractor
+from nanoemox.eval.harness import PREDICTIONS_FILE
+from nanoemox.eval.scoring import erg_reference, load_predictions, msa_reference, parse_erg
+from nanoemox.eval.sentiment import sentiment_classifier
 from nanoemox.features import FeatureCache, media_key, stack_features
+from nanoemox.metrics import erg_scores, sentiment_waf
+from nanoemox.metrics.emotion import clusters_of
+from nanoemox.metrics.wheel import WHEELS, load_tables
+from nanoemox.tasks import get_task
+from nanoemox.utils import atomic_save_safetensors
 
 HEADS_FILE = "stand_in_heads.safetensors"
 BOOTSTRAP_RESAMPLES = 1000
@@ -90,10 +104,6 @@ def stage_vectors(clips: Clips, model=None, batch: int = 64) -> dict[str, np.nda
 
 
 def _probe(x: np.ndarray, y: np.ndarray):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(x, y)
 
 
@@ -122,16 +132,12 @@ def probes(train: Clips, splits: dict[str, Clips], model=None) -> dict[str, dict
 
 
 def save_heads(heads: dict[str, torch.nn.Linear], folder: Path) -> None:
-    from nanoemox.utils import atomic_save_safetensors
-
     tensors = {f"{name}.{p}": t for name, head in heads.items() for p, t in head.state_dict().items()}
     atomic_save_safetensors(tensors, folder / HEADS_FILE)
 
 
 def stand_in_accuracy(folder: Path, clips: Clips, frames: Sequence[int], windows: Sequence[int]) -> dict[str, float]:
     """Accuracy of the encoder stand-ins' own heads on `clips`, on the frames and window they were trained on."""
-    from safetensors.torch import load_file
-
     path = folder / HEADS_FILE
     if not path.is_file():
         return {}
@@ -165,13 +171,6 @@ def _resampled(figure: str, records: list[Record], texts: list[str | None], draw
     precision and recall per wheel, averaged, then F; for MSA: the weighted F1 of the
     resampled (prediction, reference) pairs). `extractor` finds emotion words (MSA, OV-MER).
     """
-    from nanoemox.eval.scoring import erg_reference, msa_reference, parse_erg
-    from nanoemox.eval.sentiment import sentiment_classifier
-    from nanoemox.metrics import erg_scores, sentiment_waf
-    from nanoemox.metrics.emotion import clusters_of
-    from nanoemox.metrics.wheel import WHEELS, load_tables
-    from nanoemox.tasks import get_task
-
     if figure in ("mer_accuracy", "mir_accuracy", "erg_emotion_accuracy"):
         if figure == "erg_emotion_accuracy":
             coarse = {e: e for e in EMOTIONS}
@@ -223,8 +222,6 @@ TASK_OF = {"mer_accuracy": "mer", "msa_waf": "msa", "mir_accuracy": "mir", "ovme
 def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: int = 0,
                 resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, dict[str, float]]:
     """Each headline figure of `texts` (id -> answer) with its 95% percentile-bootstrap interval."""
-    from nanoemox.eval.extract import EmotionExtractor
-
     extractor = EmotionExtractor()
     rng = np.random.default_rng(seed)
     out = {}
@@ -242,9 +239,6 @@ def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: i
 
 def _answer(task: str, label: Any) -> str:
     """The answer text a model would give for `label` (the task's own answer format)."""
-    from nanoemox.data.synth.vocab import ovmer_words, sentiment
-    from nanoemox.tasks import get_task
-
     if task == "msa":
         return sentiment(label)
     if task == "ovmer":
@@ -268,8 +262,6 @@ def _label(task: str, record: Record) -> Any:
 
 def baseline_answers(records: Sequence[Record], train: Sequence[Record], seed: int = 0) -> dict[str, dict[str, str]]:
     """Answers of the "chance" (uniformly random label, seeded) and "majority" (training's commonest) baselines."""
-    from nanoemox.data.synth.vocab import INTENSITIES, INTENTS
-
     rng = random.Random(seed)
     options = {"mer": list(EMOTIONS), "msa": list(EMOTIONS), "erg": list(EMOTIONS), "mir": list(INTENTS),
                "ovmer": [(e, i) for e in EMOTIONS for i in INTENSITIES]}
@@ -285,7 +277,4 @@ def baseline_answers(records: Sequence[Record], train: Sequence[Record], seed: i
 
 def read_predictions(folder: Path) -> dict[str, str]:
     """The answers of an evaluation folder (failed samples left out, so they score as missing)."""
-    from nanoemox.eval.harness import PREDICTIONS_FILE
-    from nanoemox.eval.scoring import load_predictions
-
     return load_predictions(folder / PREDICTIONS_FILE)

@@ -48,6 +48,7 @@ from typing import Sequence
 import torch
 
 from nanoemox.data.synth.vocab import ADJECTIVE, EMOTIONS, INTENSITIES, OV_WORDS, VALENCE
+from nanoemox.processor import ASSISTANT, HUMAN
 
 Sample = tuple[torch.Tensor, torch.Tensor]  # token ids, labels (-100 where no loss)
 
@@ -145,8 +146,6 @@ def plain(tokenizer, text: str) -> Sample:
 
 def turn(tokenizer, request: str, answer: str) -> Sample:
     """One generic instruction turn in the prompt framing of the processor; loss on the answer only."""
-    from nanoemox.processor import ASSISTANT, HUMAN
-
     prompt = _tokens(tokenizer, f"{HUMAN} {request}{ASSISTANT}")
     reply = _tokens(tokenizer, answer) + [tokenizer.eos_token_id]
     return torch.tensor(prompt + reply), torch.tensor([-100] * len(prompt) + reply)
@@ -301,8 +300,6 @@ def flat_texts(texts: dict[str, list]) -> list[str]:
     the stand-in has read: a token it never saw would keep a random embedding that LoRA
     cannot train, unlike a real LM whose whole vocabulary was pre-trained.
     """
-    from nanoemox.processor import ASSISTANT, HUMAN
-
     return texts["sentences"] + texts["feelings"] + [f"{HUMAN} {q}{ASSISTANT}{a}" for q, a in texts["instructions"]]
 
 
@@ -314,8 +311,6 @@ def copy_samples(tokenizer, rng: random.Random, n: int, length: tuple[int, int] 
     embeddings cannot be trained by LoRA later. Copying random token strings reads and
     writes each of them, and copying is a generic skill, not one of the six tasks.
     """
-    from nanoemox.processor import ASSISTANT, HUMAN
-
     special = set(tokenizer.all_special_ids)
     vocab = [i for i in range(len(tokenizer)) if i not in special]
     order: list[int] = []  # whole shuffled passes over the vocabulary, so every token comes early

@@ -32,10 +32,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from nanoemox.config import tiny
 from nanoemox.data.manifest import Record, load_manifest
+from nanoemox.data.synth import EMOTIONS, generate
+from nanoemox.decoding import BUDGETS_FILE, read_budgets
 from nanoemox.demo import diagnostics
 from nanoemox.demo.pretrain import PretrainConfig, pretrain_tiny, tokenizer_texts
+from nanoemox.demo.report import headline, write_report
+from nanoemox.eval.harness import run_benchmark
+from nanoemox.features import FeatureCache, build_cache
+from nanoemox.inference import FeatureCachePredictor
+from nanoemox.model import NanoEmoX, build_model
+from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.reproducible import reproducible, seed_all
+from nanoemox.tasks import get_task
+from nanoemox.tokenizer import build_tiny_tokenizer
+from nanoemox.train import Trainer, load_train_config
+from nanoemox.train.absent import AbsentModalities
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -97,8 +110,6 @@ class Stopwatch:
 
 
 def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
-    from nanoemox.data.synth import generate
-
     corpus = opts.out / "synthaffect"
     done = 0
 
@@ -120,9 +131,6 @@ def stand_in_config(opts: DemoOptions) -> PretrainConfig:
 
 def demo_tokenizer(opts: DemoOptions, records: list[Record]):
     """(tiny config with the demo's LM and LoRA settings, the tokenizer fitted to what the stand-in reads)."""
-    from nanoemox.config import tiny
-    from nanoemox.tokenizer import build_tiny_tokenizer
-
     config = tiny()
     config.language.model_config.update(opts.language)
     for key, value in opts.lora.items():
@@ -133,10 +141,6 @@ def demo_tokenizer(opts: DemoOptions, records: list[Record]):
 
 def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], progress) -> tuple[Path, dict]:
     """The tiny model with fitted tokenizer and pre-trained backbones, saved self-contained."""
-    from nanoemox.data.synth import EMOTIONS
-    from nanoemox.model import build_model
-    from nanoemox.processor import NanoEmoXProcessor
-
     target = opts.out / "pretrained"
     metrics_path = target / "pretraining.json"
     if metrics_path.is_file():
@@ -153,10 +157,6 @@ def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], pro
 
 
 def cache_features(model_dir: Path, corpus: Path, records: list[Record], opts: DemoOptions, progress) -> Path:
-    from nanoemox.features import build_cache
-    from nanoemox.model import NanoEmoX
-    from nanoemox.processor import NanoEmoXProcessor
-
     out = opts.out / "features"
     model = NanoEmoX.from_pretrained(model_dir)
     processor = NanoEmoXProcessor.from_pretrained(model_dir)
@@ -166,8 +166,6 @@ def cache_features(model_dir: Path, corpus: Path, records: list[Record], opts: D
 
 
 def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features: Path, opts: DemoOptions) -> Path:
-    from nanoemox.train import Trainer, load_train_config
-
     model_dir, corpus, features = (Path(p).resolve() for p in (model_dir, corpus, features))
     overrides = {"model": {"path": str(model_dir), "preset": None}, "seed": opts.seed,
                  "data": {"root": str(corpus), "train": [str(corpus / "train.jsonl")], "features": str(features),
@@ -181,17 +179,10 @@ def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features:
 
 def _load(model_dir: Path):
     """(model, processor, answer budgets) of a model folder."""
-    from nanoemox.decoding import read_budgets
-    from nanoemox.model import NanoEmoX
-    from nanoemox.processor import NanoEmoXProcessor
-
     return NanoEmoX.from_pretrained(model_dir), NanoEmoXProcessor.from_pretrained(model_dir), read_budgets(model_dir)
 
 
 def _predictor(loaded, features: Path, opts: DemoOptions, transform=None):
-    from nanoemox.features import FeatureCache
-    from nanoemox.inference import FeatureCachePredictor
-
     model, processor, budgets = loaded
     cache = FeatureCache.open(features, model=model, processor=processor)
     return FeatureCachePredictor(model, processor, cache, transform=transform, batch_size=opts.batch_size,
@@ -201,8 +192,6 @@ def _predictor(loaded, features: Path, opts: DemoOptions, transform=None):
 def evaluate(model_dir: Path, features: Path, corpus: Path, records: list[Record], out: Path, opts: DemoOptions,
              name: str, masked: tuple[str, ...] = ()) -> dict:
     """The SynthAffect benchmark of `records`; with `masked`, those modalities are replaced by their absence."""
-    from nanoemox.eval.harness import run_benchmark
-
     loaded = _load(model_dir)
     transform = _masker(loaded, masked) if masked else None
     return run_benchmark("synthaffect", _predictor(loaded, features, opts, transform=transform), records, corpus, out,
@@ -211,8 +200,6 @@ def evaluate(model_dir: Path, features: Path, corpus: Path, records: list[Record
 
 def _masker(loaded, modalities):
     """Replace modalities by what the model sees when they are absent (blank video, silence, no subtitle)."""
-    from nanoemox.train.absent import AbsentModalities
-
     absent = AbsentModalities(*loaded[:2])
     modalities = [modalities] if isinstance(modalities, str) else list(modalities)
 
@@ -223,8 +210,6 @@ def _masker(loaded, modalities):
 
 
 def _mer_accuracy_by_cue(predictor, records: list[Record], root: Path) -> dict[str, dict]:
-    from nanoemox.tasks import get_task
-
     by_cue: dict[str, list[int]] = {}
     for record, text, error in predictor.predict_records(records, root):
         hit = error is None and get_task("mer").parse(text or "", record.candidates) == record.target
@@ -245,9 +230,6 @@ def modality_ablation(model_dir: Path, features: Path, corpus: Path, records: li
 
 def diagnose(model_dir: Path, init: Path, features: Path, records: list[Record], opts: DemoOptions) -> dict:
     """Probes of every stage (fitted on train, scored on dev and test) and the stand-ins' own heads on dev."""
-    from nanoemox.features import FeatureCache
-    from nanoemox.model import NanoEmoX
-
     cache = FeatureCache.open(features)
     clips = {split: diagnostics.clips_of(records, cache, split) for split in ("train", "dev", "test")}
     model = NanoEmoX.from_pretrained(model_dir)
@@ -278,8 +260,6 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
 
 
 def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
-    from nanoemox.demo.report import headline, write_report
-
     clock = Stopwatch(opts.seed)
     corpus = clock.run("synthaffect", lambda: make_corpus(opts, progress))
     records = load_manifest(corpus / "manifest.jsonl")
@@ -322,8 +302,6 @@ def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
 
 def _export(model_dir: Path, target: Path) -> None:
     """The trained P2E model as a self-contained folder every `--model` command can load."""
-    from nanoemox.decoding import BUDGETS_FILE
-
     model, processor, _ = _load(model_dir)
     if target.exists():
         shutil.rmtree(target)

@@ -40,6 +40,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -47,9 +48,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nanoemox.data.manifest import Record
+from nanoemox.data.synth import EMOTIONS, INTENTS
 from nanoemox.demo.language import flat_texts, framed_samples, language_corpus, language_texts, token_coverage
 from nanoemox.model import NanoEmoX
 from nanoemox.reproducible import seed_all
+from nanoemox.tasks import TASKS, get_task
 from nanoemox.train.optim import sequence_loss
 
 logger = logging.getLogger(__name__)
@@ -88,8 +91,6 @@ class _ClipMedia(Dataset):
         return len(self.clips)
 
     def __getitem__(self, i: int):
-        from pathlib import Path
-
         media = self.processor.load_media(video=Path(self.root) / self.clips[i][1])
         return media.pixel_values, media.face_pixel_values, media.audio_values
 
@@ -234,9 +235,6 @@ def tokenizer_words(records: Sequence[Record]) -> list[str]:
     and no markup, so no task identifier (`[Recognition]`) or answer tag (`<think>`) and
     nothing of the order of the texts they come from.
     """
-    from nanoemox.data.synth import EMOTIONS, INTENTS
-    from nanoemox.tasks import TASKS, get_task
-
     texts = []
     for r in records:
         if r.split == "train":

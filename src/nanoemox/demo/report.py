@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from nanoemox.data.synth import EMOTIONS
 from nanoemox.demo.diagnostics import BOOTSTRAP_RESAMPLES as BOOTSTRAP
 
 # The figures the demo must reach on the SynthAffect test split (fractions).
@@ -36,8 +37,6 @@ def figures(result: dict) -> dict[str, float | None]:
 
 def _ablation_summary(ablation: dict) -> dict:
     """Accuracy on single-cue clips per masked modality, and the chance level."""
-    from nanoemox.data.synth import EMOTIONS
-
     table = {}
     for masked, groups in ablation.items():
         table[masked] = {cue: groups[cue]["accuracy"] for cue in ("face", "voice", "text") if cue in groups}
@@ -200,9 +199,9 @@ def markdown(report: dict, results: dict) -> str:
 
 
 def _bars(groups: dict[str, dict[str, float | None]], path: Path, title: str, ylabel: str, chance=None) -> None:
-    import matplotlib
+    import matplotlib  # lazy: pyplot costs start-up time and only the plots need it
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only; must be chosen before pyplot is imported
     import matplotlib.pyplot as plt
 
     series = list(groups)

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
 from nanoemox.data.manifest import Record
+from nanoemox.eval.scoring import MER_UNIBENCH
+from nanoemox.tasks import get_task, label_set
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,6 @@ def _lower(labels: Sequence[str]) -> list[str]:
 
 
 def _known_label_set(name: str) -> list[str] | None:
-    from nanoemox.tasks import label_set
-
     try:
         return _lower(label_set(name))
     except ValueError:
@@ -66,8 +69,6 @@ def closed_sets(benchmark: str, records: Sequence[Record]) -> list[ClosedSet]:
     """The closed-set groups of a benchmark's records (empty for emer and avamerg)."""
     groups: list[tuple[str, str, list[Record]]] = []
     if benchmark == "mer-unibench":
-        from nanoemox.eval.scoring import MER_UNIBENCH
-
         squash = lambda s: re.sub(r"[^a-z0-9+]", "", s.lower())  # noqa: E731
         for spec in MER_UNIBENCH:
             if spec.kind not in ("hit", "waf"):
@@ -96,8 +97,6 @@ def predicted_label(text: str | None, task: str, labels: Sequence[str]) -> str:
     """The label a generation names, or OTHER when it names none of `labels` (or is missing)."""
     if text is None:
         return OTHER
-    from nanoemox.tasks import get_task
-
     found = get_task(task).parse(text, candidates=list(labels))
     found = str(found).strip().lower() if found is not None else None
     return found if found in labels else OTHER
@@ -105,8 +104,6 @@ def predicted_label(text: str | None, task: str, labels: Sequence[str]) -> str:
 
 def confusion(group: ClosedSet, predictions: dict[str, str]) -> dict:
     """Counts [reference][predicted] for one group, plus its closed-set accuracy."""
-    from sklearn.metrics import confusion_matrix
-
     columns = group.labels + [OTHER]
     truth = [reference_label(r) for r in group.records]
     guess = [predicted_label(predictions.get(r.id), group.task, group.labels) for r in group.records]
@@ -118,11 +115,10 @@ def confusion(group: ClosedSet, predictions: dict[str, str]) -> dict:
 
 def save_confusion_png(table: dict, path: str | Path) -> Path:
     """Draw one confusion table (row-normalised colours, counts written in) to a PNG."""
-    import matplotlib
+    import matplotlib  # lazy: pyplot costs start-up time and only the PNGs need it
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
-    import numpy as np
 
     counts = np.asarray(table["matrix"], dtype=float)  # [R, C]
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)

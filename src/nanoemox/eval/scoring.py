@@ -21,7 +21,10 @@ from typing import Any, Callable, Sequence
 
 from nanoemox.data.manifest import TASKS, Record, iter_jsonl
 from nanoemox.eval import BENCHMARKS
+from nanoemox.eval.extract import EmotionExtractor
+from nanoemox.eval.sentiment import sentiment_classifier
 from nanoemox.metrics import erg_scores, hit_rate, intent_scores, ov_fscore, sentiment_waf
+from nanoemox.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +114,16 @@ def check_prediction(obj: Any, seen: dict[str, str]) -> str | None:
 
 
 # ---------------------------------------------------------------- parsing generations
-def _task(name: str):
-    from nanoemox.tasks import get_task  # lazy: the task registry is heavier than metrics
-
-    return get_task(name)
-
 
 def _intent(text: str | None, record: Record) -> str | None:
-    return _task("mir").parse(text, candidates=record.candidates) if text is not None else None
+    return get_task("mir").parse(text, candidates=record.candidates) if text is not None else None
 
 
 def parse_erg(text: str | None) -> tuple[str | None, str | None]:
     """(speaker emotion, reply) of an ERG generation; (None, None) when missing."""
     if text is None:
         return None, None
-    parsed = _task("erg").parse(text)
+    parsed = get_task("erg").parse(text)
     return parsed.get("emotion"), parsed.get("reply")
 
 
@@ -320,11 +318,7 @@ def score_predictions(
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
     if extractor is None:
-        from nanoemox.eval.extract import EmotionExtractor
-
         extractor = EmotionExtractor()
-    from nanoemox.eval.sentiment import sentiment_classifier
-
     ctx = {"extractor": extractor, "judge": judge, "coarse_map": coarse_map,
            "sentiment": sentiment or sentiment_classifier(extractor)}
     groups = _LAYOUT[benchmark](references)
