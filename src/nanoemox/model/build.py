@@ -1,55 +1,41 @@
-"""Building Nano-EmoX from a config, and the model folder format.
+"""Building Nano-EmoX: from a config (`build_model`) or from a model folder (`load_model`).
 
-A model folder holds:
-
-    config.json          the NanoEmoXConfig, the placeholder token ids and a format version
-    model.safetensors    the trainable weights (adapters, Q-Formers, face temporal, fusion, LoRA)
-    tokenizer/           the tokenizer with the placeholders (written with the processor)
-    scene_encoder/ speech_encoder/ face_encoder/ language/
-                         backbones, only in a self-contained folder; otherwise config.json
-                         refers to them by hub id or path
-
-Backbone references in config.json that start with "./" are relative to the folder.
-A backbone without any reference (random weights, e.g. the tiny preset) is always
-written into the folder, because nothing else could rebuild it.
+The folder format itself (what a folder holds, writing it, reading its config and
+weights) is model/saving.py.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase
 
-from nanoemox import __version__
 from nanoemox.config import MODALITIES, NanoEmoXConfig
 from nanoemox.model.face import FaceBranch, build_face_encoder
 from nanoemox.model.fusion import FusionBranch
-from nanoemox.model.groups import SAVED_GROUPS, group_of
-from nanoemox.model.language import apply_lora, base_state_dict, build_language_model
+from nanoemox.model.language import apply_lora, build_language_model
 from nanoemox.model.nanoemox import NanoEmoX
+from nanoemox.model.saving import (
+    BACKBONE_DIRS,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    read_model_config,
+    read_weights,
+    save_model,
+    trainable_state_dict,
+)
 from nanoemox.model.scene import SceneBranch, build_scene_encoder
 from nanoemox.model.speech import SpeechBranch, build_speech_encoder
-from nanoemox.utils import atomic_directory, atomic_save_safetensors, atomic_write_json
+from nanoemox.tokenizer import add_placeholder_tokens, build_tiny_tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-TOKENIZER_DIR = "tokenizer"
-BACKBONE_DIRS = {"scene": "scene_encoder", "speech": "speech_encoder", "face": "face_encoder", "language": "language"}
 
 
 def _placeholder_ids(config: NanoEmoXConfig, tokenizer: PreTrainedTokenizerBase | None) -> dict[str, int]:
     if tokenizer is not None:
-        from nanoemox.tokenizer import add_placeholder_tokens
-
         return add_placeholder_tokens(tokenizer, config)
     # No tokenizer (a meta-device build for counting): reserve the last ids of the vocabulary.
     vocab = int(config.language.model_config.get("vocab_size", 151936))
@@ -140,109 +126,11 @@ def build_model(
 
 def build_tokenizer(config: NanoEmoXConfig) -> PreTrainedTokenizerBase:
     """The configured tokenizer (hub id / folder) with placeholders, or a fresh tiny one."""
-    from nanoemox.tokenizer import build_tiny_tokenizer, load_tokenizer
-
     source = config.language.tokenizer or config.language.model
     return load_tokenizer(source, config) if source else build_tiny_tokenizer(config)
 
 
-# ---------------------------------------------------------------------- saving
-
-
-def trainable_state_dict(model: NanoEmoX) -> dict[str, torch.Tensor]:
-    """The weights a model folder stores in model.safetensors (groups `SAVED_GROUPS`)."""
-    return {k: v for k, v in model.state_dict().items() if _is_saved(k)}
-
-
-def _is_saved(key: str) -> bool:
-    try:
-        return group_of(key) in SAVED_GROUPS
-    except ValueError:  # buffers outside any parameter group (none today) are not saved
-        return False
-
-
-def _save_backbones(model: NanoEmoX, folder: Path, config: NanoEmoXConfig, self_contained: bool) -> None:
-    branches = {"scene": config.scene, "speech": config.speech, "face": config.face}
-    for name, branch_cfg in branches.items():
-        if self_contained or not branch_cfg.encoder:
-            getattr(model, name).encoder.save_pretrained(folder / BACKBONE_DIRS[name])
-            branch_cfg.encoder = "./" + BACKBONE_DIRS[name]
-    if self_contained or not config.language.model:
-        lm_dir = folder / BACKBONE_DIRS["language"]
-        model.language.save_pretrained(lm_dir, state_dict=base_state_dict(model.language))
-        config.language.model = "./" + BACKBONE_DIRS["language"]
-        if config.language.tokenizer and not config.language.tokenizer.startswith("./"):
-            config.language.tokenizer = None
-
-
-def save_model(
-    model: NanoEmoX,
-    folder: str | os.PathLike,
-    *,
-    self_contained: bool = False,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    processor=None,
-) -> Path:
-    """Write a model folder atomically (built in a temp folder, then renamed into place)."""
-    folder = Path(folder)
-    config = copy.deepcopy(model.config)
-    with atomic_directory(folder) as tmp:
-        _save_backbones(model, tmp, config, self_contained)
-        if processor is not None:
-            processor.save_pretrained(tmp)
-        elif tokenizer is not None:
-            tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
-        atomic_save_safetensors(trainable_state_dict(model), tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        meta = {"format_version": FORMAT_VERSION, "nanoemox_version": __version__, "placeholder_ids": model.placeholder_ids}
-        atomic_write_json({**meta, "config": config.to_dict()}, tmp / CONFIG_NAME)
-    return folder
-
-
 # ---------------------------------------------------------------------- loading
-
-
-def _resolve(ref: str | None, folder: Path) -> str | None:
-    """A "./" reference inside a model folder as an absolute path (others: hub names, absolute paths)."""
-    if ref and ref.startswith("./"):
-        # Absolute, so that a model loaded from a relative folder and saved elsewhere (a
-        # training phase's hand-over) never records a path that only works from one cwd.
-        return str(folder.expanduser().resolve() / ref[2:])
-    return ref
-
-
-def read_model_config(folder: str | os.PathLike) -> tuple[NanoEmoXConfig, dict[str, int]]:
-    """The config of a model folder with backbone references resolved, and its placeholder ids."""
-    folder = Path(folder)
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder} is not a Nano-EmoX model folder: {CONFIG_NAME} is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        config = NanoEmoXConfig.from_dict(data["config"])
-        ids = {m: int(i) for m, i in data["placeholder_ids"].items()}
-    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-        problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
-        raise ValueError(f"{path}: not a valid Nano-EmoX config ({problem}); copy the folder again or "
-                         "re-create it with `nanoemox init-model` / training") from None
-    if data.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path}: folder format {data['format_version']} is newer than this version supports")
-    config.scene.encoder = _resolve(config.scene.encoder, folder)
-    config.speech.encoder = _resolve(config.speech.encoder, folder)
-    config.face.encoder = _resolve(config.face.encoder, folder)
-    config.language.model = _resolve(config.language.model, folder)
-    config.language.tokenizer = _resolve(config.language.tokenizer, folder)
-    return config, ids
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors; a damaged or truncated file is a ValueError naming it."""
-    from safetensors import SafetensorError
-
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{path}: cannot be read as safetensors ({str(exc).strip()[:200]}); the file is damaged "
-                         "or truncated: copy it again, or use an intact checkpoint") from None
 
 
 def load_model(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device=None) -> NanoEmoX:
@@ -269,3 +157,10 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
     model.load_state_dict(weights, strict=False)
     model.eval()
     return model.to(device) if device is not None else model
+
+
+# The older spellings `model.save_pretrained(folder)` and `NanoEmoX.from_pretrained(folder)`,
+# for callers not yet moved to save_model / load_model. Attached here, not defined in the
+# composer, so that model/nanoemox.py never imports the modules that build and save it.
+NanoEmoX.save_pretrained = save_model
+NanoEmoX.from_pretrained = staticmethod(load_model)

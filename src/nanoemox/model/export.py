@@ -31,7 +31,9 @@ import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
+from nanoemox.model.build import load_model
 from nanoemox.model.language import build_language_model
+from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.utils import atomic_write_json
 
 
@@ -66,11 +68,8 @@ def _check_base(model, base) -> None:
 
 def export_language(model_dir: str | os.PathLike, out: str | os.PathLike) -> dict[str, str]:
     """Write OUT/lora and OUT/language_merged (see the module docstring); returns their paths."""
-    from nanoemox.model import NanoEmoX
-    from nanoemox.processor import NanoEmoXProcessor
-
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
-    model = NanoEmoX.from_pretrained(model_dir)
+    model = load_model(model_dir)
     peft_model = _peft_language(model)
     base = str(model.config.language.model)
     lora_dir, merged_dir = out / "lora", out / "language_merged"

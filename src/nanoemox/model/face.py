@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import SwinConfig, SwinModel
 
-from nanoemox.config import FaceConfig
+from nanoemox.config import FaceConfig, paper
 from nanoemox.model.common import encoder_context, module_dtype
 from nanoemox.utils import atomic_save_safetensors
 
@@ -104,8 +104,6 @@ class FaceEncoder(nn.Module):
         if not isinstance(checkpoint, dict) or FACEXFORMER_KEY not in checkpoint:
             raise FaceCheckpointError(f"{path}: no {FACEXFORMER_KEY!r} entry; is this a FaceXFormer checkpoint?")
         state = checkpoint[FACEXFORMER_KEY]
-        from nanoemox.config import paper
-
         encoder = cls.from_config(FaceConfig(encoder_config=swin_config or paper().face.encoder_config))
         encoder.load_facexformer_state(state, source=str(path))
         return encoder

@@ -2,14 +2,13 @@
 
 Nothing here computes features itself; it asks each branch for its tokens, scatters
 them into the prompt's input embeddings at the placeholder positions and runs the
-language model (loss on answer tokens, or generation with a KV cache).
+language model (loss on answer tokens, or generation with a KV cache). Building is
+model/build.py (`build_model`, `load_model`); writing a model folder is model/saving.py.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,6 +45,18 @@ class MediaFeatures:
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def row(self, b: int) -> "MediaFeatures":
+        """Row b of the batch, as a batch of 1 (views, no copy)."""
+        return MediaFeatures(self.scene_cls[b : b + 1], self.scene_taps[:, b : b + 1],
+                             self.speech_clips[b : b + 1], self.speech_taps[:, b : b + 1],
+                             self.face_frames[b : b + 1])
+
+    def expand(self, n: int) -> "MediaFeatures":
+        """A batch of 1 viewed as n identical rows (no copy)."""
+        return MediaFeatures(self.scene_cls.expand(n, -1, -1), self.scene_taps.expand(-1, n, -1, -1),
+                             self.speech_clips.expand(n, -1, -1), self.speech_taps.expand(-1, n, -1, -1),
+                             self.face_frames.expand(n, -1, -1))
 
 
 class NanoEmoX(nn.Module):
@@ -252,16 +263,3 @@ class NanoEmoX(nn.Module):
             repetition_penalty=1.0 if repetition_penalty is None else float(repetition_penalty),
             eos_token_id=eos, pad_token_id=pad, suppress_tokens=list(self.placeholder_ids.values()), **sampling,
         )
-
-    # ------------------------------------------------------------------ persistence
-
-    def save_pretrained(self, folder: str | os.PathLike, *, self_contained: bool = False, tokenizer=None, processor=None) -> Path:
-        from nanoemox.model.build import save_model
-
-        return save_model(self, folder, self_contained=self_contained, tokenizer=tokenizer, processor=processor)
-
-    @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> "NanoEmoX":
-        from nanoemox.model.build import load_model
-
-        return load_model(folder, dtype=dtype, device=device)

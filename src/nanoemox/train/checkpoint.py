@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from nanoemox.features.store import file_sha256
-from nanoemox.model.build import read_weights
+from nanoemox.model.saving import read_weights
 from nanoemox.utils import atomic_directory, atomic_save_safetensors, atomic_write_json
 
 STEP_DIR = re.compile(r"^step_(\d{8})$")

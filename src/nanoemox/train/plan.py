@@ -46,7 +46,8 @@ def _manifests(config: TrainConfig, problems: list[str]) -> tuple[list[Record], 
 
 def _model_source(config: TrainConfig, problems: list[str]) -> str:
     from nanoemox.config import get_preset
-    from nanoemox.model.build import check_backbones, random_backbones_of, read_model_config
+    from nanoemox.model.build import check_backbones, random_backbones_of
+    from nanoemox.model.saving import read_model_config
 
     source = config.model
     try:

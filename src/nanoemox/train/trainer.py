@@ -31,8 +31,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
-from nanoemox.model import NanoEmoX, build_model, build_tokenizer, set_trainable
-from nanoemox.model.build import check_backbones, random_backbones_of, trainable_state_dict
+from nanoemox.model import NanoEmoX, build_model, build_tokenizer, load_model, save_model, set_trainable
+from nanoemox.model.build import check_backbones, random_backbones_of
+from nanoemox.model.saving import trainable_state_dict
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.train import checkpoint as ckpt
 from nanoemox.train.config import PhaseConfig, TrainConfig
@@ -130,7 +131,7 @@ class Trainer:
             check_backbones(config, allow=source.allow_random_backbones, purpose="training")  # before any download
             tokenizer = build_tokenizer(config)
             model = build_model(config, pretrained=True, tokenizer=tokenizer)
-            model.save_pretrained(target, processor=NanoEmoXProcessor.from_config(config, tokenizer))
+            save_model(model, target, processor=NanoEmoXProcessor.from_config(config, tokenizer))
         self.accelerator.wait_for_everyone()
         return target
 
@@ -160,7 +161,7 @@ class Trainer:
         self._loop(phase, folder, model, optimizer, scheduler, loader, state)
         self.model = self.accelerator.unwrap_model(model)  # the trained model of the latest phase
         if self.is_main:
-            self.accelerator.unwrap_model(model).save_pretrained(final, processor=processor)
+            save_model(self.accelerator.unwrap_model(model), final, processor=processor)
             self._save_budgets(final, processor)
             atomic_write_json({"phase": phase.name, "steps": state.step, "history": state.history}, folder / "history.json")
             self._plot(folder, state)
@@ -182,7 +183,7 @@ class Trainer:
         from nanoemox.processor import NanoEmoXProcessor
 
         torch.manual_seed(self.config.seed)
-        model = NanoEmoX.from_pretrained(init_dir)
+        model = load_model(init_dir)
         check_backbones(model.config, allow=self.config.model.allow_random_backbones, purpose="training")
         processor = NanoEmoXProcessor.from_pretrained(init_dir)
         counts = set_trainable(model, phase.trainable)
