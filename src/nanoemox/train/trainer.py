@@ -23,7 +23,6 @@ import logging
 import math
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,12 @@ from accelerate.utils import DistributedDataParallelKwargs
 
 from nanoemox.model import NanoEmoX, build_model, build_tokenizer, load_model, save_model, set_trainable
 from nanoemox.model.build import check_backbones, random_backbones_of
-from nanoemox.model.saving import trainable_state_dict
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.train import checkpoint as ckpt
-from nanoemox.train.config import PhaseConfig, TrainConfig
+from nanoemox.train.config import ModelSource, PhaseConfig, TrainConfig
 from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
 from nanoemox.train.optim import build_optimizer, build_scheduler
+from nanoemox.train.state import PhaseState, restore_phase_state, resume_checkpoint, save_phase_state
 from nanoemox.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -52,13 +51,6 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good state was checkpointed first."""
 
 
-@dataclass
-class PhaseState:
-    step: int = 0
-    history: list[list[float]] = field(default_factory=list)  # [step, loss] pairs
-    rng: tuple | None = None  # RNG states to restore once the data iterator exists
-
-
 def _mixed_precision(setting: str) -> str:
     if setting == "auto":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -67,6 +59,21 @@ def _mixed_precision(setting: str) -> str:
 
 def phase_dir(out: Path, index: int, phase: PhaseConfig) -> Path:
     return out / "phases" / f"{index + 1:02d}_{phase.name}"
+
+
+def write_initial_model(source: ModelSource, target: Path) -> Path:
+    """The model folder of a run that starts from a preset: built, backbones checked, saved."""
+    from nanoemox.config import get_preset
+    from nanoemox.processor import NanoEmoXProcessor
+
+    config = get_preset(source.preset)
+    if source.face_checkpoint:
+        config.face.encoder = source.face_checkpoint
+    config.random_backbones = random_backbones_of(config, pretrained=True)
+    check_backbones(config, allow=source.allow_random_backbones, purpose="training")  # before any download
+    tokenizer = build_tokenizer(config)
+    model = build_model(config, pretrained=True, tokenizer=tokenizer)
+    return save_model(model, target, processor=NanoEmoXProcessor.from_config(config, tokenizer))
 
 
 class Trainer:
@@ -120,18 +127,8 @@ class Trainer:
         if (target / "config.json").is_file():
             return target
         if self.is_main:
-            from nanoemox.config import get_preset
-            from nanoemox.processor import NanoEmoXProcessor
-
             torch.manual_seed(self.config.seed)
-            config = get_preset(source.preset)
-            if source.face_checkpoint:
-                config.face.encoder = source.face_checkpoint
-            config.random_backbones = random_backbones_of(config, pretrained=True)
-            check_backbones(config, allow=source.allow_random_backbones, purpose="training")  # before any download
-            tokenizer = build_tokenizer(config)
-            model = build_model(config, pretrained=True, tokenizer=tokenizer)
-            save_model(model, target, processor=NanoEmoXProcessor.from_config(config, tokenizer))
+            write_initial_model(source, target)
         self.accelerator.wait_for_everyone()
         return target
 
@@ -192,29 +189,12 @@ class Trainer:
         optimizer = build_optimizer(model, phase)
         scheduler = build_scheduler(optimizer, phase)
         state = PhaseState()
-        latest = None
-        if self.resume:
-            if self.is_main:
-                ckpt.remove_stale_temp(folder / "checkpoints")
-            latest = ckpt.latest_intact_checkpoint(folder / "checkpoints")
-            if latest is None and ckpt.list_checkpoints(folder / "checkpoints"):
-                raise ckpt.CheckpointError(f"{folder / 'checkpoints'}: no intact checkpoint to resume from "
-                                           "(see the warnings above); delete the folder to restart the phase")
+        latest = resume_checkpoint(folder / "checkpoints", clean=self.is_main) if self.resume else None
         if latest is not None:
-            state = self._restore(latest, model, optimizer, scheduler)
+            state = restore_phase_state(latest, model, optimizer, scheduler)
             logger.info("resumed phase %s from %s (step %d)", phase.name, latest, state.step)
         model, optimizer = self.accelerator.prepare(model, optimizer)
         return model, processor, optimizer, scheduler, state
-
-    def _restore(self, path: Path, model: NanoEmoX, optimizer, scheduler) -> PhaseState:
-        saved = ckpt.load_checkpoint(path)
-        missing, unexpected = model.load_state_dict(saved["model_weights"], strict=False)
-        if unexpected or set(trainable_state_dict(model)) - set(saved["model_weights"]):
-            raise ValueError(f"{path}: checkpoint weights do not fit the model (unexpected {unexpected[:5]})")
-        optimizer.load_state_dict(saved["optimizer_state"])
-        scheduler.load_state_dict(saved["scheduler"])
-        return PhaseState(step=int(saved["step"]), history=saved.get("history", []),
-                          rng=(saved["rng_tensors"], saved["rng"]))
 
     def _loader(self, phase: PhaseConfig, model: NanoEmoX, processor, start_step: int):
         if self._records is None:
@@ -315,16 +295,8 @@ class Trainer:
 
     def save(self, folder: Path, model, optimizer, scheduler, state: PhaseState) -> None:
         if self.is_main:
-            weights = trainable_state_dict(self.accelerator.unwrap_model(model))
-            ckpt.save_checkpoint(
-                folder / "checkpoints",
-                step=state.step,
-                model_weights=weights,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                extra={"history": state.history, "data_position": state.step, "phase": folder.name},
-                keep_last=self.config.keep_last,
-            )
+            save_phase_state(folder, self.accelerator.unwrap_model(model), optimizer, scheduler, state,
+                             keep_last=self.config.keep_last)
             self._plot(folder, state)
         self.accelerator.wait_for_everyone()
 
