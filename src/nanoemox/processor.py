@@ -84,6 +84,36 @@ def _media_config_from(config: NanoEmoXConfig, **overrides: Any) -> MediaConfig:
     return MediaConfig(**base)
 
 
+def read_processor_config(path: Path) -> tuple[MediaConfig, dict[str, Any]]:
+    """A `processor_config.json`: the MediaConfig and the processor's other settings."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; a processor folder is written by NanoEmoXProcessor.save_pretrained")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        media = dict(data["media"])
+        for key in ("clip_mean", "clip_std", "face_mean", "face_std"):
+            media[key] = tuple(media[key])
+        media_config = MediaConfig(**media)
+        settings = {"placeholders": dict(data["placeholders"]), "token_counts": dict(data["token_counts"]),
+                    "max_length": int(data["max_length"])}
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+        raise ValueError(f"{path}: not a valid processor config ({problem}); copy the model folder again") from None
+    return media_config, settings
+
+
+def truncate_oldest(turns: list[list[int]], budget: int) -> tuple[list[int], int]:
+    """The context ids with the oldest dropped until at most `budget` remain (whole turns first); how many dropped."""
+    total = sum(len(t) for t in turns)
+    dropped = 0
+    turns = list(turns)
+    while turns and total - dropped > budget and total - dropped - len(turns[0]) >= budget:
+        dropped += len(turns.pop(0))
+    ids = [i for t in turns for i in t]
+    cut = max(0, len(ids) - max(budget, 0))
+    return ids[cut:], dropped + cut
+
+
 class NanoEmoXProcessor:
     """Turns (task, media, text, target) into model inputs; see the module docstring."""
 
@@ -150,20 +180,7 @@ class NanoEmoXProcessor:
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> "NanoEmoXProcessor":
         directory = Path(directory)
-        path = directory / CONFIG_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; a processor folder is written by NanoEmoXProcessor.save_pretrained")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            media = dict(data["media"])
-            for key in ("clip_mean", "clip_std", "face_mean", "face_std"):
-                media[key] = tuple(media[key])
-            media_config = MediaConfig(**media)
-            settings = {"placeholders": dict(data["placeholders"]), "token_counts": dict(data["token_counts"]),
-                        "max_length": int(data["max_length"])}
-        except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-            problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
-            raise ValueError(f"{path}: not a valid processor config ({problem}); copy the model folder again") from None
+        media_config, settings = read_processor_config(directory / CONFIG_NAME)
         try:
             tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         except (OSError, ValueError, RecursionError) as exc:
@@ -190,18 +207,6 @@ class NanoEmoXProcessor:
                 turns.append(self._ids(f"\n{CURRENT_TURN}: {text}"))
             return (self._ids(HISTORY_INTRO) if turns else []), turns
         return (self._ids(SUBTITLE_INTRO), [self._ids(text)]) if text else ([], [])
-
-    @staticmethod
-    def _truncate(turns: list[list[int]], budget: int) -> tuple[list[int], int]:
-        """Drop the oldest context tokens until at most `budget` remain; whole turns first."""
-        total = sum(len(t) for t in turns)
-        dropped = 0
-        turns = list(turns)
-        while turns and total - dropped > budget and total - dropped - len(turns[0]) >= budget:
-            dropped += len(turns.pop(0))
-        ids = [i for t in turns for i in t]
-        cut = max(0, len(ids) - max(budget, 0))
-        return ids[cut:], dropped + cut
 
     def instruction(self, task: str, candidates: Sequence[str] | None = None, train: bool = False, rng: random.Random | None = None) -> str:
         """Task instruction: a random paraphrase when training with `rng`, variant 0 otherwise."""
@@ -243,7 +248,7 @@ class NanoEmoXProcessor:
         if fixed + len(answer) > self.max_length:
             logger.warning("answer of %d tokens cut to fit max_length=%d", len(answer), self.max_length)
             answer = answer[: self.max_length - fixed]
-        context, dropped = self._truncate(turns, self.max_length - fixed - len(answer) - len(intro))
+        context, dropped = truncate_oldest(turns, self.max_length - fixed - len(answer) - len(intro))
         prompt = head + (intro + context if context else []) + tail
         labels = None if target is None else [IGNORE_INDEX] * len(prompt) + answer
         return TextInputs(prompt + answer, labels, dropped)
