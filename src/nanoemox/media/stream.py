@@ -47,7 +47,7 @@ from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, check_file, first_s
 from nanoemox.media.errors import NoAudioStream, NoVideoStream, UnsupportedCodec, ZeroDuration
 from nanoemox.media.faces import detect_largest_face
 from nanoemox.media.video import (
-    _advance, _Cursor, _decoded_frames, _keyframe_times, _should_seek, _to_rgb, measured_span, stream_span, video_stream,
+    FrameCursor, advance, decoded_frames, keyframe_times, measured_span, should_seek, stream_span, to_rgb, video_stream,
 )
 
 logger = logging.getLogger(__name__)
@@ -112,8 +112,8 @@ class _VideoCursor:
         self.container, self.stream, self.path, self.origin = container, stream, path, origin
         self.detect_side = detect_side
         self.stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": origin}
-        self.keyframes = _keyframe_times(stream)
-        self.cursor = _Cursor(_decoded_frames(container, stream, path, self.stats, max_bad=None))
+        self.keyframes = keyframe_times(stream)
+        self.cursor = FrameCursor(decoded_frames(container, stream, path, self.stats, max_bad=None))
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         self.gap = max(1.0, 3.0 / rate)
         self._last = (None, None, None)  # (av frame, rgb, face box): a frame repeated across targets
@@ -125,15 +125,15 @@ class _VideoCursor:
         (the video data stopped before the target).
         """
         absolute = self.origin + target
-        if _should_seek(self.cursor, absolute, self.keyframes, self.origin):
+        if should_seek(self.cursor, absolute, self.keyframes, self.origin):
             self.container.seek(int(absolute / self.stream.time_base), stream=self.stream, backward=True, any_frame=False)
-            self.cursor = _Cursor(_decoded_frames(self.container, self.stream, self.path, self.stats, max_bad=None))
-        frame = _advance(self.cursor, absolute)
+            self.cursor = FrameCursor(decoded_frames(self.container, self.stream, self.path, self.stats, max_bad=None))
+        frame = advance(self.cursor, absolute)
         if frame is None:
             return None, None, None, "ended"
         time = float(frame.time) - self.origin
         if frame is not self._last[0]:
-            rgb, _ = _to_rgb(frame)
+            rgb, _ = to_rgb(frame)
             box = detect_largest_face(rgb, max_side=self.detect_side) if self.detect_side else None
             self._last = (frame, rgb, box)
         _, rgb, box = self._last

@@ -14,6 +14,9 @@ to RGB; streams of more than `MAX_FRAME_PIXELS` pixels per frame are refused. Ro
 frames) is applied, so portrait phone videos come out upright. Horizontal or
 vertical flips in the display matrix and non-square pixel aspect ratios are not
 applied.
+
+The decoding steps (`FrameCursor`, `decoded_frames`, `keyframe_times`, `should_seek`,
+`advance`, `to_rgb`) are public because the window reader (stream.py) decodes the same way.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class SampledFrames:
 
 
 @dataclass
-class _Cursor:
+class FrameCursor:
     """Decoding state: the last frame at or before the target and one frame of look-ahead."""
 
     frames: Iterator[av.VideoFrame]
@@ -110,7 +113,7 @@ def video_stream(container: av.container.InputContainer, path: Path) -> av.strea
     return stream
 
 
-def _keyframe_times(stream: av.stream.Stream) -> np.ndarray | None:
+def keyframe_times(stream: av.stream.Stream) -> np.ndarray | None:
     """Sorted keyframe timestamps from the demuxer index, or None when there is no index."""
     try:
         entries = stream.index_entries
@@ -122,7 +125,7 @@ def _keyframe_times(stream: av.stream.Stream) -> np.ndarray | None:
     return np.sort(np.asarray(times, dtype=np.float64) * float(stream.time_base))
 
 
-def _decoded_frames(container, stream, path: Path, stats: dict, max_bad: int | None = MAX_BAD_PACKETS) -> Iterator[av.VideoFrame]:
+def decoded_frames(container, stream, path: Path, stats: dict, max_bad: int | None = MAX_BAD_PACKETS) -> Iterator[av.VideoFrame]:
     """Decode forward, skipping damaged packets; a demuxer read error ends the stream.
 
     The times of skipped packets are kept in `stats["bad_times"]` (None when unknown);
@@ -157,7 +160,8 @@ def _decoded_frames(container, stream, path: Path, stats: dict, max_bad: int | N
             yield frame
 
 
-def _should_seek(cursor: _Cursor, target: float, keyframes: np.ndarray | None, start: float) -> bool:
+def should_seek(cursor: FrameCursor, target: float, keyframes: np.ndarray | None, start: float) -> bool:
+    """Whether seeking to `target` skips decoding work (a keyframe lies between the cursor and it)."""
     position = cursor.position()
     if position is None:
         position = start
@@ -170,7 +174,7 @@ def _should_seek(cursor: _Cursor, target: float, keyframes: np.ndarray | None, s
     return target - position > SEEK_GAP_SECONDS
 
 
-def _advance(cursor: _Cursor, target: float) -> av.VideoFrame | None:
+def advance(cursor: FrameCursor, target: float) -> av.VideoFrame | None:
     """Decode until the look-ahead frame is after `target`; return the frame on screen at `target`."""
     while not cursor.ended:
         if cursor.ahead is not None:
@@ -183,7 +187,8 @@ def _advance(cursor: _Cursor, target: float) -> av.VideoFrame | None:
     return cursor.current if cursor.current is not None else cursor.ahead
 
 
-def _to_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
+def to_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
+    """An upright uint8 RGB array [H, W, 3] of `frame` (downscaled to MAX_FRAME_SIDE), and its rotation."""
     scale = min(1.0, MAX_FRAME_SIDE / max(frame.width, frame.height))
     if scale < 1.0:  # downscaled in the pixel-format conversion: no full-size RGB copy is ever made
         width, height = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
@@ -219,24 +224,24 @@ def read_frames(
 
 
 def _sample(container, stream, path: Path, targets: list[float], start: float, stats: dict):
-    keyframes = _keyframe_times(stream)
-    cursor = _Cursor(_decoded_frames(container, stream, path, stats))
+    keyframes = keyframe_times(stream)
+    cursor = FrameCursor(decoded_frames(container, stream, path, stats))
     frames: list[np.ndarray] = []
     times: list[float] = []
     rotation, seeks = 0, 0
     chosen_id, chosen_rgb = None, None
     for target in targets:
-        if _should_seek(cursor, target, keyframes, start):
+        if should_seek(cursor, target, keyframes, start):
             container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-            cursor = _Cursor(_decoded_frames(container, stream, path, stats))
+            cursor = FrameCursor(decoded_frames(container, stream, path, stats))
             seeks += 1
-        frame = _advance(cursor, target)
+        frame = advance(cursor, target)
         if frame is None:
             break
         stats["ended_early"] = cursor.ended
         if frame is not chosen_id:  # repeated targets on a short clip reuse one conversion
             chosen_id = frame
-            chosen_rgb, rotation = _to_rgb(frame)
+            chosen_rgb, rotation = to_rgb(frame)
         frames.append(chosen_rgb)
         times.append(float(frame.time))
     return frames, times, rotation, seeks
