@@ -1,4 +1,4 @@
-"""Synthetic media files for tests and benchmarks, written with PyAV.
+"""Synthetic media files for tests and benchmarks, written with PyAV (`media.writer.MediaWriter`).
 
 The frames carry their own timestamp: frame brightness rises linearly from 0 at
 the start of the clip to 255 at its end (`brightness_to_time` inverts it), and the
@@ -13,8 +13,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
-import av
 import numpy as np
+
+from nanoemox.media.writer import MediaWriter
 
 AUDIO_CODECS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".m4a": "aac", ".mp4": "aac", ".mkv": "aac"}
 
@@ -39,35 +40,13 @@ def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0, ampl
     return np.stack([wave / (k + 1) for k in range(channels)]).astype(np.float32)
 
 
-def _add_audio(container, rate: int, channels: int, codec: str):
-    stream = container.add_stream(codec, rate=rate)
-    stream.layout = "mono" if channels == 1 else "stereo"
-    return stream
-
-
-def _encode_audio(container, stream, samples: np.ndarray, rate: int) -> None:
-    fmt = stream.codec_context.format.name if stream.codec_context.format else "fltp"
-    chunk = stream.codec_context.frame_size or 1024
-    pts = 0
-    for begin in range(0, samples.shape[1], chunk):
-        block = samples[:, begin : begin + chunk]
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp", layout=stream.layout.name)
-        frame.sample_rate, frame.pts = rate, pts
-        pts += block.shape[1]
-        if fmt != "fltp":
-            frame = av.AudioResampler(format=fmt, layout=stream.layout.name, rate=rate).resample(frame)
-        for f in frame if isinstance(frame, list) else [frame]:
-            container.mux(stream.encode(f))
-    container.mux(stream.encode(None))
-
-
 def write_audio(path: str | os.PathLike, seconds: float, rate: int = 16000, channels: int = 1, freq: float = 440.0) -> Path:
     """Write a tone to an audio file; the codec follows the extension (wav, flac, mp3, m4a)."""
     path = Path(path)
     codec = AUDIO_CODECS[path.suffix.lower()]
-    with av.open(str(path), mode="w") as container:
-        stream = _add_audio(container, rate, channels, codec)
-        _encode_audio(container, stream, tone(seconds, rate, channels, freq), rate)
+    with MediaWriter(path) as writer:
+        writer.add_audio_stream(codec, rate, channels)
+        writer.add_audio(tone(seconds, rate, channels, freq))
     return path
 
 
@@ -99,9 +78,8 @@ def write_video(
     width, height = size
     times = list(frame_times) if frame_times is not None else [i / fps for i in range(int(round(seconds * fps)))]
     seconds = max(seconds, times[-1] + 1 / fps) if times else seconds
-    with av.open(str(path), mode="w") as container:
-        vs = container.add_stream(codec, rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
+    with MediaWriter(path) as writer:
+        vs = writer.add_video_stream(codec, fps, width, height, pix_fmt=pix_fmt)
         tb = Fraction(1, 1000) if frame_times is not None else Fraction(1, fps)
         vs.time_base = vs.codec_context.time_base = tb
         if codec == "libx264":
@@ -110,7 +88,8 @@ def write_video(
             vs.codec_context.gop_size = gop
         if rotation:
             vs.set_display_rotation(rotation)
-        aus = _add_audio(container, audio_rate, audio_channels, "aac") if audio_rate else None
+        if audio_rate:
+            writer.add_audio_stream("aac", audio_rate, audio_channels)
         cache: dict[int, np.ndarray] = {}
         noise = np.random.default_rng(0).integers(0, 16, (25, height, width, 1), dtype=np.uint8) if texture else None
         for i, t in enumerate(times):
@@ -119,12 +98,9 @@ def write_video(
             if key not in cache:
                 cache[key] = frame_pattern(width, height, level)
             image = cache[key] if noise is None else cache[key] // 2 + noise[i % len(noise)]
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = (int(round(t * 1000)) if frame_times is not None else i), tb
-            container.mux(vs.encode(frame))
-        container.mux(vs.encode(None))
-        if aus is not None:
-            _encode_audio(container, aus, tone(seconds, audio_rate, audio_channels), audio_rate)
+            writer.add_frame(image, pts=int(round(t * 1000)) if frame_times is not None else i)
+        if audio_rate:
+            writer.add_audio(tone(seconds, audio_rate, audio_channels))
     return path
 
 
