@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nanoemox.data.manifest import Record, load_manifest
 from nanoemox.data.mixture import TaskMixture, group_by_task
+from nanoemox.features import media_key, stack_features
 from nanoemox.media.errors import MediaError
 from nanoemox.train.config import DataConfig, PhaseConfig
 
@@ -114,8 +115,6 @@ class PhaseDataset(Dataset):
             if dropped:
                 sample = self.absent.drop_media(sample, dropped)
         else:
-            from nanoemox.features import media_key
-
             text = self.processor.encode_text(
                 record.task, record.text, record.history, record.candidates, record.target, train=True, rng=rng
             )
@@ -166,8 +165,6 @@ class Collator:
         meta = {"ids": [s.pop("id") for s in samples], "tasks": [s.pop("task") for s in samples]}
         if not self.cached:
             return {**self.processor.collate(samples), **meta}
-        from nanoemox.features import stack_features
-
         batch = self.processor.collate([{k: s[k] for k in ("input_ids", "labels")} for s in samples])
         batch["features"] = stack_features([s["features"] for s in samples], dtype=torch.float32)
         return {**batch, **meta}

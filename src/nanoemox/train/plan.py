@@ -16,8 +16,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from nanoemox.config import get_preset
 from nanoemox.data.manifest import MEDIA_KINDS, ManifestError, Record, load_manifest
+from nanoemox.model.build import check_backbones, random_backbones_of
+from nanoemox.model.saving import read_model_config
 from nanoemox.train.config import PhaseConfig, TrainConfig
+from nanoemox.train.data import phase_mixture
 
 MEDIA_CHECK_LIMIT = 200_000  # records whose media files are checked on disk (stat calls)
 
@@ -45,10 +49,6 @@ def _manifests(config: TrainConfig, problems: list[str]) -> tuple[list[Record], 
 
 
 def _model_source(config: TrainConfig, problems: list[str]) -> str:
-    from nanoemox.config import get_preset
-    from nanoemox.model.build import check_backbones, random_backbones_of
-    from nanoemox.model.saving import read_model_config
-
     source = config.model
     try:
         if source.path:
@@ -73,8 +73,6 @@ def _model_source(config: TrainConfig, problems: list[str]) -> str:
 
 
 def _phase(phase: PhaseConfig, records: list[Record], seed: int, problems: list[str]) -> dict[str, Any] | None:
-    from nanoemox.train.data import phase_mixture
-
     present = {r.dataset.lower(): r.dataset for r in records}
     for name in phase.datasets or ():
         if name.lower() not in present:

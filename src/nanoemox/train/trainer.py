@@ -29,14 +29,21 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
+from tqdm.auto import tqdm
 
+from nanoemox.config import get_preset
+from nanoemox.decoding import answer_budgets, write_budgets
+from nanoemox.features import FeatureCache
 from nanoemox.model import NanoEmoX, build_model, build_tokenizer, load_model, save_model, set_trainable
 from nanoemox.model.build import check_backbones, random_backbones_of
 from nanoemox.model.nanoemox import MediaFeatures
+from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.train import checkpoint as ckpt
+from nanoemox.train.absent import AbsentModalities
 from nanoemox.train.config import ModelSource, PhaseConfig, TrainConfig
 from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
 from nanoemox.train.optim import build_optimizer, build_scheduler
+from nanoemox.train.plots import plot_loss
 from nanoemox.train.state import PhaseState, restore_phase_state, resume_checkpoint, save_phase_state
 from nanoemox.utils import atomic_write_json
 
@@ -63,9 +70,6 @@ def phase_dir(out: Path, index: int, phase: PhaseConfig) -> Path:
 
 def write_initial_model(source: ModelSource, target: Path) -> Path:
     """The model folder of a run that starts from a preset: built, backbones checked, saved."""
-    from nanoemox.config import get_preset
-    from nanoemox.processor import NanoEmoXProcessor
-
     config = get_preset(source.preset)
     if source.face_checkpoint:
         config.face.encoder = source.face_checkpoint
@@ -168,8 +172,6 @@ class Trainer:
 
     def _save_budgets(self, folder: Path, processor) -> None:
         """Per-task answer budgets measured on the training targets, stored with the model."""
-        from nanoemox.decoding import answer_budgets, write_budgets
-
         budgets, stats = answer_budgets(self._records, processor.tokenizer)
         if budgets:
             write_budgets(folder, budgets, stats)
@@ -177,8 +179,6 @@ class Trainer:
 
     def setup(self, phase: PhaseConfig, init_dir: Path, folder: Path):
         """Model from the hand-over folder, phase groups applied, optimizer, schedule, resume state."""
-        from nanoemox.processor import NanoEmoXProcessor
-
         torch.manual_seed(self.config.seed)
         model = load_model(init_dir)
         check_backbones(model.config, allow=self.config.model.allow_random_backbones, purpose="training")
@@ -200,15 +200,11 @@ class Trainer:
         if self._records is None:
             self._records = load_training_records(self.config.data)
         if self.config.data.features and self._cache is None:
-            from nanoemox.features import FeatureCache
-
             # The identity check refuses a cache made by other encoders or media settings.
             self._cache = FeatureCache.open(self.config.data.features, model=model, processor=processor, verify="lazy")
         mixture = phase_mixture(self._records, phase, self.config.seed)
         absent = None
         if phase.modality_dropout:
-            from nanoemox.train.absent import AbsentModalities
-
             absent = AbsentModalities(self.accelerator.unwrap_model(model), processor)
         dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache,
                                dropout=phase.modality_dropout, absent=absent)
@@ -228,8 +224,6 @@ class Trainer:
             return model(**inputs, labels=batch["labels"], loss_only=True).loss
 
     def _loop(self, phase, folder, model, optimizer, scheduler, loader, state: PhaseState) -> None:
-        from tqdm.auto import tqdm
-
         writer = self._writer(folder)
         batches = iter(loader)
         if state.rng is not None:
@@ -303,19 +297,15 @@ class Trainer:
     def _writer(self, folder: Path):
         if not self.is_main:
             return None
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # here: tensorboard is slow to import, main process only
 
         return SummaryWriter(log_dir=str(folder / "tensorboard"))
 
     def _plot(self, folder: Path, state: PhaseState) -> None:
-        from nanoemox.train.plots import plot_loss
-
         if state.history:
             plot_loss({folder.name: state.history}, folder / "loss.png")
 
     def _plot_run(self) -> None:
-        from nanoemox.train.plots import plot_loss
-
         curves = {}
         for index, phase in enumerate(self.config.phases):
             path = phase_dir(self.out, index, phase) / "history.json"

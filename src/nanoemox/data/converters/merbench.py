@@ -36,6 +36,7 @@ from nanoemox.data.converters.base import (
     AnnotationError, ConversionContext, Converter, read_table, require_file, split_list, video_candidates,
 )
 from nanoemox.data.manifest import Record
+from nanoemox.data.safe_npz import load_npz
 from nanoemox.tasks import labels as L
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,6 @@ def _release_keys(spec: BenchSpec) -> tuple[str, ...]:
 
 def _npz_corpora(path: Path, spec: BenchSpec, media: ConversionContext) -> dict[str, dict]:
     """The archive's corpora by key, each a dict name -> {"emo", "val"}; unknown keys are errors."""
-    from nanoemox.data.safe_npz import load_npz
-
     try:
         # The label files store Python dicts inside object arrays; a restricted
         # unpickler builds plain data only and refuses anything else.
