@@ -17,7 +17,7 @@ from nanoemox.inference import Predictor
 from nanoemox.media.errors import CorruptMedia
 from nanoemox.media.synth import write_video
 from nanoemox.serve import ServeSettings, create_app
-from nanoemox.serve import app as serve_app
+from nanoemox.serve import timeline as serve_app
 from nanoemox.timeline import WindowAnswerer
 from nanoemox.timeline.infer import result_of
 from conftest import CHROMIUM, serving, wait_until

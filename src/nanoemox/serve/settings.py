@@ -1,0 +1,32 @@
+"""What the HTTP service accepts: its settings (`ServeSettings`) and the fixed bounds on a request.
+
+The settings are the options of `nanoemox serve`; the bounds below keep one request's work
+proportionate to its upload (a tiny hop or many labels would multiply the model calls per
+second of video) and are stated in the OpenAPI description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+
+FORM_SLACK = 64 * 1024  # multipart boundaries and text fields on top of the clip itself
+MAX_SUBTITLE_BYTES = 2 * 1024 * 1024
+MAX_WINDOW_SECONDS = 60.0
+MIN_HOP_SECONDS = 0.25
+MAX_LABELS, MAX_LABEL_CHARS = 32, 40
+
+
+@dataclass
+class ServeSettings:
+    """Service limits; the defaults suit one GPU serving short clips."""
+
+    max_upload_bytes: int = 200 * 1024 * 1024
+    request_timeout: float = 300.0
+    max_concurrency: int = 1
+    queue_timeout: float = 10.0
+    tmp_dir: str | None = None  # where uploads are kept while answered (default: system temp)
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
+    max_timeline_seconds: float = 3600.0  # longer videos are refused by /v1/timeline (422)
+    timeline_batch_size: int = 8  # windows per model call of /v1/timeline (lines go out per batch)
