@@ -214,10 +214,12 @@ def _resolved_dtype(model, dtype: str | None, device: str | None) -> str | None:
     return str(pick_dtype(dtype, pick_device(device))).replace("torch.", "")
 
 
-def _load_predictor(model, options: dict, decoding: Decoding):
+def _load_predictor(model, options: dict):
+    """The predictor for `model`: a model folder is loaded with `options` (device, dtype, batch_size,
+    decoding); any other object is used as it is (it has predict_records(records, root))."""
     if not isinstance(model, (str, os.PathLike)):
-        return model  # an object with predict_records(records, root)
-    return Predictor.from_pretrained(model, decoding=decoding, **{k: v for k, v in options.items() if v is not None})
+        return model
+    return Predictor.from_pretrained(model, **{k: v for k, v in options.items() if v is not None})
 
 
 def _predict(predictor, sets: list[ReferenceSet], done: dict[str, dict], path: Path,
@@ -396,7 +398,8 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     done = read_predictions(out / PREDICTIONS_FILE)
     counts, seconds = Counter(resumed=len(records)), 0.0
     if any(r.id not in done for r in records):
-        predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size}, decoding)
+        predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size,
+                                            "decoding": decoding})
         if hasattr(predictor, "settings"):  # the budgets and precision actually in force
             settings["effective"] = predictor.settings()
             (out / RUN_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
