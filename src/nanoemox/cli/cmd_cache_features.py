@@ -35,14 +35,14 @@ def run(args) -> int:
 
     from nanoemox.data.manifest import load_manifest
     from nanoemox.features import DTYPES, build_cache
-    from nanoemox.model import NanoEmoX
+    from nanoemox.model import load_model
     from nanoemox.processor import NanoEmoXProcessor
 
     manifest = Path(args.manifest)
     records = load_manifest(manifest)
     root = Path(args.data_root) if args.data_root else manifest.parent
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = NanoEmoX.from_pretrained(args.model, device=device)
+    model = load_model(args.model, device=device)
     processor = NanoEmoXProcessor.from_pretrained(args.model)
     with tqdm(total=0, unit="media", desc="encoding") as bar:
 

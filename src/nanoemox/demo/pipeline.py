@@ -42,7 +42,7 @@ from nanoemox.demo.report import headline, write_report
 from nanoemox.eval.harness import run_benchmark
 from nanoemox.features import FeatureCache, build_cache
 from nanoemox.inference import FeatureCachePredictor
-from nanoemox.model import NanoEmoX, build_model
+from nanoemox.model import build_model, load_model
 from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.reproducible import reproducible, seed_all
 from nanoemox.tasks import get_task
@@ -158,7 +158,7 @@ def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], pro
 
 def cache_features(model_dir: Path, corpus: Path, records: list[Record], opts: DemoOptions, progress) -> Path:
     out = opts.out / "features"
-    model = NanoEmoX.from_pretrained(model_dir)
+    model = load_model(model_dir)
     processor = NanoEmoXProcessor.from_pretrained(model_dir)
     build_cache(records, corpus, model, processor, out, batch_size=opts.batch_size, workers=max(1, opts.workers - 1),
                 progress=(lambda i, n: progress("features", i, n)) if progress else None)
@@ -179,7 +179,7 @@ def train(config_path: Path, name: str, model_dir: Path, corpus: Path, features:
 
 def _load(model_dir: Path):
     """(model, processor, answer budgets) of a model folder."""
-    return NanoEmoX.from_pretrained(model_dir), NanoEmoXProcessor.from_pretrained(model_dir), read_budgets(model_dir)
+    return load_model(model_dir), NanoEmoXProcessor.from_pretrained(model_dir), read_budgets(model_dir)
 
 
 def _predictor(loaded, features: Path, opts: DemoOptions, transform=None):
@@ -232,7 +232,7 @@ def diagnose(model_dir: Path, init: Path, features: Path, records: list[Record],
     """Probes of every stage (fitted on train, scored on dev and test) and the stand-ins' own heads on dev."""
     cache = FeatureCache.open(features)
     clips = {split: diagnostics.clips_of(records, cache, split) for split in ("train", "dev", "test")}
-    model = NanoEmoX.from_pretrained(model_dir)
+    model = load_model(model_dir)
     probes = diagnostics.probes(clips["train"], {"dev": clips["dev"], "test": clips["test"]}, model)
     heads = diagnostics.stand_in_accuracy(init, clips["dev"], opts.pretrain.frames, opts.pretrain.windows)
     return {"probes": probes, "stand_in_heads_dev": heads}

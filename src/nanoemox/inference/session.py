@@ -28,7 +28,7 @@ import torch
 from nanoemox.decoding import Decoding
 from nanoemox.inference.common import FLOAT_KEYS, MODEL_KEYS, candidate_labels, pick_device, pick_dtype, scores_of
 from nanoemox.inference.multitask import SharedClip
-from nanoemox.model import NanoEmoX
+from nanoemox.model import load_model
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.tasks import SCORABLE_TASKS, default_candidates, get_task
@@ -57,7 +57,7 @@ class Session:
         chosen = pick_dtype(dtype, device)
         logger.info("inference on %s in %s%s", device, str(chosen).replace("torch.", ""),
                     " (auto: what this hardware computes natively)" if dtype == "auto" else "")
-        model = NanoEmoX.from_pretrained(model_dir, dtype=chosen, device=device)
+        model = load_model(model_dir, dtype=chosen, device=device)
         if model.config.random_backbones and model.config.preset != "tiny":
             logger.warning("%s: backbone(s) %s of this %s model have random (untrained) weights; its answers "
                            "mean little", model_dir, ", ".join(model.config.random_backbones), model.config.preset)

@@ -159,8 +159,9 @@ def load_model(folder: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
     return model.to(device) if device is not None else model
 
 
-# The older spellings `model.save_pretrained(folder)` and `NanoEmoX.from_pretrained(folder)`,
-# for callers not yet moved to save_model / load_model. Attached here, not defined in the
-# composer, so that model/nanoemox.py never imports the modules that build and save it.
+# The Hugging Face spellings users know, `model.save_pretrained(folder)` and
+# `NanoEmoX.from_pretrained(folder)`, are save_model / load_model themselves. They are attached
+# here rather than defined in the composer so that model/nanoemox.py never imports the modules
+# that build and save it; the package's own code calls save_model / load_model.
 NanoEmoX.save_pretrained = save_model
 NanoEmoX.from_pretrained = staticmethod(load_model)
