@@ -8,6 +8,7 @@ windows, the feature-cache path, chat and the service) goes through its public c
     features = session.encode_media(pixel_values, face_pixel_values, audio_values)
     inputs = session.model_inputs(processor.collate(samples, padding_side="left"))
     session.generate(inputs, budgets, decoding)   # [(text, truncated)] per row
+    session.generate_ids(inputs, 64, decoding, streamer=streamer)   # new token ids, generation hooks passed on
     session.log_likelihoods(inputs, candidates, task)   # [K] for closed-set scoring
     session.answer_clip(features, prompts, tasks, candidates, "score", decoding)   # several tasks, one clip
 
@@ -105,17 +106,25 @@ class Session:
 
         Truncated: the budget ran out before EOS.
         """
+        return self.decode(self.generate_ids(inputs, max(budgets), decoding), budgets)
+
+    def generate_ids(self, inputs: dict[str, Any], max_new_tokens: int, decoding: Decoding, **hooks: Any) -> torch.Tensor:
+        """New token ids [B, <= max_new_tokens] of a batch from `model_inputs` (EOS, then padding, ends a row).
+
+        `hooks` are transformers' generation hooks, passed on as they are: `streamer`
+        (gets each new token as it is chosen), `logits_processor`, `stopping_criteria`.
+        """
         with self._model_lock, torch.inference_mode():
             if decoding.do_sample:
                 torch.manual_seed(decoding.seed)  # the same call gives the same answers
-            new_tokens = self.model.generate(
+            return self.model.generate(
                 **inputs,
-                max_new_tokens=max(budgets),
+                max_new_tokens=int(max_new_tokens),
                 eos_token_id=self.tokenizer.eos_token_id,
                 pad_token_id=self.processor.pad_token_id,
                 **decoding.generate_kwargs(),
+                **hooks,
             )  # [B, N]
-        return self.decode(new_tokens, budgets)
 
     def decode(self, new_tokens: torch.Tensor, budgets: Sequence[int]) -> list[tuple[str, bool]]:
         """(text, truncated) per row of new tokens [B, N], each row cut at its own budget."""
