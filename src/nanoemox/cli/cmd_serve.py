@@ -2,7 +2,8 @@
 
     nanoemox serve --model DIR --host 127.0.0.1 --port 8000
 
-Then open http://127.0.0.1:8000/ to upload a clip, or see /docs for the API.
+Then open http://127.0.0.1:8000/ to upload a clip, or see /docs for the API. OpenAI clients
+use http://127.0.0.1:8000/v1 as their base URL (chat completions with video, image and audio).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nanoemox.cli.options import add_predictor_arguments, predictor_from_args
+from nanoemox.cli.options import UsageError, add_predictor_arguments, predictor_from_args
 
 
 def register(subparsers) -> None:
@@ -28,6 +29,15 @@ def register(subparsers) -> None:
     p.add_argument("--max-timeline-minutes", type=float, default=60.0,
                    help="longest video /v1/timeline accepts, in minutes (default 60)")
     p.add_argument("--tmp-dir", default=None, help="folder for uploads while they are answered (default: system temp)")
+    p.add_argument("--served-model-name", default=None,
+                   help="the model's id in /v1/models and chat completions (default: the model folder's name)")
+    p.add_argument("--allowed-local-media-path", default=None, metavar="FOLDER",
+                   help="let chat completions read file:// media under FOLDER (default: no local files)")
+    p.add_argument("--allow-remote-media", action="store_true",
+                   help="let chat completions fetch http(s) media URLs (within the upload limit and "
+                        "--remote-media-timeout); off by default")
+    p.add_argument("--remote-media-timeout", type=float, default=30.0,
+                   help="seconds to fetch one remote media URL (default 30)")
     p.set_defaults(func=run)
 
 
@@ -46,9 +56,23 @@ def build_app(args):
         timeline_batch_size=args.batch_size,
         # Absolute, like every path the command was given: uploads go where the user meant.
         tmp_dir=str(Path(args.tmp_dir).expanduser().resolve()) if args.tmp_dir else None,
+        allowed_local_media_path=_folder(args.allowed_local_media_path),
+        allow_remote_media=args.allow_remote_media,
+        remote_media_timeout=args.remote_media_timeout,
     )
     # The folder's own name, also for `--model .` (whose Path.name is empty).
-    return create_app(predictor, settings, model_name=Path(args.model).expanduser().resolve().name)
+    name = args.served_model_name or Path(args.model).expanduser().resolve().name
+    return create_app(predictor, settings, model_name=name)
+
+
+def _folder(path: str | None) -> str | None:
+    """An existing folder as an absolute path; UsageError otherwise."""
+    if path is None:
+        return None
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise UsageError(f"--allowed-local-media-path {path}: not a folder")
+    return str(folder)
 
 
 def run(args) -> int:

@@ -6,13 +6,17 @@
     POST /v1/timeline  multipart: clip (file), subtitles (.srt/.vtt file), tasks, labels, window,
                        hop; streams NDJSON lines: a header, one line per window as it is
                        answered, then the segments (an `error` line if the run fails midway)
+    GET  /v1/models            the served model, OpenAI-compatible (`openai_api`)
+    POST /v1/chat/completions  OpenAI-compatible chat completions with video, image and audio
+                               parts, streaming, logprobs; errors in OpenAI's shape
     GET  /health       liveness and load
     GET  /             the web page (static HTML + JS in nanoemox/serve/static)
     GET  /openapi.json the API description (FastAPI)
 
 This module sets the app up and wires the routes; each endpoint lives in its own module
-(`analyze`, `chat`, `timeline`), with uploads in `uploads`, form fields in `forms`, the
-OpenAPI bodies in `openapi` and the guards in `limits`.
+(`analyze`, `chat`, `timeline`, `openai_api` with `openai_request`, `openai_media` and
+`openai_errors`), with uploads in `uploads`, form fields in `forms`, the OpenAPI bodies in
+`openapi` and the guards in `limits`.
 
 Limits (`ServeSettings`): upload size (413), media types by extension and content type
 (415), a concurrency limit with a queue timeout (503), a per-request timeout (504).
@@ -28,7 +32,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -37,6 +43,8 @@ from nanoemox.data.manifest import TASKS
 from nanoemox.serve.analyze import analyze_router
 from nanoemox.serve.chat import chat_router
 from nanoemox.serve.limits import BodyLimitMiddleware, ModelGate
+from nanoemox.serve.openai_api import OPENAI_PATHS, openai_router
+from nanoemox.serve.openai_errors import OpenAIError, openai_error_handler, validation_problem
 from nanoemox.serve.settings import FORM_SLACK, ServeSettings
 from nanoemox.serve.timeline import timeline_router
 from nanoemox.serve.uploads import Uploads
@@ -58,7 +66,19 @@ def create_app(predictor, settings: ServeSettings | None = None, model_name: str
         gate.close()
 
     app = FastAPI(title="Nano-EmoX", version=__version__, description=__doc__.split("\n\n")[0], lifespan=lifespan)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + FORM_SLACK)
+    # Chat completions carry media as base64 in JSON: 4 bytes for every 3 of the file.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + FORM_SLACK,
+                       path_limits={"/v1/chat/completions": settings.max_upload_bytes * 4 // 3 + FORM_SLACK},
+                       openai_paths=OPENAI_PATHS)
+    app.add_exception_handler(OpenAIError, openai_error_handler)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError):
+        """A body that fails validation: OpenAI's 400 on its routes, FastAPI's own answer elsewhere."""
+        if request.url.path.startswith(OPENAI_PATHS):
+            return validation_problem(exc).response()
+        return await request_validation_exception_handler(request, exc)
+
     app.state.gate, app.state.settings = gate, settings
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -74,4 +94,5 @@ def create_app(predictor, settings: ServeSettings | None = None, model_name: str
 
     for router in (analyze_router, chat_router, timeline_router):
         app.include_router(router(predictor, gate, uploads))
+    app.include_router(openai_router(predictor, gate, uploads, model_name))
     return app

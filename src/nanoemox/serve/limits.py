@@ -15,6 +15,7 @@ call with `Held.step`, the per-request timeout applying to each step on its own.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -35,16 +36,21 @@ class BodyLimitMiddleware:
     counted as it arrives and cut off as soon as it passes the limit.
     """
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, path_limits: dict[str, int] | None = None, openai_paths: tuple[str, ...] = ()):
         self.app = app
         self.limit = int(limit)
+        self.path_limits = dict(path_limits or {})  # a route's own limit (base64 media in JSON)
+        self.openai_paths = tuple(openai_paths)  # routes whose errors take OpenAI's shape
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        limit = self.path_limits.get(path, self.limit)
+        openai_shape = path.startswith(self.openai_paths) if self.openai_paths else False
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _send_413(send, self.limit)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _send_413(send, limit, openai_shape)
         received = 0
         started = False
 
@@ -53,7 +59,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise BodyTooLarge()
             return message
 
@@ -66,11 +72,13 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _send_413(send, self.limit)
+                await _send_413(send, limit, openai_shape)
 
 
-async def _send_413(send, limit: int) -> None:
-    body = ('{"detail": "request body larger than the limit of %d bytes; send a shorter clip"}' % limit).encode()
+async def _send_413(send, limit: int, openai_shape: bool = False) -> None:
+    message = "request body larger than the limit of %d bytes; send a shorter clip" % limit
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+                      if openai_shape else {"detail": message}).encode()
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # read as one-frame clips (chat completions)
+
 FORM_SLACK = 64 * 1024  # multipart boundaries and text fields on top of the clip itself
 MAX_SUBTITLE_BYTES = 2 * 1024 * 1024
 MAX_WINDOW_SECONDS = 60.0
@@ -30,3 +32,7 @@ class ServeSettings:
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS + AUDIO_EXTENSIONS
     max_timeline_seconds: float = 3600.0  # longer videos are refused by /v1/timeline (422)
     timeline_batch_size: int = 8  # windows per model call of /v1/timeline (lines go out per batch)
+    # /v1/chat/completions: where file:// media may be read from (None: nowhere), and remote media
+    allowed_local_media_path: str | None = None
+    allow_remote_media: bool = False
+    remote_media_timeout: float = 30.0  # seconds to fetch one http(s) media URL

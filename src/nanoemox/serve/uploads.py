@@ -73,7 +73,7 @@ class Uploads:
     async def save(self, upload: UploadFile) -> StoredFile:
         """The clip stored in a new temporary folder; the folder is removed again on any error here."""
         suffix = self.check_type(upload)
-        folder = Path(tempfile.mkdtemp(prefix="nanoemox-upload-", dir=self.settings.tmp_dir))
+        folder = self.new_folder()
         stored = StoredFile(str(upload.filename), folder / f"clip{suffix}", folder)
         try:
             await copy_upload(upload, stored.path, self.settings.max_upload_bytes, "clip")
@@ -81,6 +81,10 @@ class Uploads:
             stored.remove()
             raise
         return stored
+
+    def new_folder(self) -> Path:
+        """A fresh temporary folder for one request's files (under `tmp_dir` when set)."""
+        return Path(tempfile.mkdtemp(prefix="nanoemox-upload-", dir=self.settings.tmp_dir))
 
     @staticmethod
     def check_subtitles(upload: UploadFile) -> str:
