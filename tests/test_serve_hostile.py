@@ -87,6 +87,8 @@ def test_schemathesis_finds_no_server_error(tmp_path):
     failures, statuses = [], []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path == "/v1/chat/completions":
+            continue  # answered by a real model: test_serve_openai runs schemathesis on it
 
         @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())

@@ -46,7 +46,10 @@ COMPLETION_200 = {"description": "a `chat.completion` object, or with `stream` s
                       "properties": {"object": {"const": "chat.completion"}, "choices": {"type": "array", "items": {
                           "type": "object", "required": ["index", "message", "finish_reason"],
                           "properties": {"finish_reason": {"enum": ["stop", "length"]}}}}}}},
-                      "text/event-stream": {"schema": {"type": "string"}}}}
+                      "text/event-stream": {"schema": {  # one server-sent event
+                          "type": "object", "required": ["data"], "properties": {"data": {
+                              "type": "string", "description": "a chat.completion.chunk (JSON), an {error} "
+                                                               "object, or [DONE] last"}}}}}}
 MODELS_200 = {"description": "the served model in OpenAI's list shape", "content": {"application/json": {"schema": {
     "type": "object", "required": ["object", "data"], "properties": {"object": {"const": "list"}, "data": {
         "type": "array", "items": {"type": "object", "required": ["id", "object", "created", "owned_by"]}}}}}}}
