@@ -85,6 +85,8 @@ def _patterns(task: Task) -> tuple[re.Pattern, ...]:
             regex = _words(before) + r"\s*(?P<candidates>.+?)\s*" + _words(after)
         else:
             regex = _words(template)
+        if task.identifier:  # the identifier that goes before the instruction, wherever the two stand
+            regex = r"(?:" + re.escape(task.identifier) + r"\s*)?" + regex
         patterns.append(re.compile(regex, re.IGNORECASE | re.DOTALL))
     return tuple(patterns)
 
