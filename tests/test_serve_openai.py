@@ -342,6 +342,29 @@ def test_busy_server_answers_503_and_a_dropped_stream_frees_the_slot(predictor, 
     assert wait_until(lambda: os.listdir(uploads) == [])
 
 
+def test_a_client_that_goes_away_stops_the_generation(predictor, uploads, monkeypatch):
+    import httpx
+
+    decode = predictor.tokenizer.decode
+    calls = []
+
+    def counted(*args, **kwargs):  # called once per generated token while streaming
+        calls.append(1)
+        time.sleep(0.02)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(predictor.tokenizer, "decode", counted)
+    app = create_app(predictor, ServeSettings(tmp_dir=str(uploads)), model_name=NAME)
+    body = {"model": NAME, "stream": True, "max_tokens": 300,
+            "messages": [{"role": "user", "content": "[Inference] tell me everything"}]}
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as streaming:
+            events = (line for line in streaming.iter_lines() if line)
+            assert [next(events) for _ in range(3)]  # the role, then two pieces of the answer
+        assert wait_until(lambda: app.state.gate.running == 0, 20)
+    assert len(calls) < 100  # far fewer than the 300 tokens of the budget
+
+
 def test_cancelled_generation_stops_at_the_next_token(predictor, media):
     from nanoemox.inference.completion import CompletionRequest, complete
 
