@@ -107,3 +107,61 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+
+class SchemathesisRun:
+    """Requests against a live app, each response checked against the app's own OpenAPI document.
+
+    Every response must match the spec: no 5xx, a documented status, content type and
+    body. (A schema-valid clip of random bytes is still a 415 or 422, so "positive data
+    accepted" is not among the checks: the spec cannot say what a decodable video is.)
+
+        run = SchemathesisRun(app)
+        run.generate(lambda path: path != "/v1/chat", max_examples=30)   # generated requests
+        run.send(run.operation("/v1/models", "GET").Case())               # a hand-made one
+        assert run.statuses and max(run.statuses) < 500 and not run.failures
+    """
+
+    def __init__(self, app):
+        import schemathesis  # here: only the service tests need it
+        from schemathesis.checks import not_a_server_error
+        from schemathesis.specs.openapi.checks import (
+            content_type_conformance, response_schema_conformance, status_code_conformance,
+        )
+
+        self.checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+                       response_schema_conformance]
+        self.schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        self.statuses: list[int] = []
+        self.failures: list[tuple] = []
+
+    def operation(self, path: str, method: str):
+        return self.schema[path][method]
+
+    def send(self, case) -> None:
+        response = case.call()
+        self.statuses.append(response.status_code)
+        try:
+            case.validate_response(response, checks=self.checks)
+        except Exception as exc:  # a failed check: collect it, report them all at the end
+            self.failures.append((case.operation.label, response.status_code, str(exc)[:300]))
+
+    def generate(self, include, max_examples: int = 30, prepare=None) -> None:
+        """Generated requests for every operation whose path `include(path)` accepts; `prepare(case)` may adjust each."""
+        from hypothesis import HealthCheck, given, settings
+
+        for result in self.schema.get_all_operations():
+            operation = result.ok()
+            if not include(operation.path):
+                continue
+
+            @settings(max_examples=max_examples, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy())
+            def check(case):
+                if prepare is not None:
+                    prepare(case)
+                self.send(case)
+
+            check()

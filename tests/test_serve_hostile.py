@@ -8,6 +8,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import SchemathesisRun
 from nanoemox.inference import Prediction
 from nanoemox.serve import create_app
 
@@ -68,38 +69,10 @@ def test_openapi_lists_every_status_returned(client):
 
 def test_schemathesis_finds_no_server_error(tmp_path):
     """Generated requests (a bounded number per operation) against the live app and its own spec."""
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-
     from nanoemox.serve import ServeSettings
 
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance, response_schema_conformance, status_code_conformance,
-    )
-
-    # The responses must match the spec. (A schema-valid clip of random bytes is still a 415
-    # or 422, so "positive data accepted" is not among the checks: the spec cannot say what
-    # a decodable video is.)
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-    app = create_app(EchoPredictor(), ServeSettings(tmp_dir=str(tmp_path)))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    failures, statuses = [], []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if operation.path == "/v1/chat/completions":
-            continue  # answered by a real model: test_serve_openai runs schemathesis on it
-
-        @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def check(case):
-            response = case.call()
-            statuses.append(response.status_code)
-            try:
-                case.validate_response(response, checks=checks)
-            except Exception as exc:  # a failed check: collect it, report them all below
-                failures.append((operation.label, response.status_code, str(exc)[:300]))
-
-        check()
-    assert statuses and max(statuses) < 500
-    assert not failures, failures
+    run = SchemathesisRun(create_app(EchoPredictor(), ServeSettings(tmp_dir=str(tmp_path))))
+    # /v1/chat/completions is answered by a real model: test_serve_openai runs schemathesis on it
+    run.generate(lambda path: path != "/v1/chat/completions", max_examples=30)
+    assert run.statuses and max(run.statuses) < 500
+    assert not run.failures, run.failures

@@ -16,7 +16,7 @@ import openai
 import pytest
 import torch
 
-from conftest import serving, wait_until
+from conftest import SchemathesisRun, serving, wait_until
 from nanoemox.data.manifest import TASKS
 from nanoemox.inference import Predictor, analyze, chat_reply, clip_records, default_candidates
 from nanoemox.media.synth import write_audio, write_video
@@ -376,46 +376,22 @@ def test_cancelled_generation_stops_at_the_next_token(predictor, media):
 
 
 def test_schemathesis_finds_no_server_error_on_the_openai_routes(predictor, tmp_path):
-    import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance, response_schema_conformance, status_code_conformance,
-    )
-
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-    app = create_app(predictor, ServeSettings(tmp_dir=str(tmp_path / "up")), model_name=NAME)
     (tmp_path / "up").mkdir()
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    failures, statuses = [], []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if not operation.path.startswith(("/v1/chat/completions", "/v1/models")):
-            continue
+    app = create_app(predictor, ServeSettings(tmp_dir=str(tmp_path / "up")), model_name=NAME)
+    run = SchemathesisRun(app)
 
-        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def check(case):
-            if isinstance(case.body, dict) and "model" in case.body:
-                case.body["model"] = NAME  # else nearly every generated request is an unknown model's 404
-            response = case.call()
-            statuses.append(response.status_code)
-            try:
-                case.validate_response(response, checks=checks)
-            except Exception as exc:  # a failed check: collect it, report them all below
-                failures.append((operation.label, response.status_code, str(exc)[:300]))
+    def served_model(case):  # else nearly every generated request is an unknown model's 404
+        if isinstance(case.body, dict) and "model" in case.body:
+            case.body["model"] = NAME
 
-        check()
-        if operation.path == "/v1/chat/completions":  # generated bodies are rarely answerable: some that are
-            for body in ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
-                         {"messages": [{"role": "user", "content": "[Recognition] hi"}], "stream": True,
-                          "logprobs": True, "top_logprobs": 1, "stream_options": {"include_usage": True}},
-                         {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 6}):
-                case = operation.Case(body={"model": NAME, **body})
-                response = case.call()
-                statuses.append(response.status_code)
-                case.validate_response(response, checks=checks)
-    assert statuses.count(200) >= 3 and 422 in statuses
-    assert statuses and max(statuses) < 500
-    assert not failures, failures
+    run.generate(lambda path: path.startswith(("/v1/chat/completions", "/v1/models")), 25, served_model)
+    completions = run.operation("/v1/chat/completions", "POST")
+    for body in ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},  # generated bodies are
+                 {"messages": [{"role": "user", "content": "[Recognition] hi"}], "stream": True,  # rarely answerable
+                  "logprobs": True, "top_logprobs": 1, "stream_options": {"include_usage": True}},
+                 {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10 ** 6}):
+        run.send(completions.Case(body={"model": NAME, **body}))
+    assert run.statuses.count(200) >= 3 and 422 in run.statuses
+    assert max(run.statuses) < 500
+    assert not run.failures, run.failures
     assert os.listdir(tmp_path / "up") == []

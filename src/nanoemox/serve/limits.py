@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from fastapi import HTTPException
+from fastapi.responses import StreamingResponse
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +190,21 @@ class Held:
             after_step()
         else:
             self._pending.add_done_callback(after_step)
+
+
+class ClosingStream(StreamingResponse):
+    """A streamed response that calls `on_close()` however it ends, even when the body never started.
+
+    The streamed routes give their held model slot back there (`Held.release`).
+    """
+
+    def __init__(self, content, status_code: int = 200, on_close: Callable[[], None] | None = None, **kwargs):
+        super().__init__(content, status_code, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()

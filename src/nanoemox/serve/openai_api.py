@@ -26,11 +26,11 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from nanoemox.inference.completion import Completion, CompletionRequest, CompletionResult, Delta, with_sampling
 from nanoemox.media.errors import MediaError
-from nanoemox.serve.limits import Held, ModelGate
+from nanoemox.serve.limits import ClosingStream, Held, ModelGate
 from nanoemox.serve.openai_errors import OpenAIError, openai_error_responses
 from nanoemox.serve.openai_media import ClipFiles, store_clip
 from nanoemox.serve.openai_request import ChatCompletionRequest, Turn, read_turn, stop_strings
@@ -177,21 +177,10 @@ def _event(obj: Any) -> bytes:
     return f"data: {json.dumps(obj, ensure_ascii=False) if not isinstance(obj, str) else obj}\n\n".encode("utf-8")
 
 
-class EventStream(StreamingResponse):
+class EventStream(ClosingStream):
     """Server-sent events that call `on_close()` however the response ends."""
 
     media_type = "text/event-stream"
-
-    def __init__(self, content, on_close=None, **kwargs):
-        super().__init__(content, **kwargs)
-        self.on_close = on_close
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
 
 
 class _Stream:

@@ -17,12 +17,11 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData
 
 from nanoemox.media.errors import FileProblem, MediaError
 from nanoemox.serve.forms import MULTIPART, file_field, is_form, split_list, text_field
-from nanoemox.serve.limits import Held, ModelGate
+from nanoemox.serve.limits import ClosingStream, Held, ModelGate
 from nanoemox.serve.openapi import TIMELINE_200, TIMELINE_BODY, error_responses
 from nanoemox.serve.settings import MAX_LABEL_CHARS, MAX_LABELS, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
 from nanoemox.serve.uploads import StoredFile, Uploads, file_problem, hide_paths
@@ -31,21 +30,10 @@ from nanoemox.timeline import DEFAULT_TASKS, SubtitleError, Timeline, TimelineOp
 logger = logging.getLogger(__name__)
 
 
-class NDJSONStream(StreamingResponse):
-    """A streamed NDJSON response that calls `on_close()` however it ends, even when the body never started."""
+class NDJSONStream(ClosingStream):
+    """A streamed NDJSON response that calls `on_close()` however it ends."""
 
     media_type = "application/x-ndjson"
-
-    def __init__(self, content, status_code: int = 200, on_close=None, **kwargs):
-        super().__init__(content, status_code, **kwargs)
-        self.on_close = on_close
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.on_close is not None:
-                self.on_close()
 
 
 def timeline_router(predictor, gate: ModelGate, uploads: Uploads) -> APIRouter:
