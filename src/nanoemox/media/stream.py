@@ -90,7 +90,12 @@ def window_spans(duration: float, window: float, hop: float) -> list[tuple[float
     if duration <= 0:
         return []
     count = 1 if duration <= window else math.ceil(round((duration - window) / hop, 9)) + 1
-    return [(round(k * hop, 6), round(min(k * hop + window, duration), 6)) for k in range(count)]
+    return [window_span(k, window, hop, duration) for k in range(count)]
+
+
+def window_span(index: int, window: float, hop: float, duration: float = math.inf) -> tuple[float, float]:
+    """(start, end) of window `index`: `index * hop` to `window` seconds later or the end of the video."""
+    return round(index * hop, 6), round(min(index * hop + window, duration), 6)
 
 
 def frame_targets(start: float, end: float, num_frames: int) -> list[float]:
@@ -150,6 +155,50 @@ class _VideoCursor:
         self.stats["bad_times"] = [t for t in self.stats.get("bad_times", []) if t is not None and t - self.origin >= time]
 
 
+class SampleBuffer:
+    """Mono float32 samples from sample index `start` on, appended at the end and dropped from
+    the front; each sample is marked as data (decoded or received) or as filled silence."""
+
+    def __init__(self, start: int = 0):
+        self.start = self.end = int(start)  # sample indices of the first and one past the last sample
+        self.array = np.zeros(0, np.float32)
+        self.data = np.zeros(0, bool)
+        self.chunks: list[tuple[np.ndarray, bool]] = []  # appended since the last merge
+
+    def append(self, samples: np.ndarray, data: bool) -> None:
+        self.chunks.append((samples.astype(np.float32, copy=False), data))
+        self.end += samples.size
+
+    def restart(self, start: int) -> None:
+        """Start over, empty, at sample index `start`."""
+        self.__init__(start)
+
+    def _merge(self) -> None:
+        if self.chunks:
+            self.array = np.concatenate([self.array] + [c for c, _ in self.chunks])
+            self.data = np.concatenate([self.data] + [np.full(c.size, d) for c, d in self.chunks])
+            self.chunks = []
+
+    def take(self, first: int, last: int) -> tuple[np.ndarray, int]:
+        """Samples [first, last) (silence outside what is held) and how many of them are data."""
+        self._merge()
+        out = np.zeros(last - first, np.float32)
+        lo, hi = max(first, self.start), min(last, self.end)
+        present = 0
+        if hi > lo:
+            out[lo - first : hi - first] = self.array[lo - self.start : hi - self.start]
+            present = int(self.data[lo - self.start : hi - self.start].sum())
+        return out, present
+
+    def drop_before(self, index: int) -> None:
+        """Forget the samples before sample index `index`."""
+        self._merge()
+        cut = min(index, self.end) - self.start
+        if cut > 0:
+            self.array, self.data = self.array[cut:], self.data[cut:]
+            self.start += cut
+
+
 class _AudioCursor:
     """16 kHz mono samples of the audio stream from a start time on, decoded forward once."""
 
@@ -161,30 +210,16 @@ class _AudioCursor:
         self.converter = av.AudioResampler(format="fltp")  # sample format only; rate and layout unchanged
         self.resampler: soxr.ResampleStream | None = None
         self.source_rate: int | None = None
-        self.buffer = np.zeros(0, np.float32)
-        self.buffer_start = int(round(begin * sample_rate))  # sample index of buffer[0]
-        self.data = np.zeros(0, bool)  # per buffered sample: decoded data (True) or filled silence
-        self.chunks: list[tuple[np.ndarray, bool]] = []  # appended since the last merge
-        self.buffer_end = self.buffer_start
+        self.samples = SampleBuffer(int(round(begin * sample_rate)))
         self.next_time: float | None = None  # source time where the next decoded frame should start
         self.started = False
         self.ended = False
         self.gaps: list[tuple[float, float]] = []
         self.bad: list[float | None] = []
 
-    def _append(self, samples: np.ndarray, data: bool) -> None:
-        self.chunks.append((samples.astype(np.float32, copy=False), data))
-        self.buffer_end += samples.size
-
-    def _merge(self) -> None:
-        if self.chunks:
-            self.buffer = np.concatenate([self.buffer] + [c for c, _ in self.chunks])
-            self.data = np.concatenate([self.data] + [np.full(c.size, d) for c, d in self.chunks])
-            self.chunks = []
-
     def _flush(self) -> None:
         if self.resampler is not None:
-            self._append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True), True)
+            self.samples.append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True), True)
             self.resampler = None
 
     def _frame(self, frame: av.AudioFrame) -> None:
@@ -194,14 +229,14 @@ class _AudioCursor:
             self.started = True
             if time is not None:
                 first = int(round(time * self.rate))
-                if first > self.buffer_end:  # audio starts after the window start: silence before it
-                    self._append(np.zeros(first - self.buffer_end, np.float32), False)
-                elif first < self.buffer_start:  # decoded from before the start after a seek
-                    self.buffer_start = self.buffer_end = first
+                if first > self.samples.end:  # audio starts after the window start: silence before it
+                    self.samples.append(np.zeros(first - self.samples.end, np.float32), False)
+                elif first < self.samples.start:  # decoded from before the start after a seek
+                    self.samples.restart(first)
         elif time is not None and self.next_time is not None and time - self.next_time > AUDIO_GAP_SECONDS:
             self._flush()
             self.gaps.append((self.next_time, time))
-            self._append(np.zeros(max(int(round(time * self.rate)) - self.buffer_end, 0), np.float32), False)
+            self.samples.append(np.zeros(max(int(round(time * self.rate)) - self.samples.end, 0), np.float32), False)
         if rate != self.source_rate:
             self._flush()
             self.source_rate = rate
@@ -210,13 +245,13 @@ class _AudioCursor:
         for converted in self.converter.resample(frame):
             array = converted.to_ndarray().reshape(-1, converted.samples)  # [channels, samples]
             mono = np.ascontiguousarray(array.mean(axis=0) if array.shape[0] > 1 else array[0], dtype=np.float32)
-            self._append(self.resampler.resample_chunk(mono), True)
+            self.samples.append(self.resampler.resample_chunk(mono), True)
         start = time if time is not None else (self.next_time or 0.0)
         self.next_time = start + frame.samples / rate
 
     def fill(self, until: int) -> None:
         """Decode until the buffer reaches sample index `until` or the stream ends."""
-        while not self.ended and self.buffer_end < until:
+        while not self.ended and self.samples.end < until:
             try:
                 packet = next(self.packets)
             except StopIteration:
@@ -241,28 +276,17 @@ class _AudioCursor:
         """Samples of [start, end) (silence where there is no data) and how many are decoded data."""
         first, last = int(round(start * self.rate)), int(round(end * self.rate))
         self.fill(last)
-        self._merge()
-        out = np.zeros(last - first, np.float32)
-        lo, hi = max(first, self.buffer_start), min(last, self.buffer_end)
-        present = 0
-        if hi > lo:
-            out[lo - first : hi - first] = self.buffer[lo - self.buffer_start : hi - self.buffer_start]
-            present = int(self.data[lo - self.buffer_start : hi - self.buffer_start].sum())
-        return out, present
+        return self.samples.take(first, last)
 
     def drop_before(self, time: float) -> None:
         """Forget samples, gaps and damaged packets before `time` (no later window needs them)."""
         self.gaps = [(a, b) for a, b in self.gaps if b > time]
         self.bad = [t for t in self.bad if t is not None and t >= time]
-        self._merge()
-        cut = int(round(time * self.rate)) - self.buffer_start
-        if cut > 0:
-            self.buffer, self.data = self.buffer[cut:], self.data[cut:]
-            self.buffer_start += cut
+        self.samples.drop_before(int(round(time * self.rate)))
 
     def decoded_until(self) -> float:
         """Time up to which samples exist (decoded data or filled gaps)."""
-        return self.buffer_end / self.rate
+        return self.samples.end / self.rate
 
 
 class WindowReader:
@@ -353,6 +377,38 @@ class WindowReader:
                     window.problems += self._audio_problems(audio, start, end)
                     audio.drop_before(min(next_start, end))
                 yield window
+
+    def media_events(self, chunk_seconds: float = 0.1) -> Iterator[tuple[str, float, np.ndarray]]:
+        """The file as a capture device would hand it over, in order of time: ("frame", time, RGB)
+        for every decoded frame (upright and downscaled as windows take them) and ("audio",
+        time, samples) for each `chunk_seconds` of 16 kHz mono audio (what windows take, gaps
+        filled with silence), up to the duration. Times are those the windows use."""
+        with open_container(self.path, self.max_bytes) as vfile, open_container(self.path, self.max_bytes) as afile:
+            frames: Iterator[tuple[str, float, np.ndarray]] = iter(())
+            if self.has_video:
+                stream = vfile.streams.video[0]
+                stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": self.origin}
+                decoded = decoded_frames(vfile, stream, self.path, stats, max_bad=None)
+                frames = (("frame", float(f.time) - self.origin, to_rgb(f)[0]) for f in decoded if f.time is not None)
+            chunks: Iterator[tuple[str, float, np.ndarray]] = iter(())
+            if self.has_audio:
+                audio = _AudioCursor(afile, afile.streams.audio[0], self.path, self.origin, self.sample_rate, 0.0)
+                chunks = self._audio_chunks(audio, chunk_seconds)
+            pending = {"frame": next(frames, None), "audio": next(chunks, None)}
+            sources = {"frame": frames, "audio": chunks}
+            while any(pending.values()):
+                kind = min((k for k, v in pending.items() if v is not None), key=lambda k: pending[k][1])
+                yield pending[kind]
+                pending[kind] = next(sources[kind], None)
+
+    def _audio_chunks(self, audio: "_AudioCursor", seconds: float) -> Iterator[tuple[str, float, np.ndarray]]:
+        step = int(round(seconds * self.sample_rate))
+        total = int(round(self.duration * self.sample_rate))
+        for first in range(0, total, step):
+            start, end = first / self.sample_rate, min(first + step, total) / self.sample_rate
+            samples, _ = audio.take(start, end)
+            audio.drop_before(end)
+            yield "audio", start, samples
 
     @staticmethod
     def _frame_problems(targets: list[float], chosen: list[tuple], video: _VideoCursor) -> list[str]:

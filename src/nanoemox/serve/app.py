@@ -9,12 +9,14 @@
     GET  /v1/models            the served model, OpenAI-compatible (`openai_api`)
     POST /v1/chat/completions  OpenAI-compatible chat completions with video, image and audio
                                parts, streaming, logprobs; errors in OpenAI's shape
+    WS   /v1/live      live analysis: media as they are captured in, one answer per hop of a
+                       rolling window out (`live`; the protocol in docs/live.md)
     GET  /health       liveness and load
     GET  /             the web page (static HTML + JS in nanoemox/serve/static)
     GET  /openapi.json the API description (FastAPI)
 
 This module sets the app up and wires the routes; each endpoint lives in its own module
-(`analyze`, `chat`, `timeline`, `openai_api` with `openai_request`, `openai_media` and
+(`analyze`, `chat`, `timeline`, `live`, `openai_api` with `openai_request`, `openai_media` and
 `openai_errors`), with uploads in `uploads`, form fields in `forms`, the OpenAPI bodies in
 `openapi` and the guards in `limits`.
 
@@ -43,6 +45,7 @@ from nanoemox.data.manifest import TASKS
 from nanoemox.serve.analyze import analyze_router
 from nanoemox.serve.chat import chat_router
 from nanoemox.serve.limits import BodyLimitMiddleware, ModelGate
+from nanoemox.serve.live import live_router
 from nanoemox.serve.openai_api import OPENAI_PATHS, openai_router
 from nanoemox.serve.openai_errors import OpenAIError, openai_error_handler, validation_problem
 from nanoemox.serve.settings import FORM_SLACK, ServeSettings
@@ -95,4 +98,5 @@ def create_app(predictor, settings: ServeSettings | None = None, model_name: str
     for router in (analyze_router, chat_router, timeline_router):
         app.include_router(router(predictor, gate, uploads))
     app.include_router(openai_router(predictor, gate, uploads, model_name))
+    app.include_router(live_router(predictor, gate, settings))
     return app

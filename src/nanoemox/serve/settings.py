@@ -36,3 +36,9 @@ class ServeSettings:
     allowed_local_media_path: str | None = None
     allow_remote_media: bool = False
     remote_media_timeout: float = 30.0  # seconds to fetch one http(s) media URL
+    # /v1/live: one session holds a model slot while it lasts
+    max_live_seconds: float = 3600.0  # a session ends after this much media or wall-clock time
+    live_idle_timeout: float = 15.0  # seconds without a message before a session is closed
+    max_frame_bytes: int = 2 * 1024 * 1024  # one encoded frame
+    max_frame_side: int = 4096  # pixels on the longer side of a frame
+    max_live_fps: float = 60.0  # frames closer together than 1 / this are dropped

@@ -148,7 +148,7 @@ def csv_row(result: dict[str, Any], labels: Sequence[str] | None) -> dict[str, A
     return row
 
 
-def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], header: bool) -> str:
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], header: bool) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
     if header:
@@ -232,7 +232,7 @@ def write_timeline(
     labels, tasks = timeline.labels, timeline.options.tasks
     columns = csv_columns(tasks, labels)
     # The CSV always mirrors windows.jsonl: rebuilt from it, then appended alongside it.
-    atomic_write_bytes(out / "timeline.csv", _csv_text([csv_row(r, labels) for r in done], columns, True).encode("utf-8"))
+    atomic_write_bytes(out / "timeline.csv", csv_text([csv_row(r, labels) for r in done], columns, True).encode("utf-8"))
     meta = {"settings": identity, **timeline.header(), "complete": False, "resumed_from_window": len(done)}
     atomic_write_json(meta, out / "timeline.json")
     started = time.perf_counter()
@@ -241,7 +241,7 @@ def write_timeline(
             open(out / "timeline.csv", "a", encoding="utf-8", newline="") as table:
         for result in timeline.results(first=len(done)):
             lines.append(result)
-            table.write(_csv_text([csv_row(result, labels)], columns, False))
+            table.write(csv_text([csv_row(result, labels)], columns, False))
             table.flush()
             new += 1
             if progress is not None:

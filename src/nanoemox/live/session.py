@@ -1,0 +1,205 @@
+"""One live session's windows and answers, apart from the transport (`LiveSession`).
+
+Media arrive through `receive`; `due()` says which window to answer next: always the
+newest one whose media are all in, so a model slower than real time skips the stale
+windows in between instead of queueing them (`skipped` counts them). `pick` takes that
+window's media where they arrive (cheap), `answer` runs the model on it (blocking: the
+service runs it in its model pool) with the timeline's own window answering
+(`nanoemox.timeline.infer`: `prepare`, `WindowAnswerer`, `result_of`), and `reply` writes
+an empathetic reply (ERG) to the last window answered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from nanoemox.live.protocol import AUDIO, FRAME, ProtocolError, audio_samples
+from nanoemox.media.faces import DETECT_MAX_SIDE
+from nanoemox.media.live import FrameRefused, LiveMedia, PickedWindow
+from nanoemox.media.stream import COUNT_DETECT_SIDE, frame_targets
+from nanoemox.timeline.infer import DEFAULT_TASKS, Prepared, WindowAnswerer, check_tasks, prepare
+from nanoemox.timeline.run import csv_columns
+
+AUDIO_RATES = (8000, 48000)  # the sample rates a client may send (inclusive)
+FRAMES_PER_TARGET = 2  # frames per second worth sending: twice the rate of a window's frame times
+
+
+@dataclass
+class LiveOptions:
+    """What one session asks for (its `start` message), checked by `__post_init__` (ValueError)."""
+
+    window: float = 4.0
+    hop: float = 1.0
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    labels: list[str] | None = None
+    video: bool = True
+    audio: bool = True
+    sample_rate: int = 16000
+    detect_faces: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.window > 0 or not self.hop > 0 or self.hop > self.window:
+            raise ValueError(f"window and hop must be positive seconds with hop at most the window, "
+                             f"got window={self.window}, hop={self.hop}")
+        if not (self.video or self.audio):
+            raise ValueError("a live session needs video, audio or both")
+        low, high = AUDIO_RATES
+        if not low <= self.sample_rate <= high:
+            raise ValueError(f"sample_rate must be between {low} and {high} Hz, got {self.sample_rate}")
+        self.tasks = check_tasks(self.tasks)
+
+
+@dataclass
+class LiveLimits:
+    """Bounds on one session's media (the service's settings)."""
+
+    max_frame_bytes: int = 2 * 1024 * 1024
+    max_frame_side: int = 4096
+    max_fps: float = 60.0
+    max_seconds: float = 3600.0
+
+
+class LiveSession:
+    """See the module docstring. Not thread-safe: `receive`, `due` and `pick` belong to the
+    thread media arrive in; `answer` and `reply` run one at a time anywhere."""
+
+    def __init__(self, predictor, options: LiveOptions, limits: LiveLimits | None = None):
+        self.options, self.limits = options, limits or LiveLimits()
+        media = predictor.processor.media
+        self.config = media
+        side = DETECT_MAX_SIDE if media.face_input == "crops" else COUNT_DETECT_SIDE  # as a timeline does
+        self.media = LiveMedia(options.window, options.hop, media.num_frames, video=options.video, audio=options.audio,
+                               source_rate=options.sample_rate, sample_rate=media.sample_rate,
+                               detect_faces=options.detect_faces, detect_side=side,
+                               max_frame_bytes=self.limits.max_frame_bytes, max_frame_side=self.limits.max_frame_side,
+                               max_fps=self.limits.max_fps)
+        self.answerer = WindowAnswerer(predictor, options.tasks, options.labels)
+        self.session, self.decoding = predictor.session, predictor.decoding
+        self.next_index = 0  # windows before this are answered or skipped
+        self.newest = -1  # newest window whose media are all in
+        self.ready_at: dict[int, float] = {}  # monotonic time at which a window became the newest ready one
+        self.answered = self.skipped = 0
+        self.last: Prepared | None = None  # the last answered window (for `reply`)
+
+    def describe(self) -> dict[str, Any]:
+        """The `ready` message's settings: what the session answers and how clients should send."""
+        o = self.options
+        labels = self.answerer.labels if "mer" in o.tasks else None
+        spacing = o.window / self.media.num_frames
+        return {"window": o.window, "hop": o.hop, "tasks": list(o.tasks), "labels": labels,
+                "sentiments": self.answerer.sentiments if "msa" in o.tasks else None,
+                "num_frames": self.media.num_frames, "frame_times": frame_targets(0.0, o.window, self.media.num_frames),
+                "frame_rate": round(FRAMES_PER_TARGET / spacing, 3), "video": o.video, "audio": o.audio,
+                "sample_rate": o.sample_rate, "columns": csv_columns(o.tasks, labels)}
+
+    # ------------------------------------------------------------------ media in
+
+    def receive(self, kind: int, seconds: float, payload: bytes) -> None:
+        """Add one unpacked media message; `ProtocolError` for one that cannot be used."""
+        if seconds > self.limits.max_seconds:
+            raise ProtocolError(f"media at {seconds:.1f} s are past the session limit of "
+                                f"{self.limits.max_seconds:g} s", code="session_limit", close=1000)
+        try:
+            if kind == FRAME:
+                self.media.add_frame(seconds, payload)
+            elif kind == AUDIO:
+                self.media.add_audio(seconds, audio_samples(payload))
+        except FrameRefused as exc:
+            raise ProtocolError(str(exc), code="frame_refused") from None
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        newest = self.media.newest_ready()
+        if newest > self.newest:
+            self.newest = newest
+            self.ready_at[newest] = time.monotonic()
+
+    # ------------------------------------------------------------------ answers
+
+    def due(self) -> int | None:
+        """The window to answer next (the newest ready one), or None when none is waiting."""
+        return self.newest if self.newest >= self.next_index else None
+
+    def pick(self, index: int) -> tuple[PickedWindow, int]:
+        """(the window's media, how many stale windows were skipped before it); forgets what is older."""
+        skipped = index - self.next_index
+        self.skipped += skipped
+        self.next_index = index + 1
+        picked = self.media.pick(index)
+        self.media.forget_before(index + 1)
+        self.ready_at = {k: t for k, t in self.ready_at.items() if k >= index}
+        return picked, skipped
+
+    def answer(self, picked: PickedWindow) -> dict[str, Any]:
+        """The window's result as a timeline gives it (blocking: decodes frames, runs the model)."""
+        prepared = prepare(picked.media(), self.config, None)
+        result = self.answerer.answer([prepared])[0]
+        if prepared.arrays is not None:
+            self.last = prepared
+        self.answered += 1
+        return result
+
+    def latency(self, index: int) -> float | None:
+        """Seconds since window `index`'s media were all in."""
+        ready = self.ready_at.get(index)
+        return None if ready is None else round(time.monotonic() - ready, 4)
+
+    def reply(self) -> dict[str, Any]:
+        """An empathetic reply (ERG) to the last answered window (blocking)."""
+        if self.last is None:
+            raise ProtocolError("no window has been answered yet: ask for a reply after the first answer",
+                                code="no_window")
+        arrays = self.last.arrays
+        stacked = [torch.from_numpy(np.stack([arrays[k]])) for k in ("pixel_values", "face_pixel_values", "audio_values")]
+        features = self.session.encode_media(*stacked).row(0)
+        prompt = self.session.encode_text("erg", self.last.text, None, None)
+        answer = self.session.answer_clip(features, [prompt], ["erg"], [None], "generate", self.decoding)[0]
+        return {"index": self.last.window.index, "text": answer["text"], "truncated": answer["truncated"]}
+
+
+def check_start(message: dict[str, Any]) -> LiveOptions:
+    """The options of a `start` message; `ProtocolError` naming the field that is wrong."""
+    known = {"type", "window", "hop", "tasks", "labels", "video", "audio", "sample_rate", "detect_faces"}
+    unknown = sorted(set(message) - known)
+    if unknown:
+        raise ProtocolError(f"unknown field(s) in the start message: {', '.join(unknown)}")
+    fields: dict[str, Any] = {}
+    for name, kind in (("window", float), ("hop", float), ("sample_rate", int)):
+        if name in message:
+            value = message[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ProtocolError(f"{name} must be a number, got {value!r}")
+            if kind is int and value != int(value):
+                raise ProtocolError(f"{name} must be a whole number, got {value!r}")
+            fields[name] = kind(value)
+    for name in ("video", "audio", "detect_faces"):
+        if name in message:
+            if not isinstance(message[name], bool):
+                raise ProtocolError(f"{name} must be true or false, got {message[name]!r}")
+            fields[name] = message[name]
+    for name in ("tasks", "labels"):
+        if name in message and message[name] is not None:
+            value = message[name]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ProtocolError(f"{name} must be a non-empty list of names, got {value!r}")
+            fields[name] = tuple(value) if name == "tasks" else [v.strip() for v in value]
+    try:
+        return LiveOptions(**fields)
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def check_bounds(options: LiveOptions, min_hop: float, max_window: float, max_labels: int, max_label_chars: int,
+                 ) -> None:
+    """The service's bounds on a session's settings (`ProtocolError`)."""
+    if options.window > max_window:
+        raise ProtocolError(f"window must be at most {max_window:g} s, got {options.window:g}")
+    if options.hop < min_hop:
+        raise ProtocolError(f"hop must be at least {min_hop:g} s, got {options.hop:g}")
+    labels: Sequence[str] = options.labels or ()
+    if len(labels) > max_labels or any(len(label) > max_label_chars for label in labels):
+        raise ProtocolError(f"labels: at most {max_labels} labels of at most {max_label_chars} characters each")
