@@ -4,6 +4,7 @@
 
 Then open http://127.0.0.1:8000/ to upload a clip, or see /docs for the API. OpenAI clients
 use http://127.0.0.1:8000/v1 as their base URL (chat completions with video, image and audio).
+Live analysis (the page's Live view, `nanoemox live`) uses ws://127.0.0.1:8000/v1/live.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def register(subparsers) -> None:
                         "--remote-media-timeout); off by default")
     p.add_argument("--remote-media-timeout", type=float, default=30.0,
                    help="seconds to fetch one remote media URL (default 30)")
+    p.add_argument("--max-live-minutes", type=float, default=60.0,
+                   help="a live session ends after this many minutes (default 60)")
+    p.add_argument("--live-idle-timeout", type=float, default=15.0,
+                   help="seconds without a message before a live session is closed (default 15)")
     p.set_defaults(func=run)
 
 
@@ -59,6 +64,8 @@ def build_app(args):
         allowed_local_media_path=_folder(args.allowed_local_media_path),
         allow_remote_media=args.allow_remote_media,
         remote_media_timeout=args.remote_media_timeout,
+        max_live_seconds=args.max_live_minutes * 60.0,
+        live_idle_timeout=args.live_idle_timeout,
     )
     # The folder's own name, also for `--model .` (whose Path.name is empty).
     name = args.served_model_name or Path(args.model).expanduser().resolve().name
