@@ -194,8 +194,14 @@ class LiveConnection:
                               "skipped_total": session.skipped})
 
     async def _send(self, message: dict[str, Any]) -> None:
+        """Send one JSON message; a connection that cannot take it is a client gone (`WebSocketDisconnect`)."""
         async with self.send_lock:
-            await self.ws.send_text(json.dumps(message, ensure_ascii=False))
+            try:
+                await self.ws.send_text(json.dumps(message, ensure_ascii=False))
+            except WebSocketDisconnect:
+                raise
+            except (RuntimeError, OSError) as exc:  # closed underneath us (the server's own exception types vary)
+                raise WebSocketDisconnect(1006, str(exc)) from None
 
     async def _fail(self, code: str, error: str, close: int) -> None:
         """Tell the client what ended the session, then close; a client already gone is left alone."""
@@ -203,4 +209,4 @@ class LiveConnection:
             await self._send({"type": "error", "code": code, "error": error, "fatal": True})
             await self.ws.close(close if close != CLOSE_NORMAL else CLOSE_POLICY, reason=code)
         except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
+            pass  # already gone
