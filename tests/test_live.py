@@ -264,8 +264,10 @@ def test_limits_end_a_session_cleanly(predictor, video):
             assert message["code"] == "idle" and connection.close_code == 1008
         with connect(_ws(url)) as connection:  # media past the session's length: a normal end
             _start(connection, video=False)
-            for step in range(50):
-                connection.send(pack_audio(step / 10, np.zeros(1600, np.float32)))
+            with pytest.raises(ConnectionClosed):  # the service ends the session at 3 s of media
+                for step in range(100):
+                    connection.send(pack_audio(step / 10, np.zeros(1600, np.float32)))
+                    time.sleep(0.01)
             messages = _messages(connection)
             assert messages[-1]["type"] == "end" and messages[-1]["reason"] == "limit"
             assert connection.close_code == 1000
