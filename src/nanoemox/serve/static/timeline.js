@@ -1,4 +1,4 @@
-// The page's two views (Clip, Timeline) and the timeline view: sends a video to /v1/timeline,
+// The page's views (Clip, Timeline; Live is in live.js) and the timeline view: sends a video to /v1/timeline,
 // reads the NDJSON answer as a stream and draws each window as soon as its line arrives.
 // The chosen video plays from the local file (an object URL); nothing is downloaded back. No libraries.
 "use strict";
@@ -41,19 +41,21 @@ function svg(tag, attributes, parent) {
 
 // ---------------------------------------------------------------- views
 
+const VIEWS = ["clip", "timeline", "live"];
+
 function showView(name) {
-  for (const view of ["clip", "timeline"]) {
+  for (const view of VIEWS) {
     const tab = byId(`view-${view}`);
     const selected = view === name;
     tab.setAttribute("aria-selected", String(selected));
     tab.tabIndex = selected ? 0 : -1;
     byId(`${view}-view`).hidden = !selected;
   }
-  history.replaceState(null, "", name === "timeline" ? "#timeline" : location.pathname);
+  history.replaceState(null, "", name === "clip" ? location.pathname : `#${name}`);
 }
 
 function setUpViews() {
-  const tabs = [byId("view-clip"), byId("view-timeline")];
+  const tabs = VIEWS.map((view) => byId(`view-${view}`));
   tabs.forEach((tab, i) => {
     tab.addEventListener("click", () => showView(tab.id.slice(5)));
     tab.addEventListener("keydown", (event) => { // arrow keys move between tabs (ARIA tabs pattern)
@@ -63,7 +65,8 @@ function setUpViews() {
       showView(next.id.slice(5));
     });
   });
-  if (location.hash === "#timeline") showView("timeline");
+  const asked = location.hash.slice(1);
+  if (asked !== "clip" && VIEWS.includes(asked)) showView(asked);
 }
 
 // ---------------------------------------------------------------- scales and labels
