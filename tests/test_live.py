@@ -337,3 +337,25 @@ def test_live_url_forms():
         stream_file("ws://127.0.0.1:9", __file__)
     with pytest.raises(LiveClientError, match="cannot open a live session"):
         stream_file("ws://127.0.0.1:9", write_video(Path(tempfile.mkdtemp()) / "v.mp4", seconds=1.0))
+
+
+def test_ctrl_c_ends_the_session_and_keeps_the_answers(predictor, video, monkeypatch):
+    import threading
+
+    import nanoemox.live.client as client
+
+    real_sleep, calls = time.sleep, {"n": 0}
+
+    def sleep(seconds):  # the streaming loop's pauses: Ctrl-C arrives after about 6 s of media
+        if threading.current_thread() is threading.main_thread():
+            calls["n"] += 1
+            if calls["n"] == 60:  # one pause per 0.1 s of media
+                raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    monkeypatch.setattr(client.time, "sleep", sleep)
+    app = create_app(predictor, ServeSettings())
+    with serving(app) as url:
+        run = stream_file(url, video, window=4.0, hop=1.0, speed=2.0)
+    assert run.interrupted and run.end["reason"] == "stopped"
+    assert 4.0 <= run.sent_seconds < SECONDS and 1 <= len(run.windows) < 7

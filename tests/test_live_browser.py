@@ -17,6 +17,7 @@ from nanoemox.data.synth import MediaConfig, compose_long_video, generate
 from nanoemox.inference import Predictor
 from nanoemox.serve import ServeSettings, create_app
 from nanoemox.timeline import Timeline, TimelineOptions, csv_columns
+from nanoemox.timeline.run import csv_row, csv_text
 from nanoemox.timeline.evaluate import read_truth, true_labels
 from conftest import CHROMIUM, serving, wait_until
 
@@ -128,6 +129,7 @@ def test_live_view_with_a_fake_camera_and_microphone(model_dir, long_video, tmp_
     assert np.corrcoef(live_faces, file_faces)[0, 1] > 0.7, (live_faces, file_faces)
     assert np.abs(live_faces - file_faces).mean() < 1.5, (live_faces, file_faces)
     # Stop offers the session's timeline with the columns of `nanoemox timeline`
-    rows = list(csv.reader(io.StringIO(table)))
-    assert rows[0] == csv_columns(("mer", "msa"), list(newest["mer"]["probabilities"]))
-    assert len(rows) - 1 == len(answers)
+    labels = list(newest["mer"]["probabilities"])
+    columns = csv_columns(("mer", "msa"), labels)
+    assert next(csv.reader(io.StringIO(table))) == columns
+    assert table == csv_text([csv_row(a, labels) for a in answers], columns, True)  # as timeline.csv is written

@@ -9,6 +9,7 @@ prints each window's answer as it arrives: emotion, sentiment, valence, the late
 the window's end to its answer, and how many stale windows the service skipped to keep up.
 With --out, writes windows.jsonl, timeline.csv (the columns of `nanoemox timeline`) and
 live.json (settings and a summary: windows, skipped, median and 95th-percentile latency).
+Ctrl-C stops early: the session is ended properly and what came back is still written.
 Exit status: 0 done, 2 unusable file or options, or a service that refused or ended the session.
 """
 
@@ -83,6 +84,8 @@ def run(args) -> int:
     except LiveClientError as exc:
         raise UsageError(str(exc)) from None
     summary = run_.summary()
+    if run_.interrupted:
+        print(f"interrupted after {summary['sent_seconds']:.1f} s of media", file=sys.stderr)
     print(f"{summary['windows']} windows answered, {summary['skipped']} skipped, {summary['errors']} with damaged media; "
           f"latency median {summary['latency_median']} s, 95th percentile {summary['latency_p95']} s", file=sys.stderr)
     if args.out:

@@ -4,7 +4,8 @@ The file is read as a camera and a microphone would hand it over
 (`WindowReader.media_events`): every frame at its time, as PNG by default (lossless,
 so the service sees the pixels a timeline of the file sees), and the audio in 100 ms
 chunks of 16 kHz mono, each sent once its last sample "has been captured". `speed` 2
-sends twice as fast as real time. Answers are collected by a second thread as they
+sends twice as fast as real time; Ctrl-C stops sending, ends the session with `stop` and
+keeps what came back. Answers are collected by a second thread as they
 arrive; for each window the client also measures its own latency: the time from the
 moment the window's end was sent (at the stream's pace) to the moment its answer came.
 """
@@ -58,6 +59,7 @@ class LiveRun:
     end: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     sent_seconds: float = 0.0  # media time sent
+    interrupted: bool = False  # stopped early with Ctrl-C
 
     def summary(self) -> dict[str, Any]:
         latencies = [w["client_latency"] for w in self.windows if w.get("client_latency") is not None]
@@ -65,7 +67,7 @@ class LiveRun:
                 "errors": sum("error" in w for w in self.windows), "sent_seconds": round(self.sent_seconds, 3),
                 "latency_median": round(float(np.median(latencies)), 4) if latencies else None,
                 "latency_p95": round(float(np.percentile(latencies, 95)), 4) if latencies else None,
-                "end": self.end}
+                "interrupted": self.interrupted, "end": self.end}
 
 
 def encode_frame(rgb: np.ndarray, kind: str = "png", limit: int | None = None) -> bytes:
@@ -153,10 +155,15 @@ def stream_file(
                 if next_reply is not None and due >= next_reply:
                     connection.send(json.dumps({"type": "reply"}))
                     next_reply += reply_every
+        except KeyboardInterrupt:  # Ctrl-C: end the session properly and keep what came back
+            run.interrupted = True
+        except ConnectionClosed:
+            pass  # the service closed: its message (error or end) says why
+        try:
             if run.error is None and run.end is None:
                 connection.send(json.dumps({"type": "stop"}))
         except ConnectionClosed:
-            pass  # the service closed: its message (error or end) says why
+            pass
         receiver.join(timeout)
     if run.error is not None:
         raise LiveClientError(f"{address}: {run.error.get('code')}: {run.error.get('error')}")

@@ -10,6 +10,7 @@ const STRIP = { width: 800, height: 60, seconds: 60 };
 const MAX_FRAME_SIDE = 640; // frames are sent at most this large: the model sees 224-pixel images
 const MAX_BUFFERED = 1 << 20; // a frame is skipped while this much is still waiting to be sent
 const AUDIO_CHUNK_SECONDS = 0.1;
+const AUDIO_RATES = [8000, 48000]; // the sample rates the service takes (its `limits.audio_rates`)
 const AUDIO_CONSTRAINTS = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
 const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 } };
 
@@ -19,13 +20,19 @@ const live = {
   audio: null, // AudioContext
   frameTimer: null,
   canvas: document.createElement("canvas"),
+  url: "", // the WebSocket's address
   ready: null, // the service's `ready` message
+  asked: { video: false, audio: false }, // what the start message asked for (what the devices gave)
   t0: null, // performance.now() when the session started: media times count from here
   lastFrame: -1, // time of the last frame sent (times must not go back)
+  encoding: false, // a frame is being encoded: the next waits, so frames leave in time order
   audioStart: null, // session time of the first audio sample sent
   samplesSent: 0,
   colours: {},
   bars: [], // [{ centre, rect }] of the strip, oldest first
+  newest: -Infinity, // centre of the newest window on the strip: the right edge
+  stopping: false, // Stop was pressed: no more media
+  replyPending: false, // a reply was asked for and has not come yet
   ended: false,
 };
 window.liveAnswers = []; // the window messages of this session, in order (downloads are made from them)
@@ -55,9 +62,28 @@ function liveColour(label) {
 
 // ---------------------------------------------------------------- devices
 
+// Which kinds of input exist (known before any permission is given; null when the browser will not say).
+async function inputKinds() {
+  if (!navigator.mediaDevices.enumerateDevices) return null;
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return { video: devices.some((d) => d.kind === "videoinput"), audio: devices.some((d) => d.kind === "audioinput") };
+  } catch (error) {
+    return null;
+  }
+}
+
 async function openDevices() {
-  // Both if there are both; else whichever exists. A refusal is not retried with less.
-  const attempts = [{ video: VIDEO_CONSTRAINTS, audio: AUDIO_CONSTRAINTS }, { video: VIDEO_CONSTRAINTS }, { audio: AUDIO_CONSTRAINTS }];
+  // Ask only for what exists: asking for a missing camera fails the microphone with it.
+  const kinds = (await inputKinds()) || { video: true, audio: true };
+  if (!kinds.video && !kinds.audio) {
+    throw new DOMException("no camera and no microphone", "NotFoundError");
+  }
+  // Both if there are both; else whichever can be opened. A refusal is not retried with less.
+  const attempts = [];
+  if (kinds.video && kinds.audio) attempts.push({ video: VIDEO_CONSTRAINTS, audio: AUDIO_CONSTRAINTS });
+  if (kinds.video) attempts.push({ video: VIDEO_CONSTRAINTS });
+  if (kinds.audio) attempts.push({ audio: AUDIO_CONSTRAINTS });
   let last = null;
   for (const constraints of attempts) {
     try {
@@ -82,6 +108,7 @@ function deviceProblem(error) {
 }
 
 function releaseDevices() {
+  live.stopping = true;
   clearInterval(live.frameTimer);
   live.frameTimer = null;
   if (live.stream) live.stream.getTracks().forEach((track) => track.stop());
@@ -98,15 +125,24 @@ function sendFrame() {
   const ws = live.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN || preview.readyState < 2 || !preview.videoWidth) return;
   if (ws.bufferedAmount > MAX_BUFFERED) return; // the network is behind: skip this frame
+  if (live.encoding || live.stopping) return; // the previous frame is still being encoded: skip this one
   const seconds = sessionSeconds();
   const scale = Math.min(1, MAX_FRAME_SIDE / Math.max(preview.videoWidth, preview.videoHeight));
   live.canvas.width = Math.max(2, Math.round(preview.videoWidth * scale));
   live.canvas.height = Math.max(2, Math.round(preview.videoHeight * scale));
   live.canvas.getContext("2d").drawImage(preview, 0, 0, live.canvas.width, live.canvas.height);
+  live.encoding = true;
   live.canvas.toBlob(async (blob) => {
-    if (!blob || seconds <= live.lastFrame || live.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
-    live.lastFrame = seconds;
-    ws.send(pack(FRAME, seconds, await blob.arrayBuffer()));
+    try {
+      if (!blob || seconds <= live.lastFrame) return;
+      const bytes = await blob.arrayBuffer();
+      // The session may have stopped or closed while the frame was encoded.
+      if (live.ws !== ws || ws.readyState !== WebSocket.OPEN || live.stopping) return;
+      live.lastFrame = seconds;
+      ws.send(pack(FRAME, seconds, bytes));
+    } finally {
+      live.encoding = false;
+    }
   }, "image/jpeg", 0.85);
 }
 
@@ -118,7 +154,7 @@ async function startAudio() {
   node.port.onmessage = (event) => {
     const samples = event.data;
     const ws = live.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN || live.ended) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN || live.ended || live.stopping) return;
     if (live.audioStart === null) live.audioStart = Math.max(0, sessionSeconds() - samples.length / context.sampleRate);
     // Later chunks follow by sample count: the audio clock, not the arrival of messages.
     const seconds = live.audioStart + live.samplesSent / context.sampleRate;
@@ -135,8 +171,11 @@ async function startAudio() {
 function startCapture() {
   live.t0 = performance.now();
   const rate = live.ready.frame_rate || 4;
-  if (live.ready.video) live.frameTimer = setInterval(sendFrame, 1000 / rate);
-  if (live.ready.audio) {
+  // What the service took; a `ready` that does not say is taken to agree with the start message.
+  const video = live.ready.video === undefined ? live.asked.video : live.ready.video;
+  const audio = live.ready.audio === undefined ? live.asked.audio : live.ready.audio;
+  if (video) live.frameTimer = setInterval(sendFrame, 1000 / rate);
+  if (audio) {
     startAudio().catch((error) => liveSay(`The microphone could not be read (${error.message}).`, true));
   }
 }
@@ -181,21 +220,40 @@ function showProbabilities(probabilities) {
 function drawBar(message) {
   const hop = live.ready.hop;
   const centre = (message.start + message.end) / 2;
-  const height = message.mer ? Math.max(0.08, message.mer.confidence) * STRIP.height : STRIP.height * 0.3;
-  const rect = svg("rect", { "data-index": message.index, y: STRIP.height - height, height,
-    fill: message.mer ? liveColour(message.mer.label) : DAMAGED_COLOUR }, byId("live-strip"));
+  // As in the timeline: a window with an error, or without an emotion, is drawn grey and full height.
+  const damaged = Boolean(message.error) || !message.mer;
+  const height = damaged ? STRIP.height : Math.min(1, Math.max(0, message.mer.confidence)) * STRIP.height;
+  const rect = svg("rect", { "data-index": message.index, y: (STRIP.height - height).toFixed(1), height: height.toFixed(1),
+    fill: damaged ? DAMAGED_COLOUR : liveColour(message.mer.label) }, byId("live-strip"));
+  if (damaged) rect.setAttribute("class", "damaged");
   const title = svg("title", {}, rect);
   title.textContent = `${message.start.toFixed(1)}–${message.end.toFixed(1)} s: ` +
-    (message.mer ? `${message.mer.label} ${percent(message.mer.confidence)}` : message.error || "no answer");
+    (damaged ? message.error || "no answer" : `${message.mer.label} ${percent(message.mer.confidence)}`);
   live.bars.push({ centre, rect });
-  // The newest bar sits at the right edge; older ones move left; those past 60 s go.
+  live.newest = Math.max(live.newest, centre);
+  // The newest bar sits at the right edge; older ones move left; those past 60 s go, so the strip
+  // holds at most 60 s / hop bars however long the session.
   const width = Math.max(1, (STRIP.width * hop) / STRIP.seconds);
-  while (live.bars.length && live.bars[0].centre < centre - STRIP.seconds) live.bars.shift().rect.remove();
+  const oldest = live.newest - STRIP.seconds;
+  for (const bar of live.bars.filter((b) => b.centre < oldest)) bar.rect.remove();
+  live.bars = live.bars.filter((b) => b.centre >= oldest);
   for (const bar of live.bars) {
-    const x = STRIP.width * (1 - (centre - bar.centre) / STRIP.seconds) - width;
+    const x = STRIP.width * (1 - (live.newest - bar.centre) / STRIP.seconds) - width;
     bar.rect.setAttribute("x", x.toFixed(1));
     bar.rect.setAttribute("width", width.toFixed(1));
   }
+}
+
+// Valence in [-1, 1]: a signed number and a bar from the middle, right for positive, left for negative.
+function showValence(msa) {
+  const valence = Math.min(1, Math.max(-1, msa.valence));
+  byId("live-sentiment").textContent = msa.sentiment;
+  byId("live-valence").textContent = `${valence >= 0 ? "+" : "-"}${Math.abs(valence).toFixed(2)}`;
+  const fill = byId("live-valence-bar").firstElementChild;
+  fill.style.left = `${50 + Math.min(0, valence) * 50}%`;
+  fill.style.width = `${Math.abs(valence) * 50}%`;
+  fill.style.background = EMOTION_COLOURS[valence >= 0 ? "positive" : "negative"];
+  byId("live-valence-box").hidden = false;
 }
 
 function showWindow(message) {
@@ -211,21 +269,18 @@ function showWindow(message) {
     delete emotion.dataset.label;
     byId("live-probs").replaceChildren();
   }
-  if (message.msa) {
-    const valence = message.msa.valence;
-    byId("live-sentiment").textContent = message.msa.sentiment;
-    byId("live-valence").textContent = `valence ${valence >= 0 ? "+" : "−"}${Math.abs(valence).toFixed(2)}`;
-  }
+  if (message.msa) showValence(message.msa);
   const face = byId("live-face");
   face.dataset.found = String(message.faces_found > 0);
   face.textContent = message.faces_found > 0 ? `face found (${message.faces_found} of ${message.frames} frames)` : "no face";
   const voice = byId("live-voice");
   voice.dataset.found = String(Boolean(message.audio_present));
   voice.textContent = message.audio_present ? "voice" : "no voice";
-  byId("live-latency").textContent = message.latency === null ? "" : `latency ${message.latency.toFixed(2)} s`;
-  byId("live-skipped").textContent = `${message.skipped_total} window${message.skipped_total === 1 ? "" : "s"} skipped`;
+  byId("live-latency").textContent = typeof message.latency === "number" ? `latency ${message.latency.toFixed(2)} s` : "";
+  const skipped = message.skipped_total || 0;
+  byId("live-skipped").textContent = `${skipped} window${skipped === 1 ? "" : "s"} skipped`;
   drawBar(message);
-  byId("live-reply").disabled = live.ended;
+  byId("live-reply").disabled = live.ended || live.replyPending;
   const when = `${message.start.toFixed(1)}–${message.end.toFixed(1)} s`;
   liveSay(message.error ? `Window ${when}: ${message.error}` : `Listening: window ${when}.`, Boolean(message.error));
 }
@@ -237,18 +292,34 @@ function csvValue(value) {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
+// `x` with `digits` decimals exactly as Python's f"{x:.4f}" writes it, so the CSV equals the service's:
+// toFixed rounds an exact tie away from zero where Python rounds it to even, and drops the sign of -0.
+function pyFixed(x, digits) {
+  const shown = x.toFixed(digits);
+  const sign = x < 0 || Object.is(x, -0) ? "-" : "";
+  // 25 more digits tell an exact tie (a short binary fraction) from a double merely close to one.
+  const exact = Math.abs(x).toFixed(digits + 25);
+  const cut = exact.indexOf(".") + digits + 1; // the first digit dropped
+  const keep = digits ? cut : cut - 1; // what is kept (without the point when there are no decimals)
+  if (/^50*$/.test(exact.slice(cut)) && Number(exact[keep - 1]) % 2 === 0) return sign + exact.slice(0, keep);
+  return shown.startsWith("-") ? shown : sign + shown;
+}
+
 function csvRow(message, labels) {
   // The columns and number formats of `nanoemox timeline`'s timeline.csv.
-  const row = { start: message.start.toFixed(3), end: message.end.toFixed(3), faces_found: message.faces_found,
+  const row = { start: pyFixed(message.start, 3), end: pyFixed(message.end, 3), faces_found: message.faces_found,
     audio_present: message.audio_present ? 1 : 0, error: message.error || "" };
   if (message.mer) {
     row.label = message.mer.label;
-    row.confidence = message.mer.confidence.toFixed(4);
-    for (const label of labels || []) row[`p_${label}`] = message.mer.probabilities[label].toFixed(4);
+    row.confidence = pyFixed(message.mer.confidence, 4);
+    for (const label of labels || []) {
+      const p = message.mer.probabilities[label];
+      row[`p_${label}`] = typeof p === "number" ? pyFixed(p, 4) : "";
+    }
   }
   if (message.msa) {
     row.sentiment = message.msa.sentiment;
-    row.valence = message.msa.valence.toFixed(4);
+    row.valence = pyFixed(message.msa.valence, 4);
   }
   if (message.ovmer) row.words = message.ovmer.words.join("; ");
   return row;
@@ -279,6 +350,7 @@ function handleMessage(message) {
     case "ready":
       live.ready = message;
       drawLiveLegend(message.labels || message.sentiments || []);
+      if (live.stopping) break; // Stop was pressed while the service was getting ready
       startCapture();
       liveSay(`Listening: the first answer comes ${message.window} s after the start, then one every ${message.hop} s.`);
       break;
@@ -286,18 +358,26 @@ function handleMessage(message) {
       showWindow(message);
       break;
     case "reply":
+      live.replyPending = false;
       byId("live-reply-text").textContent = message.text || "(an empty reply)";
       byId("live-reply").disabled = live.ended;
       break;
     case "end":
       live.ended = true;
-      liveSay(`Session over (${message.reason}): ${message.windows} windows answered, ${message.skipped} skipped, ` +
-        `${message.seconds.toFixed(0)} s.`);
+      releaseDevices(); // the service may end a session by itself (its time limit)
+      liveSay(`Session over (${message.reason === "limit" ? "the session's time limit" : message.reason}): ` +
+        `${message.windows} window${message.windows === 1 ? "" : "s"} answered, ${message.skipped} skipped, ` +
+        `${Math.round(message.seconds || 0)} s.`);
       offerDownloads();
       break;
     case "error":
       liveSay(message.error, true);
-      if (message.code === "no_window") byId("live-reply").disabled = false;
+      if (message.fatal === false) { // e.g. a reply asked for before the first answer: the session goes on
+        live.replyPending = false;
+        byId("live-reply").disabled = live.ended || !window.liveAnswers.length;
+      } else {
+        releaseDevices(); // the service closes after a fatal error
+      }
       break;
     default:
       break;
@@ -310,14 +390,61 @@ function sessionOver(event) {
     live.ended = true;
     const status = byId("live-status");
     if (!status.classList.contains("error")) {
-      liveSay(`The connection to the service closed (${event.code}${event.reason ? `: ${event.reason}` : ""}).`, true);
+      const why = `${event.code}${event.reason ? `: ${event.reason}` : ""}`;
+      liveSay(live.ready ? `The connection to the service closed unexpectedly (${why}).`
+        : `Could not reach the live service at ${live.url} (${why}).`, true);
     }
     if (window.liveAnswers.length) offerDownloads();
   }
   live.ws = null;
   byId("live-start").disabled = false;
   byId("live-stop").hidden = true;
+  byId("live-stop").disabled = false;
   byId("live-reply").disabled = true;
+}
+
+// An AudioContext whose rate the service takes (the device's own rate when it can).
+function audioContext() {
+  const context = new AudioContext();
+  if (context.sampleRate >= AUDIO_RATES[0] && context.sampleRate <= AUDIO_RATES[1]) return context;
+  context.close().catch(() => {});
+  return new AudioContext({ sampleRate: AUDIO_RATES[1] });
+}
+
+// Sets up the microphone's worklet; false (the audio tracks stopped) when this browser cannot.
+async function openAudio() {
+  try {
+    live.audio = audioContext();
+    await live.audio.audioWorklet.addModule("/static/live-audio.js");
+    return true;
+  } catch (error) {
+    if (live.audio) live.audio.close().catch(() => {});
+    live.audio = null;
+    live.stream.getAudioTracks().forEach((track) => { track.stop(); live.stream.removeTrack(track); });
+    return false;
+  }
+}
+
+function resetDisplay() {
+  window.liveAnswers = [];
+  byId("live-strip").replaceChildren();
+  byId("live-legend").replaceChildren();
+  byId("live-probs").replaceChildren();
+  const emotion = byId("live-emotion");
+  emotion.textContent = "–";
+  delete emotion.dataset.label;
+  byId("live-sentiment").textContent = "";
+  byId("live-valence").textContent = "";
+  byId("live-valence-box").hidden = true;
+  for (const [id, text] of [["live-face", "no face yet"], ["live-voice", "no voice yet"]]) {
+    byId(id).dataset.found = "false";
+    byId(id).textContent = text;
+  }
+  byId("live-latency").textContent = "";
+  byId("live-skipped").textContent = "";
+  byId("live-reply-text").textContent = "";
+  byId("live-reply").disabled = true;
+  byId("live-download-csv").hidden = byId("live-download-json").hidden = true;
 }
 
 async function startLive(event) {
@@ -329,11 +456,9 @@ async function startLive(event) {
   }
   const windowSeconds = Number(byId("live-window").value);
   const hop = Number(byId("live-hop").value);
-  Object.assign(live, { ready: null, t0: null, lastFrame: -1, audioStart: null, samplesSent: 0, bars: [], ended: false });
-  window.liveAnswers = [];
-  byId("live-strip").replaceChildren();
-  byId("live-reply-text").textContent = "";
-  byId("live-download-csv").hidden = byId("live-download-json").hidden = true;
+  Object.assign(live, { ready: null, t0: null, lastFrame: -1, encoding: false, audioStart: null, samplesSent: 0,
+    bars: [], newest: -Infinity, stopping: false, replyPending: false, ended: false });
+  resetDisplay();
   byId("live-start").disabled = true;
   liveSay("Asking for the camera and the microphone…");
   try {
@@ -344,39 +469,54 @@ async function startLive(event) {
     return;
   }
   const hasVideo = live.stream.getVideoTracks().length > 0;
-  const hasAudio = live.stream.getAudioTracks().length > 0;
-  byId("live-preview").srcObject = live.stream;
-  let sampleRate = 16000;
-  if (hasAudio) {
-    live.audio = new AudioContext();
-    sampleRate = Math.round(live.audio.sampleRate);
-    await live.audio.audioWorklet.addModule("/static/live-audio.js");
+  let hasAudio = live.stream.getAudioTracks().length > 0;
+  let missing = hasVideo ? (hasAudio ? "" : " (no microphone: the face only)") : " (no camera: the voice only)";
+  if (hasAudio && !(await openAudio())) {
+    hasAudio = false;
+    missing = " (this browser cannot read the microphone here: the face only)";
+    if (!hasVideo) {
+      releaseDevices();
+      liveSay("This browser cannot read the microphone here (no AudioWorklet), and there is no camera.", true);
+      byId("live-start").disabled = false;
+      return;
+    }
   }
+  live.asked = { video: hasVideo, audio: hasAudio };
+  byId("live-preview").srcObject = hasVideo ? live.stream : null;
+  // Without audio the rate is unused; it must still be one the service takes.
+  const sampleRate = hasAudio ? Math.round(live.audio.sampleRate) : 16000;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}/v1/live`);
+  live.url = `${scheme}//${location.host}/v1/live`;
+  const ws = new WebSocket(live.url);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
   ws.onopen = () => ws.send(JSON.stringify({ type: "start", window: windowSeconds, hop, tasks: ["mer", "msa"],
     video: hasVideo, audio: hasAudio, sample_rate: sampleRate }));
-  ws.onmessage = (message) => handleMessage(JSON.parse(message.data));
+  ws.onmessage = (message) => {
+    if (typeof message.data === "string") handleMessage(JSON.parse(message.data));
+  };
   ws.onclose = sessionOver;
   byId("live-stop").hidden = false;
-  liveSay("Connecting…");
+  liveSay(`Connecting${missing}…`);
 }
 
 function stopLive() {
   const ws = live.ws;
   releaseDevices(); // the camera light goes off at once
+  byId("live-stop").disabled = true;
   if (ws && ws.readyState === WebSocket.OPEN) {
     ws.send(JSON.stringify({ type: "stop" }));
     liveSay("Stopping: waiting for the last answer…");
-  } else if (ws) {
+  } else if (ws) { // not connected yet: nothing to wait for
+    live.ended = true;
+    liveSay("Stopped before the session started.");
     ws.close();
   }
 }
 
 function askReply() {
   if (!live.ws || live.ws.readyState !== WebSocket.OPEN) return;
+  live.replyPending = true;
   byId("live-reply").disabled = true;
   byId("live-reply-text").textContent = "";
   live.ws.send(JSON.stringify({ type: "reply" }));
