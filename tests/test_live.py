@@ -359,3 +359,15 @@ def test_ctrl_c_ends_the_session_and_keeps_the_answers(predictor, video, monkeyp
         run = stream_file(url, video, window=4.0, hop=1.0, speed=2.0)
     assert run.interrupted and run.end["reason"] == "stopped"
     assert 4.0 <= run.sent_seconds < SECONDS and 1 <= len(run.windows) < 7
+
+
+def test_pages_of_other_sites_are_refused(predictor):
+    from websockets.exceptions import InvalidStatus
+
+    app = create_app(predictor, ServeSettings())
+    with serving(app) as url:
+        with pytest.raises(InvalidStatus, match="403"):
+            connect(_ws(url), origin="http://elsewhere.example")
+        host = url.split("://", 1)[1]
+        with connect(_ws(url), origin=f"http://{host}") as same_site:  # the service's own page
+            assert _start(same_site)["type"] == "ready"

@@ -5,7 +5,8 @@ minutes, over one connection that every browser opens without extensions and any
 passes; Server-Sent Events would only carry the answers, WebRTC would need a media stack on
 the server and gives no control over which frames arrive.
 
-A session takes one model slot of the service's gate (`ModelGate`, as a timeline does)
+A page of another site (an `Origin` header whose host is not this service's) is refused
+before the WebSocket opens. A session takes one model slot of the service's gate (`ModelGate`, as a timeline does)
 after its `start` message and holds it until it ends; a service whose slots stay taken for
 the queue timeout answers `busy` and closes (1013, try again later). Two coroutines share a
 session: one receives (media are added as they come, so the client is never held up), one
@@ -22,6 +23,7 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
@@ -66,6 +68,13 @@ class LiveConnection:
         self.started = time.monotonic()
 
     async def run(self) -> None:
+        origin = self.ws.headers.get("origin")
+        if origin and urlsplit(origin).netloc != self.ws.headers.get("host"):
+            # A page of another site that the user happens to visit must not use the camera's service
+            # (browsers do not apply CORS to WebSockets). Clients other than browsers send no Origin.
+            logger.warning("live session from another site's page refused: Origin %s", origin)
+            await self.ws.close(CLOSE_POLICY, reason="cross-site")
+            return
         await self.ws.accept()
         held: Held | None = None
         worker: asyncio.Task | None = None
