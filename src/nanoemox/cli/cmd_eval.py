@@ -1,9 +1,14 @@
-"""`nanoemox eval`: run a model on a benchmark, resumably, then score it and write tables and figures."""
+"""`nanoemox eval`: run a model on a benchmark, resumably, then score it and write tables and figures.
+
+Under `accelerate launch --num_processes N -m nanoemox eval ...` the records are split across
+the N processes and the main one merges and scores (`nanoemox.eval.shards`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from nanoemox.cli.options import (
@@ -63,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, UsageError) as exc:  # missing folder, bad manifest, LLM options absent
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bar = _progress_bar(todo, args.no_progress)
+    processes, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    # Under `accelerate launch` every process predicts its share; the main one shows its own progress.
+    bar = _progress_bar(-(-todo // processes), args.no_progress or rank > 0)
     try:
         result = run_benchmark(
             args.benchmark, args.model, sets, out_dir=args.out, limit=args.limit, progress=bar.update,
@@ -77,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if client is not None:
             client.close()
+    if "table" not in result:  # another process than the main one: it merges, scores and reports
+        print(f"process {result['rank']} of {result['processes']}: predicted {result['predicted']} samples "
+              f"in {result['inference_seconds']:.1f} s", file=sys.stderr)
+        return 0
     print(result["table"], end="")
     figures = 0 if args.no_plots else len(result["confusion"])
     print(f"wrote {args.out}/results.json, results.md, predictions.jsonl"

@@ -38,6 +38,7 @@ from nanoemox.decoding import Decoding
 from nanoemox.eval import BENCHMARKS
 from nanoemox.eval.plots import closed_sets, confusion, save_confusion_png
 from nanoemox.eval.scoring import check_prediction, markdown_table, score_predictions
+from nanoemox.eval.shards import PART_GLOB, current_shard, merge_parts, shard_sets
 from nanoemox.inference import Predictor, pick_device, pick_dtype
 from nanoemox.model.build import check_backbones, read_model_config
 from nanoemox.results_file import ResultsFile
@@ -177,17 +178,19 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict]:
     return {str(obj["id"]): obj for obj in entries}
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    """Refuse to mix predictions made with other settings into an existing run."""
+def _check_settings(out: Path, settings: dict, write: bool = True) -> None:
+    """Refuse to mix predictions made with other settings into an existing run; then record
+    these settings (`write`: only the main process of several writes, every one checks)."""
     run_file = out / RUN_FILE
-    if run_file.is_file() and (out / PREDICTIONS_FILE).is_file():
+    if run_file.is_file() and ((out / PREDICTIONS_FILE).is_file() or any(out.glob(PART_GLOB))):
         before = json.loads(run_file.read_text(encoding="utf-8"))
         changed = [k for k in _RESUME_KEYS if before.get(k) != settings.get(k)]
         if changed:
             diff = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
             raise ValueError(f"{out / PREDICTIONS_FILE} was made with other settings ({diff}); "
                              "choose another output folder or delete it to start over")
-    run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    if write:
+        run_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- inference
@@ -394,18 +397,35 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     settings = {"benchmark": benchmark, "model": model_id, "decode": decode, "decoding": decoding.effective(),
                 "max_new_tokens": max_new_tokens, "dtype": _resolved_dtype(model, dtype, device),
                 "batch_size": batch_size, "limit": limit}
-    _check_settings(out, settings)
+    shard = current_shard()  # one of several processes under `accelerate launch` (`shards`)
+    _check_settings(out, settings, write=False)  # each process refuses on its own: none waits for a failed one
+    shard.wait()
+    if shard.main:
+        _check_settings(out, settings)
+        merge_parts(out, records, out / PREDICTIONS_FILE)  # what an interrupted run of several processes left
+    shard.wait()
     done = read_predictions(out / PREDICTIONS_FILE)
+    mine = shard_sets(sets, shard, done)
+    path = out / PREDICTIONS_FILE if shard.world == 1 else shard.part(out)
     counts, seconds = Counter(resumed=len(records)), 0.0
-    if any(r.id not in done for r in records):
-        predictor = _load_predictor(model, {"device": device, "dtype": dtype, "batch_size": batch_size,
-                                            "decoding": decoding})
-        if hasattr(predictor, "settings"):  # the budgets and precision actually in force
+    if any(r.id not in done for s in mine for r in s.records):
+        predictor = _load_predictor(model, {"device": device or shard.device, "dtype": dtype,
+                                            "batch_size": batch_size, "decoding": decoding})
+        if hasattr(predictor, "settings") and shard.main:  # the budgets and precision actually in force
             settings["effective"] = predictor.settings()
             (out / RUN_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
         start = time.perf_counter()
-        counts = _predict(predictor, sets, done, out / PREDICTIONS_FILE, progress, decode, decoding.effective())
+        counts = _predict(predictor, mine, done, path, progress, decode, decoding.effective())
         seconds = time.perf_counter() - start
+    shard.wait()
+    if not shard.main:  # the main process merges and scores
+        return {"rank": shard.rank, "processes": shard.world, "predicted": counts["predicted"],
+                "inference_seconds": round(seconds, 3)}
+    if shard.world > 1:  # counts of the whole run, not of this process's share
+        resumed = sum(r.id in done for r in records) - counts["predicted"]
+        merge_parts(out, records, out / PREDICTIONS_FILE)
+        done = read_predictions(out / PREDICTIONS_FILE)
+        counts = Counter(resumed=resumed, predicted=sum(r.id in done for r in records) - resumed)
     failed = [r.id for r in records if "error" in done.get(r.id, {})]
     truncated = [r.id for r in records if done.get(r.id, {}).get("truncated")]
     predictions = {r.id: done[r.id]["prediction"] or "" for r in records

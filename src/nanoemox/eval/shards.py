@@ -1,0 +1,104 @@
+"""Data-parallel evaluation: the records of a run split across the processes of `accelerate launch`.
+
+    accelerate launch --num_processes 8 -m nanoemox eval --benchmark mer-unibench ...
+    torchrun --nproc_per_node 8 -m nanoemox eval --benchmark mer-unibench ...     # the same
+    accelerate launch --multi_gpu --num_processes 2 -m nanoemox eval ...          # CPU only: gloo
+
+With N processes (`WORLD_SIZE` > 1, as `accelerate launch` and `torchrun` set it),
+process r predicts every N-th record still pending (r, r + N, ...) into its own part
+file, OUT/predictions.part-R-of-N.jsonl, appended and flushed line by line as
+predictions.jsonl is. When all processes are done, the main process appends the parts
+to predictions.jsonl in the order of the references, removes them, and scores; the other
+processes return without scoring. Parts left by an interrupted run, whatever its number
+of processes, are merged first, so a rerun (with any N, or with one process) continues.
+
+Greedy answers do not depend on which process computes them, only on the batch a record
+is in when answers are generated as a batch: with `--batch-size 1`, or with closed-set
+scoring (`--decode score`, one record at a time), a run over N processes writes the same
+predictions as one process; with larger batches, padding differs between the batches of
+the two runs and rare near-ties of greedy decoding can differ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from nanoemox.data.manifest import Record
+from nanoemox.results_file import ResultsFile
+
+PART_GLOB = "predictions.part-*-of-*.jsonl"
+
+
+@dataclass
+class Shard:
+    """This process's place in the run: `rank` of `world` processes (`state`: Accelerate's, when several)."""
+
+    rank: int = 0
+    world: int = 1
+    state: Any = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def device(self) -> str | None:
+        """The device Accelerate gives this process (its own GPU), or None to choose as usual."""
+        return None if self.state is None or self.state.device.type == "cpu" else str(self.state.device)
+
+    def wait(self) -> None:
+        """Every process reaches this point before any goes on (nothing to wait for alone)."""
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def part(self, out: Path) -> Path:
+        return out / f"predictions.part-{self.rank}-of-{self.world}.jsonl"
+
+    def mine(self, records: Sequence[Record]) -> set[str]:
+        """Ids of the records this process predicts: every `world`-th, from `rank`."""
+        return {r.id for r in records[self.rank::self.world]}
+
+
+def current_shard() -> Shard:
+    """The shard of this process: one of several under `accelerate launch`/`torchrun`, else the only one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Shard()
+    # imported when several processes run: joins their process group (gloo on CPUs, NCCL on GPUs)
+    import torch
+    from accelerate import PartialState
+
+    # Without cpu=True, Accelerate sees no GPU and takes each process for a run of its own.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return Shard(state.process_index, state.num_processes, state)
+
+
+def shard_sets(sets: Sequence[Any], shard: Shard, done: dict[str, dict]) -> list[Any]:
+    """The reference sets with only this process's share of the pending records."""
+    if shard.world == 1:
+        return list(sets)
+    pending = [r for s in sets for r in s.records if r.id not in done]
+    mine = shard.mine(pending)
+    return [replace(s, records=[r for r in s.records if r.id in mine]) for s in sets]
+
+
+def merge_parts(out: Path, records: Sequence[Record], predictions: Path) -> int:
+    """Append the part files' predictions to `predictions` in the order of `records`, then remove
+    the parts; entries already there stay as they are. Returns how many were appended."""
+    parts = sorted(out.glob(PART_GLOB))
+    if not parts:
+        return 0
+    done = {str(e["id"]) for e in ResultsFile(predictions, what="prediction").read()}
+    found: dict[str, dict] = {}
+    for part in parts:
+        for entry in ResultsFile(part, what="prediction").read():
+            found.setdefault(str(entry["id"]), entry)
+    new = [found[r.id] for r in records if r.id in found and r.id not in done]
+    with ResultsFile(predictions, what="prediction").appending() as lines:
+        for entry in new:
+            lines.append(entry)
+    for part in parts:  # only once everything is in predictions.jsonl
+        part.unlink()
+    return len(new)

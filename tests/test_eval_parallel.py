@@ -1,0 +1,102 @@
+"""Data-parallel evaluation: `accelerate launch --num_processes 2 -m nanoemox eval` (two CPU processes over
+gloo) splits the records, merges the parts and scores; its predictions and scores equal one process's, and
+the parts an interrupted run leaves are taken up by the next one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nanoemox.cli import main
+from nanoemox.data.synth import MediaConfig, generate
+from nanoemox.eval.harness import PREDICTIONS_FILE
+from nanoemox.eval.shards import Shard, merge_parts
+from nanoemox.data.manifest import load_manifest
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth-parallel")
+    generate(out, 20, seed=0, media=MediaConfig(size=64, fps=4, duration=1.0), workers=1)
+    return out
+
+
+def _eval_args(corpus: Path, model: Path, out: Path) -> list[str]:
+    return ["eval", "--benchmark", "synthaffect", "--data-root", str(corpus), "--model", str(model), "--out", str(out),
+            "--batch-size", "1", "--max-new-tokens", "4", "--no-progress", "--no-plots", "--dtype", "float32"]
+
+
+def _launch(args: list[str], processes: int = 2) -> subprocess.CompletedProcess:
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # --multi_gpu picks Accelerate's torchrun launcher; without a GPU the processes meet over gloo
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(port), "-m", "nanoemox", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _predictions(out: Path) -> dict[str, str]:
+    lines = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == len({e["id"] for e in lines})  # each record once
+    return {e["id"]: e["prediction"] for e in lines}
+
+
+def test_two_processes_evaluate_as_one(corpus, model_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(_eval_args(corpus, model_dir, one)) == 0
+    launched = _launch(_eval_args(corpus, model_dir, two))
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("| Model |") == 1  # only the main process reports
+    assert "process 1 of 2: predicted 6 samples" in launched.stderr  # half of the 12 records each
+    assert _predictions(two) == _predictions(one)
+    assert [json.loads(line)["id"] for line in (two / PREDICTIONS_FILE).read_text().splitlines()] == \
+        [r.id for r in load_manifest(corpus / "test.jsonl")]  # merged in the references' order
+    assert not list(two.glob("predictions.part-*"))
+    first, second = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert first["columns"] == second["columns"]
+    assert second["run"]["predicted"] == second["run"]["n_samples"] == first["run"]["n_samples"]
+
+
+def test_parts_left_by_an_interrupted_run_are_taken_up(corpus, model_dir, tmp_path):
+    one, resumed = tmp_path / "one", tmp_path / "resumed"
+    assert main(_eval_args(corpus, model_dir, one)) == 0
+    # an interrupted 3-process run: run.json written, two parts with a few predictions each, no merge
+    resumed.mkdir()
+    shutil.copy(one / "run.json", resumed / "run.json")
+    entries = [json.loads(line) for line in (one / PREDICTIONS_FILE).read_text().splitlines()]
+    (resumed / "predictions.part-0-of-3.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries[0:6:3]))
+    (resumed / "predictions.part-2-of-3.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries[2:9:3])
+                                                          + '{"id": "cut')  # a line cut by the interruption
+    launched = _launch(_eval_args(corpus, model_dir, resumed))
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert _predictions(resumed) == _predictions(one)
+    result = json.loads((resumed / "results.json").read_text())
+    assert result["run"]["resumed"] == 5 and result["run"]["predicted"] == len(entries) - 5
+
+
+def test_changed_settings_are_refused_by_every_process(corpus, model_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(_eval_args(corpus, model_dir, out) + ["--limit", "2"]) == 0
+    launched = _launch(_eval_args(corpus, model_dir, out)[:-2] + ["--dtype", "bfloat16", "--limit", "2"])
+    assert launched.returncode != 0 and "was made with other settings" in launched.stderr
+
+
+def test_shares_and_merge(tmp_path):
+    records = [type("R", (), {"id": f"r{i}"})() for i in range(7)]
+    shares = [Shard(rank, 3).mine(records) for rank in range(3)]
+    assert set().union(*shares) == {r.id for r in records} and sum(map(len, shares)) == 7
+    (tmp_path / "predictions.part-1-of-2.jsonl").write_text('{"id": "r3", "prediction": "b"}\n{"id": "r1", "prediction": "a"}\n')
+    (tmp_path / PREDICTIONS_FILE).write_text('{"id": "r0", "prediction": "x"}\n')
+    assert merge_parts(tmp_path, records, tmp_path / PREDICTIONS_FILE) == 2
+    assert [json.loads(line)["id"] for line in (tmp_path / PREDICTIONS_FILE).read_text().splitlines()] == ["r0", "r1", "r3"]
+    assert not list(tmp_path.glob("predictions.part-*"))
