@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from nanoemox.cli import main
+from nanoemox.data.manifest import load_manifest
 from nanoemox.data.synth import MediaConfig, generate
 from nanoemox.eval.harness import PREDICTIONS_FILE
-from nanoemox.eval.shards import Shard, merge_parts
-from nanoemox.data.manifest import load_manifest
+from nanoemox.shards import Shard, merge_parts
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +92,25 @@ def test_changed_settings_are_refused_by_every_process(corpus, model_dir, tmp_pa
 
 
 def test_shares_and_merge(tmp_path):
-    records = [type("R", (), {"id": f"r{i}"})() for i in range(7)]
-    shares = [Shard(rank, 3).mine(records) for rank in range(3)]
-    assert set().union(*shares) == {r.id for r in records} and sum(map(len, shares)) == 7
+    ids = [f"r{i}" for i in range(7)]
+    shares = [Shard(rank, 3).mine(ids) for rank in range(3)]
+    assert sorted(sum(shares, [])) == sorted(ids) and shares[1] == ["r1", "r4"]
+    target = tmp_path / PREDICTIONS_FILE
     (tmp_path / "predictions.part-1-of-2.jsonl").write_text('{"id": "r3", "prediction": "b"}\n{"id": "r1", "prediction": "a"}\n')
-    (tmp_path / PREDICTIONS_FILE).write_text('{"id": "r0", "prediction": "x"}\n')
-    assert merge_parts(tmp_path, records, tmp_path / PREDICTIONS_FILE) == 2
-    assert [json.loads(line)["id"] for line in (tmp_path / PREDICTIONS_FILE).read_text().splitlines()] == ["r0", "r1", "r3"]
+    target.write_text('{"id": "r0", "prediction": "x"}\n')
+    assert merge_parts(target, ids) == 2
+    assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == ["r0", "r1", "r3"]
     assert not list(tmp_path.glob("predictions.part-*"))
+
+
+def test_two_processes_analyze_a_manifest_as_one(corpus, model_dir, tmp_path):
+    common = ["analyze", str(corpus / "test.jsonl"), "--model", str(model_dir), "--batch-size", "1",
+              "--max-new-tokens", "4", "--dtype", "float32", "--no-progress"]
+    assert main(common + ["--out", str(tmp_path / "one.jsonl")]) == 0
+    launched = _launch(common + ["--out", str(tmp_path / "two.jsonl")])
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "2 processes: 12 result(s) merged" in launched.stderr
+    one = (tmp_path / "one.jsonl").read_text(encoding="utf-8").splitlines()
+    two = (tmp_path / "two.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(one) == 12 and two == one  # the same answers, in the manifest's order
+    assert not list(tmp_path.glob("two.part-*"))

@@ -7,6 +7,9 @@ One JSON object per input: every requested task's raw answer and parsed label(s)
 plus the media flags (audio_present, video_present, faces_found), or an `error`; a path
 that cannot be used (missing, unreadable, a folder without media) gets an `error` too,
 and the other inputs are answered. Relative paths start from the current folder.
+Under `accelerate launch --num_processes N -m nanoemox analyze ... --out FILE` the inputs
+are split across the N processes, each writing its share beside FILE, and the main process
+merges them into FILE in input order (`nanoemox.shards`; inputs already in FILE are skipped).
 Exit status: 0 all inputs answered, 1 some failed, 2 usage error.
 """
 
@@ -66,19 +69,45 @@ def _parse_tasks(text: str) -> list[str]:
 
 
 def run(args) -> int:
-    from nanoemox.inference import analyze  # loads torch and transformers: only when the command runs
+    from nanoemox.shards import current_shard, merge_parts  # several processes: only under `accelerate launch`
 
     tasks = _parse_tasks(args.tasks)
     if args.resume and not args.out:
         raise UsageError("--resume needs --out (the results file to continue)")
+    shard = current_shard()
+    if shard.world > 1 and not args.out:
+        raise UsageError(f"{shard.world} processes need --out: each writes its share beside that file, "
+                         "and the main one merges them into it")
+    if shard.world > 1 and args.device is None:
+        args.device = shard.device  # each process on its own GPU (None on CPUs: chosen as usual)
     items, root, total = _collect(args, tasks)
+    order = [_item_id(item) for item in items]
     results = ResultsFile(args.out, what="result") if args.out else None
-    done = _written_ids(results) if args.resume else set()
+    if shard.world > 1:
+        if shard.main:  # what an interrupted run of several processes left
+            merge_parts(results.path, order)
+        shard.wait()
+    done = _written_ids(results) if args.resume or shard.world > 1 else set()
     items = [item for item in items if _item_id(item) not in done]
+    if shard.world > 1:  # this process's share, written to its own part of --out
+        items = shard.mine(items)
+        code = _answer(args, items, root, total, ResultsFile(shard.part(results.path), what="result"), done)
+        shard.wait()
+        if shard.main:
+            merged = merge_parts(results.path, order)
+            print(f"{shard.world} processes: {merged} result(s) merged into {args.out}", file=sys.stderr)
+        return code
+    return _answer(args, items, root, total, results, done)
+
+
+def _answer(args, items: list, root, total: int, results: ResultsFile | None, done: set[str]) -> int:
+    """Answer `items` (records groups or error records) in order, appending to `results` or printing."""
+    from nanoemox.inference import analyze  # loads torch and transformers: only when the command runs
+
     if done:
         logger.info("resuming: %d input(s) already in %s", len(done), args.out)
     if not items:
-        print("nothing to do: every input already has a result", file=sys.stderr)
+        print("nothing to do: every input already has a result" if done else "nothing to do", file=sys.stderr)
         return EXIT_OK
     check_model_folder(args.model)
     groups = [item for item in items if not isinstance(item, dict)]

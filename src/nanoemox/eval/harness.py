@@ -38,7 +38,7 @@ from nanoemox.decoding import Decoding
 from nanoemox.eval import BENCHMARKS
 from nanoemox.eval.plots import closed_sets, confusion, save_confusion_png
 from nanoemox.eval.scoring import check_prediction, markdown_table, score_predictions
-from nanoemox.eval.shards import PART_GLOB, current_shard, merge_parts, shard_sets
+from nanoemox.shards import current_shard, merge_parts, parts_of, shard_sets
 from nanoemox.inference import Predictor, pick_device, pick_dtype
 from nanoemox.model.build import check_backbones, read_model_config
 from nanoemox.results_file import ResultsFile
@@ -182,7 +182,7 @@ def _check_settings(out: Path, settings: dict, write: bool = True) -> None:
     """Refuse to mix predictions made with other settings into an existing run; then record
     these settings (`write`: only the main process of several writes, every one checks)."""
     run_file = out / RUN_FILE
-    if run_file.is_file() and ((out / PREDICTIONS_FILE).is_file() or any(out.glob(PART_GLOB))):
+    if run_file.is_file() and ((out / PREDICTIONS_FILE).is_file() or parts_of(out / PREDICTIONS_FILE)):
         before = json.loads(run_file.read_text(encoding="utf-8"))
         changed = [k for k in _RESUME_KEYS if before.get(k) != settings.get(k)]
         if changed:
@@ -402,11 +402,11 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
     shard.wait()
     if shard.main:
         _check_settings(out, settings)
-        merge_parts(out, records, out / PREDICTIONS_FILE)  # what an interrupted run of several processes left
+        merge_parts(out / PREDICTIONS_FILE, [r.id for r in records])  # what an interrupted run of several processes left
     shard.wait()
     done = read_predictions(out / PREDICTIONS_FILE)
     mine = shard_sets(sets, shard, done)
-    path = out / PREDICTIONS_FILE if shard.world == 1 else shard.part(out)
+    path = out / PREDICTIONS_FILE if shard.world == 1 else shard.part(out / PREDICTIONS_FILE)
     counts, seconds = Counter(resumed=len(records)), 0.0
     if any(r.id not in done for s in mine for r in s.records):
         predictor = _load_predictor(model, {"device": device or shard.device, "dtype": dtype,
@@ -423,7 +423,7 @@ def run_benchmark(benchmark: str, model: str | os.PathLike | Any,
                 "inference_seconds": round(seconds, 3)}
     if shard.world > 1:  # counts of the whole run, not of this process's share
         resumed = sum(r.id in done for r in records) - counts["predicted"]
-        merge_parts(out, records, out / PREDICTIONS_FILE)
+        merge_parts(out / PREDICTIONS_FILE, [r.id for r in records])
         done = read_predictions(out / PREDICTIONS_FILE)
         counts = Counter(resumed=resumed, predicted=sum(r.id in done for r in records) - resumed)
     failed = [r.id for r in records if "error" in done.get(r.id, {})]

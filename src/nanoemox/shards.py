@@ -1,15 +1,16 @@
-"""Data-parallel evaluation: the records of a run split across the processes of `accelerate launch`.
+"""Data-parallel runs: the inputs of `eval` and `analyze` split across the processes of `accelerate launch`.
 
     accelerate launch --num_processes 8 -m nanoemox eval --benchmark mer-unibench ...
     torchrun --nproc_per_node 8 -m nanoemox eval --benchmark mer-unibench ...     # the same
     accelerate launch --multi_gpu --num_processes 2 -m nanoemox eval ...          # CPU only: gloo
 
 With N processes (`WORLD_SIZE` > 1, as `accelerate launch` and `torchrun` set it),
-process r predicts every N-th record still pending (r, r + N, ...) into its own part
-file, OUT/predictions.part-R-of-N.jsonl, appended and flushed line by line as
-predictions.jsonl is. When all processes are done, the main process appends the parts
-to predictions.jsonl in the order of the references, removes them, and scores; the other
-processes return without scoring. Parts left by an interrupted run, whatever its number
+process r takes every N-th input still pending (r, r + N, ...) and writes its results to
+its own part file beside the results file (`eval`: OUT/predictions.part-R-of-N.jsonl;
+`analyze --out results.jsonl`: results.part-R-of-N.jsonl), appended and flushed line by
+line. When all processes are done, the main process appends the parts to the results
+file in the order of the inputs and removes them (`eval` then scores); the other
+processes end without a report. Parts left by an interrupted run, whatever its number
 of processes, are merged first, so a rerun (with any N, or with one process) continues.
 
 Greedy answers do not depend on which process computes them, only on the batch a record
@@ -26,11 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from nanoemox.data.manifest import Record
 from nanoemox.results_file import ResultsFile
-
-PART_GLOB = "predictions.part-*-of-*.jsonl"
-
 
 @dataclass
 class Shard:
@@ -54,12 +51,13 @@ class Shard:
         if self.state is not None:
             self.state.wait_for_everyone()
 
-    def part(self, out: Path) -> Path:
-        return out / f"predictions.part-{self.rank}-of-{self.world}.jsonl"
+    def part(self, target: Path) -> Path:
+        """This process's part of the results file `target`."""
+        return part_path(target, self.rank, self.world)
 
-    def mine(self, records: Sequence[Record]) -> set[str]:
-        """Ids of the records this process predicts: every `world`-th, from `rank`."""
-        return {r.id for r in records[self.rank::self.world]}
+    def mine(self, items: Sequence[Any]) -> list[Any]:
+        """This process's share of `items`: every `world`-th, from `rank`."""
+        return list(items[self.rank::self.world])
 
 
 def current_shard() -> Shard:
@@ -80,25 +78,35 @@ def shard_sets(sets: Sequence[Any], shard: Shard, done: dict[str, dict]) -> list
     if shard.world == 1:
         return list(sets)
     pending = [r for s in sets for r in s.records if r.id not in done]
-    mine = shard.mine(pending)
+    mine = {r.id for r in shard.mine(pending)}
     return [replace(s, records=[r for r in s.records if r.id in mine]) for s in sets]
 
 
-def merge_parts(out: Path, records: Sequence[Record], predictions: Path) -> int:
-    """Append the part files' predictions to `predictions` in the order of `records`, then remove
-    the parts; entries already there stay as they are. Returns how many were appended."""
-    parts = sorted(out.glob(PART_GLOB))
+def part_path(target: Path, rank: int, world: int) -> Path:
+    """Where process `rank` of `world` writes its share of the results file `target`."""
+    return target.with_name(f"{target.stem}.part-{rank}-of-{world}{target.suffix}")
+
+
+def parts_of(target: Path) -> list[Path]:
+    """The part files of `target` that processes have left, whatever their number."""
+    return sorted(target.parent.glob(f"{target.stem}.part-*-of-*{target.suffix}"))
+
+
+def merge_parts(target: Path, order: Sequence[str]) -> int:
+    """Append the part files' results to `target` in the order of the ids `order`, then remove the
+    parts; results already in `target` stay as they are. Returns how many were appended."""
+    parts = parts_of(target)
     if not parts:
         return 0
-    done = {str(e["id"]) for e in ResultsFile(predictions, what="prediction").read()}
+    done = {str(e["id"]) for e in ResultsFile(target).read()}
     found: dict[str, dict] = {}
     for part in parts:
-        for entry in ResultsFile(part, what="prediction").read():
+        for entry in ResultsFile(part).read():
             found.setdefault(str(entry["id"]), entry)
-    new = [found[r.id] for r in records if r.id in found and r.id not in done]
-    with ResultsFile(predictions, what="prediction").appending() as lines:
+    new = [found[i] for i in order if i in found and i not in done]
+    with ResultsFile(target).appending() as lines:
         for entry in new:
             lines.append(entry)
-    for part in parts:  # only once everything is in predictions.jsonl
+    for part in parts:  # only once everything is in the target
         part.unlink()
     return len(new)
