@@ -14,10 +14,9 @@ processes end without a report. Parts left by an interrupted run, whatever its n
 of processes, are merged first, so a rerun (with any N, or with one process) continues.
 
 Greedy answers do not depend on which process computes them, only on the batch a record
-is in when answers are generated as a batch: with `--batch-size 1`, or with closed-set
-scoring (`--decode score`, one record at a time), a run over N processes writes the same
-predictions as one process; with larger batches, padding differs between the batches of
-the two runs and rare near-ties of greedy decoding can differ.
+is in: with `--batch-size 1` a run over N processes writes the same predictions as one
+process (the tests check this); with larger batches the batches of the two runs differ,
+so padding and batch shapes differ and rare near-ties of greedy decoding can differ.
 """
 
 from __future__ import annotations
