@@ -87,7 +87,10 @@ class LiveConnection:
                 raise ProtocolError(str(exc.detail), code="busy", close=CLOSE_BUSY) from None
             limits = LiveLimits(self.settings.max_frame_bytes, self.settings.max_frame_side,
                                 self.settings.max_live_fps, self.settings.max_live_seconds)
-            session = LiveSession(self.predictor, options, limits)
+            try:
+                session = LiveSession(self.predictor, options, limits)
+            except ValueError as exc:  # labels the model cannot offer (repeated, empty once cleaned)
+                raise ProtocolError(str(exc)) from None
             await self._send({"type": "ready", **session.describe(), "limits": limits_of(self.settings)})
             self.started = time.monotonic()
             worker = asyncio.create_task(self._answer(session, held))
