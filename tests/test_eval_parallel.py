@@ -114,3 +114,34 @@ def test_two_processes_analyze_a_manifest_as_one(corpus, model_dir, tmp_path):
     two = (tmp_path / "two.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(one) == 12 and two == one  # the same answers, in the manifest's order
     assert not list(tmp_path.glob("two.part-*"))
+
+
+def test_two_processes_build_the_feature_cache_of_one(corpus, model_dir, tmp_path):
+    import torch
+
+    from nanoemox.features import FeatureCache
+
+    common = ["cache-features", str(corpus / "test.jsonl"), "--model", str(model_dir), "--batch-size", "1",
+              "--shard-size", "1"]
+    # the reference in one process with the same thread count as each of the two (float sums depend on it)
+    single = subprocess.run([sys.executable, "-m", "nanoemox", *common, "--out", str(tmp_path / "one")],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launched = _launch(common + ["--out", str(tmp_path / "two")])
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "process 1 of 2" in launched.stdout and "folded every share" in launched.stdout
+    assert not list((tmp_path / "two").glob(".part-*"))
+    one, two = FeatureCache.open(tmp_path / "one"), FeatureCache.open(tmp_path / "two")  # checksums verified
+    assert sorted(one.keys()) == sorted(two.keys()) and len(one) == 2
+    for key in one.keys():
+        a, b = one.get(key), two.get(key)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a run after an interrupted one of several processes: its part folder is folded in first
+    part = tmp_path / "two" / ".part-0-of-3"
+    shutil.copytree(tmp_path / "one", part)
+    shutil.rmtree(tmp_path / "three", ignore_errors=True)
+    (tmp_path / "three").mkdir()
+    shutil.move(str(part), tmp_path / "three" / ".part-0-of-3")
+    assert main(common + ["--out", str(tmp_path / "three")]) == 0
+    three = FeatureCache.open(tmp_path / "three")
+    assert sorted(three.keys()) == sorted(one.keys()) and not list((tmp_path / "three").glob(".part-*"))

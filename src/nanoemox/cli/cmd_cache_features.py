@@ -37,11 +37,13 @@ def run(args) -> int:
     from nanoemox.features import DTYPES, build_cache
     from nanoemox.model import load_model
     from nanoemox.processor import NanoEmoXProcessor
+    from nanoemox.shards import current_shard
 
     manifest = Path(args.manifest)
     records = load_manifest(manifest)
     root = Path(args.data_root) if args.data_root else manifest.parent
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    shard = current_shard()  # one of several processes under `accelerate launch`: each its own GPU
+    device = args.device or shard.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.model, device=device)
     processor = NanoEmoXProcessor.from_pretrained(args.model)
     with tqdm(total=0, unit="media", desc="encoding") as bar:
@@ -55,6 +57,9 @@ def run(args) -> int:
             shard_size=args.shard_size, batch_size=args.batch_size, workers=args.workers,
             dtype=DTYPES[args.dtype], progress=progress,
         )
+    if shard.world > 1:
+        print(f"process {shard.rank} of {shard.world}: its share of the media below"
+              + ("; the main process has folded every share into the cache" if shard.main else ""))
     _print_summary(summary)
     return 1 if summary["failed"] else 0
 

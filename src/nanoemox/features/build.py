@@ -6,6 +6,11 @@ use it. A media file that cannot be read (any `MediaError`) is recorded in the
 index with its message and the run goes on. The run is resumable: shards enter
 the index only when complete, a re-run skips what is already cached (and retries
 what failed), and an interrupted run loses at most the shard it was filling.
+
+Under `accelerate launch` with N processes, process r encodes every N-th media item not
+yet cached into its own part folder (OUT/.part-R-of-N/, a cache of its own); when all
+are done, the main process moves their shards into OUT under its own shard numbering and
+merges their entries into OUT's index. Parts of an interrupted run are folded in first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -36,10 +42,12 @@ from nanoemox.features.store import (
     write_shard,
 )
 from nanoemox.media.errors import MediaError
+from nanoemox.shards import current_shard
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+PART_PREFIX = ".part-"  # the folder each of several processes builds its share in
 
 
 def unique_media(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
@@ -255,15 +263,32 @@ def build_cache(
     folder = Path(out_dir).expanduser().resolve()  # the summary names it
     folder.mkdir(parents=True, exist_ok=True)
     media = unique_media(records)
-    with _writer_lock(folder):
-        _remove_temp_files(folder)
-        index = _open_for_writing(folder, cache_identity(model, processor), dtype, shard_size)
+    identity = cache_identity(model, processor)
+    shard = current_shard()  # one of several processes under `accelerate launch`
+    if shard.main:  # what an interrupted run of several processes left
+        with _writer_lock(folder):
+            _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size))
+    shard.wait()
+    target = folder
+    if shard.world > 1:  # this process's share of the media not yet cached, into its own part folder
+        cached = (read_index(folder) or {"entries": {}})["entries"]
+        mine = set(shard.mine([key for key in media if key not in cached]))
+        media = {key: entry for key, entry in media.items() if key in mine}
+        target = folder / f"{PART_PREFIX}{shard.rank}-of-{shard.world}"
+        target.mkdir(exist_ok=True)
+    with _writer_lock(target):
+        _remove_temp_files(target)
+        index = _open_for_writing(target, identity, dtype, shard_size)
         todo = [(key, entry["sources"]) for key, entry in media.items() if key not in index["entries"]]
         for key, entry in media.items():
             index["media"][key] = entry["sources"]
-        writer = _ShardWriter(folder, index, shard_size)
+        writer = _ShardWriter(target, index, shard_size)
         failed = _run(model, processor, Path(root), todo, writer, batch_size, workers, dtype, progress)
         writer.finish()
+    shard.wait()
+    if shard.world > 1 and shard.main:
+        with _writer_lock(folder):
+            index = _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size))
     return {
         "out_dir": str(folder),
         "records": len(records),
@@ -273,9 +298,41 @@ def build_cache(
         "failed": failed,
         "failed_records": {key: media[key]["records"] for key in failed},
         "shards": writer.written,
+        "processes": shard.world,
         "total_cached": len(index["entries"]),
         "seconds": round(time.monotonic() - start, 3),
     }
+
+
+def _fold_parts(folder: Path, index: dict[str, Any]) -> dict[str, Any]:
+    """Move the shards of the part folders that several processes wrote into `folder`'s index
+    (renamed to follow its own), with their entries, errors and media; remove the parts."""
+    parts = sorted(p for p in folder.glob(f"{PART_PREFIX}*") if p.is_dir())
+    for part in parts:
+        with _writer_lock(part):
+            _remove_temp_files(part)
+            other = read_index(part)
+            if other is not None:
+                _drop_damaged_shards(part, other)
+                for name, info in other["shards"].items():
+                    new_name = _next_shard_name(index)
+                    os.replace(part / name, folder / new_name)
+                    index["shards"][new_name] = info
+                    for key, (shard, row) in other["entries"].items():
+                        if shard == name:
+                            index["entries"][key] = [new_name, row]
+                            index["errors"].pop(key, None)
+                if other["fields"]:
+                    index["fields"] = index["fields"] or other["fields"]
+                for key, message in other["errors"].items():
+                    if key not in index["entries"]:
+                        index["errors"][key] = message
+                index["media"].update(other["media"])
+            write_index(folder, index)  # the shards are in before the part is removed
+        shutil.rmtree(part)
+    if not parts and read_index(folder) is None:
+        write_index(folder, index)
+    return index
 
 
 def _run(model, processor, root, todo, writer: _ShardWriter, batch_size, workers, dtype, progress) -> dict[str, str]:
