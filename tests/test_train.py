@@ -237,6 +237,38 @@ def test_two_processes_match_one_process(tmp_path, corpus, init_model):
     assert moved > 10  # the adapters did train
 
 
+def test_two_machines_on_localhost_match_one_process(tmp_path, corpus, init_model):
+    """`accelerate launch --num_machines 2 --machine_rank R ...` run twice, one process each, as two machines
+    would run it (docs/training.md): the same weights as one process with the same global batch."""
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    phase = {"name": "align", "trainable": ADAPTERS, "steps": 2, "lr": 1e-3, "tasks": {"mer": 1, "mir": 1},
+             "grad_accum": 2}
+    two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
+    one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    machines = [subprocess.Popen(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--num_processes", "2",
+         "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(two), str(tmp_path / "nodes")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    for machine in machines:
+        _, err = machine.communicate(timeout=600)
+        assert machine.returncode == 0, err[-3000:]
+    single = subprocess.run([sys.executable, str(script), str(one), str(tmp_path / "single")], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    r0 = load_file(tmp_path / "nodes" / "rank0.safetensors")
+    r1 = load_file(tmp_path / "nodes" / "rank1.safetensors")
+    ref = load_file(tmp_path / "single" / "rank0.safetensors")
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), f"machines differ at {key}"
+        torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-5, msg=f"two machines != one process at {key}")
+
+
 def test_training_from_cached_features_matches_live(tmp_path, corpus, init_model):
     """One phase from the feature cache gives the weights of the same phase on live media."""
     from nanoemox.data.manifest import load_manifest
