@@ -145,3 +145,15 @@ def test_two_processes_build_the_feature_cache_of_one(corpus, model_dir, tmp_pat
     assert main(common + ["--out", str(tmp_path / "three")]) == 0
     three = FeatureCache.open(tmp_path / "three")
     assert sorted(three.keys()) == sorted(one.keys()) and not list((tmp_path / "three").glob(".part-*"))
+
+
+def test_a_part_of_another_model_is_refused(corpus, model_dir, tmp_path, capsys):
+    other = tmp_path / "other-model"
+    assert main(["init-model", "--preset", "tiny", "--out", str(other), "--seed", "1"]) == 0
+    common = ["cache-features", str(corpus / "test.jsonl"), "--batch-size", "1"]
+    assert main(common + ["--model", str(other), "--out", str(tmp_path / "built")]) == 0
+    (tmp_path / "cache").mkdir()
+    shutil.move(str(tmp_path / "built"), tmp_path / "cache" / ".part-1-of-2")  # left by a run of another model
+    capsys.readouterr()
+    assert main(common + ["--model", str(model_dir), "--out", str(tmp_path / "cache")]) == 2
+    assert ".part-1-of-2/index.json: the feature cache does not match this model" in capsys.readouterr().err

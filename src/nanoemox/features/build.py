@@ -313,6 +313,10 @@ def _fold_parts(folder: Path, index: dict[str, Any]) -> dict[str, Any]:
             _remove_temp_files(part)
             other = read_index(part)
             if other is not None:
+                differences = identity_differences(other["identity"], index["identity"])
+                if differences or other["dtype"] != index["dtype"]:
+                    raise StaleCacheError(
+                        str(part / INDEX_NAME), differences or [f"stored dtype {other['dtype']}, this run {index['dtype']}"])
                 _drop_damaged_shards(part, other)
                 for name, info in other["shards"].items():
                     new_name = _next_shard_name(index)
