@@ -204,69 +204,63 @@ DDP_SCRIPT = textwrap.dedent(
 )
 
 
+class TwoOfOne:
+    """The same 2-step phase as two processes of micro-batch 1 (`two`) and as one of micro-batch 2
+    (`one`, run by `single()`): DDP must make both sides end with the same weights."""
+
+    def __init__(self, tmp_path, corpus, init_model):
+        self.tmp_path, self.init_model = tmp_path, init_model
+        self.script = tmp_path / "ddp_train.py"
+        self.script.write_text(DDP_SCRIPT)
+        phase = {"name": "align", "trainable": ADAPTERS, "steps": 2, "lr": 1e-3, "tasks": {"mer": 1, "mir": 1},
+                 "grad_accum": 2}
+        self.two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
+        self.one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        with socket.socket() as sock:  # a free loopback port for the rendezvous
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+
+    def check(self, out) -> None:
+        """Both ranks' weights in `out` equal each other and those of one process; the adapters moved."""
+        single = subprocess.run([sys.executable, str(self.script), str(self.one), str(self.tmp_path / "single")],
+                                env=self.env, capture_output=True, text=True, timeout=600)
+        assert single.returncode == 0, single.stderr[-3000:]
+        r0, r1 = load_file(out / "rank0.safetensors"), load_file(out / "rank1.safetensors")
+        ref = load_file(self.tmp_path / "single" / "rank0.safetensors")
+        init = load_file(self.init_model / "model.safetensors")
+        moved = 0
+        for key in r0:
+            assert torch.equal(r0[key], r1[key]), f"ranks differ at {key}"
+            # Float tolerance: 1% of one Adam step (lr 1e-3); unsynchronised gradients differ by whole steps.
+            torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-5, msg=f"two processes != one at {key}")
+            moved += int(not torch.equal(r0[key], init[key]))
+        assert moved > 10  # the adapters did train
+
+
 def test_two_processes_match_one_process(tmp_path, corpus, init_model):
     """DDP over gloo: both ranks end identical, and equal to one process with the same global batch."""
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
-    phase = {"name": "align", "trainable": ADAPTERS, "steps": 2, "lr": 1e-3, "tasks": {"mer": 1, "mir": 1},
-             "grad_accum": 2}
-    two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
-    one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with socket.socket() as sock:  # a free loopback port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    run = TwoOfOne(tmp_path, corpus, init_model)
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-              "--master_port", str(port),
-              str(script), str(two), str(tmp_path / "ddp")]
-    result = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+              "--master_port", str(run.port), str(run.script), str(run.two), str(tmp_path / "ddp")]
+    result = subprocess.run(launch, env=run.env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    single = subprocess.run([sys.executable, str(script), str(one), str(tmp_path / "single")], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    r0 = load_file(tmp_path / "ddp" / "rank0.safetensors")
-    r1 = load_file(tmp_path / "ddp" / "rank1.safetensors")
-    ref = load_file(tmp_path / "single" / "rank0.safetensors")
-    init = load_file(init_model / "model.safetensors")
-    moved = 0
-    for key in r0:
-        assert torch.equal(r0[key], r1[key]), f"ranks differ at {key}"
-        # Float tolerance: 1% of one Adam step (lr 1e-3); unsynchronised gradients differ by whole steps.
-        torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-5, msg=f"DDP != single process at {key}")
-        moved += int(not torch.equal(r0[key], init[key]))
-    assert moved > 10  # the adapters did train
+    run.check(tmp_path / "ddp")
 
 
 def test_two_machines_on_localhost_match_one_process(tmp_path, corpus, init_model):
     """`accelerate launch --num_machines 2 --machine_rank R ...` run twice, one process each, as two machines
     would run it (docs/training.md): the same weights as one process with the same global batch."""
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
-    phase = {"name": "align", "trainable": ADAPTERS, "steps": 2, "lr": 1e-3, "tasks": {"mer": 1, "mir": 1},
-             "grad_accum": 2}
-    two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
-    one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with socket.socket() as sock:  # a free loopback port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    run = TwoOfOne(tmp_path, corpus, init_model)
     machines = [subprocess.Popen(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--num_processes", "2",
-         "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(two), str(tmp_path / "nodes")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+         "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(run.port),
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(run.script), str(run.two), str(tmp_path / "nodes")],
+        env=run.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     for machine in machines:
         _, err = machine.communicate(timeout=600)
         assert machine.returncode == 0, err[-3000:]
-    single = subprocess.run([sys.executable, str(script), str(one), str(tmp_path / "single")], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    r0 = load_file(tmp_path / "nodes" / "rank0.safetensors")
-    r1 = load_file(tmp_path / "nodes" / "rank1.safetensors")
-    ref = load_file(tmp_path / "single" / "rank0.safetensors")
-    for key in r0:
-        assert torch.equal(r0[key], r1[key]), f"machines differ at {key}"
-        torch.testing.assert_close(r0[key], ref[key], rtol=1e-4, atol=1e-5, msg=f"two machines != one process at {key}")
+    run.check(tmp_path / "nodes")
 
 
 def test_training_from_cached_features_matches_live(tmp_path, corpus, init_model):
