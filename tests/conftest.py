@@ -109,7 +109,6 @@ def serving(app):
         thread.join(15)
 
 
-
 class SchemathesisRun:
     """Requests against a live app, each response checked against the app's own OpenAPI document.
 

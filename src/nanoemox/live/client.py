@@ -27,7 +27,6 @@ import numpy as np
 
 from nanoemox.live.protocol import pack_audio, pack_frame
 from nanoemox.media.stream import WindowReader
-from nanoemox.timeline.run import csv_row, csv_text
 
 logger = logging.getLogger(__name__)
 
@@ -207,10 +206,9 @@ def write_run(run: LiveRun, out: str | os.PathLike) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    labels = run.ready.get("labels")
     lines = "".join(json.dumps(w, ensure_ascii=False) + "\n" for w in run.windows)
     atomic_write_bytes(out / "windows.jsonl", lines.encode("utf-8"))
-    rows = [csv_row(w, labels) for w in run.windows]
-    atomic_write_bytes(out / "timeline.csv", csv_text(rows, run.ready["columns"], True).encode("utf-8"))
+    table = run.ready["csv_header"] + "".join(w["csv"] for w in run.windows)  # the service's timeline.csv rows
+    atomic_write_bytes(out / "timeline.csv", table.encode("utf-8"))
     atomic_write_json({"settings": run.ready, "summary": run.summary(), "replies": run.replies}, out / "live.json")
     return [out / "windows.jsonl", out / "timeline.csv", out / "live.json"]

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
 from nanoemox.live.protocol import AUDIO, FRAME, ProtocolError, audio_samples
-from nanoemox.media.faces import DETECT_MAX_SIDE
 from nanoemox.media.live import FrameRefused, LiveMedia, PickedWindow
-from nanoemox.media.stream import COUNT_DETECT_SIDE, frame_targets
+from nanoemox.media.stream import detect_side, frame_targets
 from nanoemox.timeline.infer import DEFAULT_TASKS, Prepared, WindowAnswerer, check_tasks, prepare
-from nanoemox.timeline.run import csv_columns
+from nanoemox.timeline.run import csv_columns, csv_row, csv_text
 
 AUDIO_RATES = (8000, 48000)  # the sample rates a client may send (inclusive)
 FRAMES_PER_TARGET = 2  # frames per second worth sending: twice the rate of a window's frame times
@@ -72,13 +70,13 @@ class LiveSession:
         self.options, self.limits = options, limits or LiveLimits()
         media = predictor.processor.media
         self.config = media
-        side = DETECT_MAX_SIDE if media.face_input == "crops" else COUNT_DETECT_SIDE  # as a timeline does
         self.media = LiveMedia(options.window, options.hop, media.num_frames, video=options.video, audio=options.audio,
                                source_rate=options.sample_rate, sample_rate=media.sample_rate,
-                               detect_faces=options.detect_faces, detect_side=side,
+                               detect_faces=options.detect_faces, detect_side=detect_side(media.face_input),
                                max_frame_bytes=self.limits.max_frame_bytes, max_frame_side=self.limits.max_frame_side,
                                max_fps=self.limits.max_fps)
         self.answerer = WindowAnswerer(predictor, options.tasks, options.labels)
+        self.columns = csv_columns(options.tasks, self.answerer.labels if "mer" in options.tasks else None)
         self.session, self.decoding = predictor.session, predictor.decoding
         self.next_index = 0  # windows before this are answered or skipped
         self.newest = -1  # newest window whose media are all in
@@ -95,15 +93,20 @@ class LiveSession:
                 "sentiments": self.answerer.sentiments if "msa" in o.tasks else None,
                 "num_frames": self.media.num_frames, "frame_times": frame_targets(0.0, o.window, self.media.num_frames),
                 "frame_rate": round(FRAMES_PER_TARGET / spacing, 3), "video": o.video, "audio": o.audio,
-                "sample_rate": o.sample_rate, "columns": csv_columns(o.tasks, labels)}
+                "sample_rate": o.sample_rate, "columns": self.columns,
+                "csv_header": csv_text([], self.columns, True)}
+
+    def csv_line(self, result: dict[str, Any]) -> str:
+        """A window's row of timeline.csv, as `nanoemox timeline` writes it (with its newline)."""
+        return csv_text([csv_row(result, self.answerer.labels)], self.columns, False)
 
     # ------------------------------------------------------------------ media in
 
-    def receive(self, kind: int, seconds: float, payload: bytes) -> None:
-        """Add one unpacked media message; `ProtocolError` for one that cannot be used."""
+    def receive(self, kind: int, seconds: float, payload: bytes) -> bool:
+        """Add one unpacked media message; False (nothing added) for media past the session's
+        length limit, `ProtocolError` for a message that cannot be used."""
         if seconds > self.limits.max_seconds:
-            raise ProtocolError(f"media at {seconds:.1f} s are past the session limit of "
-                                f"{self.limits.max_seconds:g} s", code="session_limit", close=1000)
+            return False
         try:
             if kind == FRAME:
                 self.media.add_frame(seconds, payload)
@@ -117,6 +120,7 @@ class LiveSession:
         if newest > self.newest:
             self.newest = newest
             self.ready_at[newest] = time.monotonic()
+        return True
 
     # ------------------------------------------------------------------ answers
 
@@ -153,9 +157,7 @@ class LiveSession:
         if self.last is None:
             raise ProtocolError("no window has been answered yet: ask for a reply after the first answer",
                                 code="no_window")
-        arrays = self.last.arrays
-        stacked = [torch.from_numpy(np.stack([arrays[k]])) for k in ("pixel_values", "face_pixel_values", "audio_values")]
-        features = self.session.encode_media(*stacked).row(0)
+        features = self.answerer.features([self.last]).row(0)
         prompt = self.session.encode_text("erg", self.last.text, None, None)
         answer = self.session.answer_clip(features, [prompt], ["erg"], [None], "generate", self.decoding)[0]
         return {"index": self.last.window.index, "text": answer["text"], "truncated": answer["truncated"]}
@@ -191,15 +193,3 @@ def check_start(message: dict[str, Any]) -> LiveOptions:
         return LiveOptions(**fields)
     except ValueError as exc:
         raise ProtocolError(str(exc)) from None
-
-
-def check_bounds(options: LiveOptions, min_hop: float, max_window: float, max_labels: int, max_label_chars: int,
-                 ) -> None:
-    """The service's bounds on a session's settings (`ProtocolError`)."""
-    if options.window > max_window:
-        raise ProtocolError(f"window must be at most {max_window:g} s, got {options.window:g}")
-    if options.hop < min_hop:
-        raise ProtocolError(f"hop must be at least {min_hop:g} s, got {options.hop:g}")
-    labels: Sequence[str] = options.labels or ()
-    if len(labels) > max_labels or any(len(label) > max_label_chars for label in labels):
-        raise ProtocolError(f"labels: at most {max_labels} labels of at most {max_label_chars} characters each")

@@ -39,8 +39,10 @@ import soxr
 from PIL import Image, UnidentifiedImageError
 
 from nanoemox.media.faces import detect_largest_face
-from nanoemox.media.stream import AUDIO_GAP_SECONDS, SampleBuffer, Window, frame_targets, window_span
-from nanoemox.media.video import MAX_FRAME_SIDE
+from nanoemox.media.stream import (
+    AUDIO_GAP_SECONDS, SampleBuffer, Window, frame_targets, missing_frames_problem, window_span,
+)
+from nanoemox.media.video import downscaled_size
 
 FRAME_FORMATS = ("JPEG", "PNG", "WEBP")
 FRAME_GAP_SECONDS = 1.0  # no frame this close to a frame time: the window has a problem (a timeline's rule)
@@ -58,7 +60,11 @@ class _Frame:
     rgb: np.ndarray | None = None
     box: tuple | None = None
     problem: str | None = None
-    decoded: bool = False
+
+    @property
+    def decoded(self) -> bool:
+        """Decoded already: into `rgb`, or into the `problem` of bytes that are no image."""
+        return self.rgb is not None or self.problem is not None
 
 
 class LiveMedia:
@@ -150,7 +156,6 @@ class LiveMedia:
 
     def newest_ready(self) -> int:
         """Index of the newest window whose media are all in; -1 when none is."""
-        best = -1
         reaches = []
         if self.video:
             reaches.append(("video", self._video_reach()))
@@ -160,16 +165,13 @@ class LiveMedia:
         if lead == -math.inf:
             return -1
         live = [(kind, r) for kind, r in reaches if lead - r <= STALLED_SECONDS]  # stalled streams wait no more
-        if not live:
-            return -1
         k = max(int(math.floor((lead - self.window) / self.hop + 1e-9)) + 1, 0)
         for index in range(k, -1, -1):
             start, end = self.span(index)
             last_target = frame_targets(start, end, self.num_frames)[-1]
             if all((r > last_target) if kind == "video" else (r >= end - 1e-9) for kind, r in live):
-                best = index
-                break
-        return best
+                return index
+        return -1
 
     def pick(self, index: int) -> "PickedWindow":
         """What window `index` is made of: the frames on screen at its frame times and a copy of its
@@ -236,8 +238,7 @@ class PickedWindow:
             window.frame_times.append(frame.time if frame is not None else None)
             window.faces.append(frame.box if usable else None)
         if missing:
-            where = f"{missing[0]:.2f} s" if len(missing) == 1 else f"{missing[0]:.2f}-{missing[-1]:.2f} s"
-            window.problems.append(f"no video frame within {FRAME_GAP_SECONDS:.1f} s of {where}")
+            window.problems.append(missing_frames_problem(missing, FRAME_GAP_SECONDS))
         return window
 
 
@@ -250,13 +251,10 @@ def _decode(frame: _Frame, detect_side: int | None) -> None:
             rgb = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         frame.problem = f"the frame at {frame.time:.3f} s could not be decoded ({exc})"
-        frame.decoded = True
         return
-    scale = min(1.0, MAX_FRAME_SIDE / max(rgb.shape[:2]))
-    if scale < 1.0:  # as a video file's frames are downscaled (`nanoemox.media.video.to_rgb`)
-        size = (max(2, round(rgb.shape[1] * scale)), max(2, round(rgb.shape[0] * scale)))
+    size = downscaled_size(rgb.shape[1], rgb.shape[0])
+    if size is not None:  # as a video file's frames are downscaled (`nanoemox.media.video.to_rgb`)
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    frame.box = detect_largest_face(rgb, max_side=detect_side) if detect_side else None
     frame.rgb = np.ascontiguousarray(rgb)
-    frame.box = detect_largest_face(frame.rgb, max_side=detect_side) if detect_side else None
     frame.payload = b""  # decoded: the bytes are no longer needed
-    frame.decoded = True

@@ -32,6 +32,7 @@ An audio-only file gives windows without frames.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -45,9 +46,10 @@ import soxr
 
 from nanoemox.media.container import DEFAULT_MAX_FILE_BYTES, check_file, first_stream, open_container
 from nanoemox.media.errors import NoAudioStream, NoVideoStream, UnsupportedCodec, ZeroDuration
-from nanoemox.media.faces import detect_largest_face
+from nanoemox.media.faces import DETECT_MAX_SIDE, detect_largest_face
 from nanoemox.media.video import (
-    FrameCursor, advance, decoded_frames, keyframe_times, measured_span, should_seek, stream_span, to_rgb, video_stream,
+    FrameCursor, advance, decode_stats, decoded_frames, keyframe_times, measured_span, should_seek, stream_span, to_rgb,
+    video_stream,
 )
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,18 @@ def frame_targets(start: float, end: float, num_frames: int) -> list[float]:
     return [round(start + (i + 0.5) * (end - start) / num_frames, 6) for i in range(num_frames)]
 
 
+def missing_frames_problem(missing: list[float], gap: float) -> str:
+    """A window's problem when no frame lies within `gap` seconds of its frame times `missing`."""
+    span = f"{missing[0]:.2f} s" if len(missing) == 1 else f"{missing[0]:.2f}-{missing[-1]:.2f} s"
+    return f"no video frame within {gap:.1f} s of {span}"
+
+
+def detect_side(face_input: str) -> int:
+    """The side frames are scaled to for face detection: as for clips where the boxes become
+    face crops (`face_input="crops"`), smaller where faces are only counted."""
+    return DETECT_MAX_SIDE if face_input == "crops" else COUNT_DETECT_SIDE
+
+
 def _where(times: list[float | None]) -> str:
     known = sorted(t for t in times if t is not None)
     if not known:
@@ -116,7 +130,7 @@ class _VideoCursor:
     def __init__(self, container, stream, path: Path, origin: float, detect_side: int | None):
         self.container, self.stream, self.path, self.origin = container, stream, path, origin
         self.detect_side = detect_side
-        self.stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": origin}
+        self.stats = decode_stats(origin)
         self.keyframes = keyframe_times(stream)
         self.cursor = FrameCursor(decoded_frames(container, stream, path, self.stats, max_bad=None))
         rate = float(stream.average_rate or stream.guessed_rate or 25)
@@ -386,20 +400,13 @@ class WindowReader:
         with open_container(self.path, self.max_bytes) as vfile, open_container(self.path, self.max_bytes) as afile:
             frames: Iterator[tuple[str, float, np.ndarray]] = iter(())
             if self.has_video:
-                stream = vfile.streams.video[0]
-                stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": self.origin}
-                decoded = decoded_frames(vfile, stream, self.path, stats, max_bad=None)
-                frames = (("frame", float(f.time) - self.origin, to_rgb(f)[0]) for f in decoded if f.time is not None)
+                decoded = decoded_frames(vfile, vfile.streams.video[0], self.path, decode_stats(self.origin), max_bad=None)
+                frames = (("frame", float(f.time) - self.origin, to_rgb(f)[0]) for f in decoded)
             chunks: Iterator[tuple[str, float, np.ndarray]] = iter(())
             if self.has_audio:
                 audio = _AudioCursor(afile, afile.streams.audio[0], self.path, self.origin, self.sample_rate, 0.0)
                 chunks = self._audio_chunks(audio, chunk_seconds)
-            pending = {"frame": next(frames, None), "audio": next(chunks, None)}
-            sources = {"frame": frames, "audio": chunks}
-            while any(pending.values()):
-                kind = min((k for k, v in pending.items() if v is not None), key=lambda k: pending[k][1])
-                yield pending[kind]
-                pending[kind] = next(sources[kind], None)
+            yield from heapq.merge(frames, chunks, key=lambda event: event[1])  # a frame first at equal times
 
     def _audio_chunks(self, audio: "_AudioCursor", seconds: float) -> Iterator[tuple[str, float, np.ndarray]]:
         step = int(round(seconds * self.sample_rate))
@@ -415,8 +422,7 @@ class WindowReader:
         problems = []
         missing = [t for t, c in zip(targets, chosen) if c[3] == "missing"]
         if missing:
-            span = f"{missing[0]:.2f} s" if len(missing) == 1 else f"{missing[0]:.2f}-{missing[-1]:.2f} s"
-            problems.append(f"no video frame within {video.gap:.1f} s of {span}")
+            problems.append(missing_frames_problem(missing, video.gap))
         if any(c[3] == "ended" for c in chosen):
             last = video.stats["data_end"] - video.origin
             problems.append(f"video data ends at {last:.2f} s")

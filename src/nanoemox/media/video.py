@@ -125,6 +125,11 @@ def keyframe_times(stream: av.stream.Stream) -> np.ndarray | None:
     return np.sort(np.asarray(times, dtype=np.float64) * float(stream.time_base))
 
 
+def decode_stats(origin: float) -> dict:
+    """The counters `decoded_frames` keeps: frames decoded, a read error, damaged packets, where the data ends."""
+    return {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": origin}
+
+
 def decoded_frames(container, stream, path: Path, stats: dict, max_bad: int | None = MAX_BAD_PACKETS) -> Iterator[av.VideoFrame]:
     """Decode forward, skipping damaged packets; a demuxer read error ends the stream.
 
@@ -187,12 +192,19 @@ def advance(cursor: FrameCursor, target: float) -> av.VideoFrame | None:
     return cursor.current if cursor.current is not None else cursor.ahead
 
 
+def downscaled_size(width: int, height: int) -> tuple[int, int] | None:
+    """(width, height) of a frame scaled down to MAX_FRAME_SIDE on its longer side; None when it fits."""
+    scale = min(1.0, MAX_FRAME_SIDE / max(width, height))
+    if scale >= 1.0:
+        return None
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
 def to_rgb(frame: av.VideoFrame) -> tuple[np.ndarray, int]:
     """An upright uint8 RGB array [H, W, 3] of `frame` (downscaled to MAX_FRAME_SIDE), and its rotation."""
-    scale = min(1.0, MAX_FRAME_SIDE / max(frame.width, frame.height))
-    if scale < 1.0:  # downscaled in the pixel-format conversion: no full-size RGB copy is ever made
-        width, height = max(2, round(frame.width * scale)), max(2, round(frame.height * scale))
-        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    size = downscaled_size(frame.width, frame.height)
+    if size is not None:  # downscaled in the pixel-format conversion: no full-size RGB copy is ever made
+        rgb = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_ndarray()
     else:
         rgb = frame.to_ndarray(format="rgb24")  # [H, W, 3]
     rotation = int(frame.rotation or 0)
@@ -213,7 +225,7 @@ def read_frames(
         stream = video_stream(container, path)
         start, duration = measured_span(container, stream)
         targets = [start + (i + 0.5) * duration / num_frames for i in range(num_frames)]
-        stats = {"decoded": 0, "read_error": False, "bad_packets": 0, "data_end": start, "ended_early": False}
+        stats = {**decode_stats(start), "ended_early": False}
         try:
             sampled = _sample(container, stream, path, targets, start, stats)
         except av.error.DecoderNotFoundError:

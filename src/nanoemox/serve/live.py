@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
 from nanoemox.live.protocol import CLOSE_BUSY, CLOSE_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, ProtocolError, unpack
-from nanoemox.live.session import AUDIO_RATES, LiveLimits, LiveSession, check_bounds, check_start
+from nanoemox.live.session import AUDIO_RATES, LiveLimits, LiveSession, check_start
 from nanoemox.serve.limits import Held, ModelGate
-from nanoemox.serve.settings import MAX_LABEL_CHARS, MAX_LABELS, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, ServeSettings
+from nanoemox.serve.settings import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, ServeSettings, labels_problem, span_problem
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class LiveConnection:
         worker: asyncio.Task | None = None
         try:
             options = check_start(await self._first_message())
-            check_bounds(options, MIN_HOP_SECONDS, MAX_WINDOW_SECONDS, MAX_LABELS, MAX_LABEL_CHARS)
+            if problem := span_problem(options.window, options.hop) or labels_problem(options.labels):
+                raise ProtocolError(problem)
             try:
                 held = await self.gate.acquire()
             except HTTPException as exc:  # every slot stayed taken
@@ -161,12 +162,8 @@ class LiveConnection:
             message = receiving.result()
             data = message.get("bytes")
             if message["type"] == "websocket.receive" and data is not None:
-                try:
-                    session.receive(*unpack(data))
-                except ProtocolError as exc:
-                    if exc.code == "session_limit":
-                        return "limit"
-                    raise
+                if not session.receive(*unpack(data)):  # media past the session's length
+                    return "limit"
                 if session.due() is not None:
                     self.wake.set()
                 continue
@@ -203,7 +200,7 @@ class LiveConnection:
             picked, skipped = session.pick(index)
             result = await held.step(lambda: session.answer(picked))
             await self._send({"type": "window", **result, "latency": session.latency(index), "skipped": skipped,
-                              "skipped_total": session.skipped})
+                              "skipped_total": session.skipped, "csv": session.csv_line(result)})
 
     async def _send(self, message: dict[str, Any]) -> None:
         """Send one JSON message; a connection that cannot take it is a client gone (`WebSocketDisconnect`)."""
@@ -219,6 +216,6 @@ class LiveConnection:
         """Tell the client what ended the session, then close; a client already gone is left alone."""
         try:
             await self._send({"type": "error", "code": code, "error": error, "fatal": True})
-            await self.ws.close(close if close != CLOSE_NORMAL else CLOSE_POLICY, reason=code)
+            await self.ws.close(close, reason=code)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # already gone

@@ -8,6 +8,7 @@ second of video) and are stated in the OpenAPI description.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 
@@ -18,6 +19,22 @@ MAX_SUBTITLE_BYTES = 2 * 1024 * 1024
 MAX_WINDOW_SECONDS = 60.0
 MIN_HOP_SECONDS = 0.25
 MAX_LABELS, MAX_LABEL_CHARS = 32, 40
+
+
+def span_problem(window: float, hop: float) -> str | None:
+    """What a window length and hop (seconds) break of the bounds above, or None."""
+    if window > MAX_WINDOW_SECONDS:
+        return f"window must be at most {MAX_WINDOW_SECONDS:g} s, got {window:g}"
+    if hop < MIN_HOP_SECONDS:
+        return f"hop must be at least {MIN_HOP_SECONDS:g} s, got {hop:g}"
+    return None
+
+
+def labels_problem(labels: Sequence[str] | None) -> str | None:
+    """What a list of labels breaks of the bounds above, or None."""
+    if labels and (len(labels) > MAX_LABELS or max(map(len, labels)) > MAX_LABEL_CHARS):
+        return f"labels: at most {MAX_LABELS} labels of at most {MAX_LABEL_CHARS} characters each"
+    return None
 
 
 @dataclass

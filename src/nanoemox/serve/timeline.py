@@ -23,7 +23,7 @@ from nanoemox.media.errors import FileProblem, MediaError
 from nanoemox.serve.forms import MULTIPART, file_field, is_form, split_list, text_field
 from nanoemox.serve.limits import ClosingStream, Held, ModelGate
 from nanoemox.serve.openapi import TIMELINE_200, TIMELINE_BODY, error_responses
-from nanoemox.serve.settings import MAX_LABEL_CHARS, MAX_LABELS, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
+from nanoemox.serve.settings import labels_problem, span_problem
 from nanoemox.serve.uploads import StoredFile, Uploads, file_problem, hide_paths
 from nanoemox.timeline import DEFAULT_TASKS, SubtitleError, Timeline, TimelineOptions
 
@@ -94,14 +94,12 @@ def timeline_options(form: FormData, batch_size: int) -> TimelineOptions:
     """The fields of a timeline request, checked (422 for any bad one)."""
     tasks = split_list(text_field(form, "tasks")) or list(DEFAULT_TASKS)
     labels = split_list(text_field(form, "labels"))
-    if labels is not None and (len(labels) > MAX_LABELS or max(map(len, labels)) > MAX_LABEL_CHARS):
-        raise HTTPException(422, f"labels: at most {MAX_LABELS} labels of at most {MAX_LABEL_CHARS} characters each")
+    if problem := labels_problem(labels):
+        raise HTTPException(422, problem)
     window = _seconds(text_field(form, "window"), "window", TimelineOptions.window)
     hop = _seconds(text_field(form, "hop"), "hop", TimelineOptions.hop)
-    if window > MAX_WINDOW_SECONDS:
-        raise HTTPException(422, f"window must be at most {MAX_WINDOW_SECONDS:g} s, got {window:g}")
-    if hop < MIN_HOP_SECONDS:
-        raise HTTPException(422, f"hop must be at least {MIN_HOP_SECONDS:g} s, got {hop:g}")
+    if problem := span_problem(window, hop):
+        raise HTTPException(422, problem)
     try:
         return TimelineOptions(window=window, hop=hop, tasks=tuple(tasks), labels=labels, batch_size=batch_size)
     except ValueError as exc:  # unknown tasks, hop longer than the window

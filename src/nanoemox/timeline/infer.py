@@ -95,12 +95,16 @@ class WindowAnswerer:
         ready = [p for p in batch if p.arrays is not None]
         answers: dict[int, dict[str, Any]] = {}
         if ready:
-            stacked = [torch.from_numpy(np.stack([p.arrays[k] for p in ready]))
-                       for k in ("pixel_values", "face_pixel_values", "audio_values")]
-            features = self.session.encode_media(*stacked)  # batch of len(ready) windows
+            features = self.features(ready)
             for b, prepared in enumerate(ready):
                 answers[prepared.window.index] = self._answer_one(features.row(b), prepared.text)
         return [result_of(p, answers.get(p.window.index)) for p in batch]
+
+    def features(self, ready: Sequence[Prepared]) -> MediaFeatures:
+        """The encoders' outputs for windows with arrays, one encoder call for all of them."""
+        stacked = [torch.from_numpy(np.stack([p.arrays[k] for p in ready]))
+                   for k in ("pixel_values", "face_pixel_values", "audio_values")]
+        return self.session.encode_media(*stacked)
 
     def _answer_one(self, features: MediaFeatures, text: str | None) -> dict[str, Any]:
         offered = {"mer": self.labels, "msa": self.sentiments}

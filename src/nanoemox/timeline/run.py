@@ -29,8 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from nanoemox.media.faces import DETECT_MAX_SIDE
-from nanoemox.media.stream import COUNT_DETECT_SIDE, WindowReader
+from nanoemox.media.stream import WindowReader, detect_side
 from nanoemox.results_file import ResultsFile
 from nanoemox.timeline.infer import DEFAULT_TASKS, WindowAnswerer, answer_windows, check_tasks, prepared_windows
 from nanoemox.timeline.plot import plot_timeline
@@ -88,9 +87,9 @@ class Timeline:
         # No size limit: the processor's max_file_bytes guards clips that are decoded whole,
         # while windows are streamed, so a film of several GB costs no more memory than a clip.
         # Face boxes that become crops are searched for as for clips; ones only counted, faster.
-        side = DETECT_MAX_SIDE if media.face_input == "crops" else COUNT_DETECT_SIDE
         self.reader = WindowReader(self.video, self.options.window, self.options.hop, media.num_frames,
-                                   media.sample_rate, None, detect_faces=self.options.detect_faces, detect_side=side)
+                                   media.sample_rate, None, detect_faces=self.options.detect_faces,
+                                   detect_side=detect_side(media.face_input))
         self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
         self.answerer = WindowAnswerer(self.predictor, self.options.tasks, self.options.labels)
 

@@ -287,56 +287,14 @@ function showWindow(message) {
 
 // ---------------------------------------------------------------- the session's timeline
 
-function csvValue(value) {
-  const text = value === undefined || value === null ? "" : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-// `x` with `digits` decimals exactly as Python's f"{x:.4f}" writes it, so the CSV equals the service's:
-// toFixed rounds an exact tie away from zero where Python rounds it to even, and drops the sign of -0.
-function pyFixed(x, digits) {
-  const shown = x.toFixed(digits);
-  const sign = x < 0 || Object.is(x, -0) ? "-" : "";
-  // 25 more digits tell an exact tie (a short binary fraction) from a double merely close to one.
-  const exact = Math.abs(x).toFixed(digits + 25);
-  const cut = exact.indexOf(".") + digits + 1; // the first digit dropped
-  const keep = digits ? cut : cut - 1; // what is kept (without the point when there are no decimals)
-  if (/^50*$/.test(exact.slice(cut)) && Number(exact[keep - 1]) % 2 === 0) return sign + exact.slice(0, keep);
-  return shown.startsWith("-") ? shown : sign + shown;
-}
-
-function csvRow(message, labels) {
-  // The columns and number formats of `nanoemox timeline`'s timeline.csv.
-  const row = { start: pyFixed(message.start, 3), end: pyFixed(message.end, 3), faces_found: message.faces_found,
-    audio_present: message.audio_present ? 1 : 0, error: message.error || "" };
-  if (message.mer) {
-    row.label = message.mer.label;
-    row.confidence = pyFixed(message.mer.confidence, 4);
-    for (const label of labels || []) {
-      const p = message.mer.probabilities[label];
-      row[`p_${label}`] = typeof p === "number" ? pyFixed(p, 4) : "";
-    }
-  }
-  if (message.msa) {
-    row.sentiment = message.msa.sentiment;
-    row.valence = pyFixed(message.msa.valence, 4);
-  }
-  if (message.ovmer) row.words = message.ovmer.words.join("; ");
-  return row;
-}
-
 function offerDownloads() {
   if (!live.ready) return;
-  const columns = live.ready.columns;
-  const lines = [columns.map(csvValue).join(",")];
-  for (const message of window.liveAnswers) {
-    const row = csvRow(message, live.ready.labels);
-    lines.push(columns.map((column) => csvValue(row[column])).join(","));
-  }
+  // The service writes each row as `nanoemox timeline` writes timeline.csv (`csv` of each window).
+  const table = live.ready.csv_header + window.liveAnswers.map((message) => message.csv).join("");
   const csv = byId("live-download-csv");
   const json = byId("live-download-json");
   for (const link of [csv, json]) if (link.href) URL.revokeObjectURL(link.href);
-  csv.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+  csv.href = URL.createObjectURL(new Blob([table], { type: "text/csv" }));
   const { window: length, hop, tasks, labels } = live.ready;
   json.href = URL.createObjectURL(new Blob([JSON.stringify({ window: length, hop, tasks, labels, windows: window.liveAnswers }, null, 1)],
     { type: "application/json" }));
