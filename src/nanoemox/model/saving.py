@@ -93,9 +93,18 @@ def save_model(
         elif tokenizer is not None:
             tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
         atomic_save_safetensors(trainable_state_dict(model), tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        meta = {"format_version": FORMAT_VERSION, "nanoemox_version": __version__, "placeholder_ids": model.placeholder_ids}
-        atomic_write_json({**meta, "config": config.to_dict()}, tmp / CONFIG_NAME)
+        write_model_config(tmp, config, model.placeholder_ids)
     return folder
+
+
+def write_model_config(folder: Path, config: NanoEmoXConfig, placeholder_ids: dict[str, int]) -> None:
+    """A model folder's config.json; every backbone must already be referred to (a hub id or a path)."""
+    unreferred = [name for name, ref in (("scene", config.scene.encoder), ("speech", config.speech.encoder),
+                                         ("face", config.face.encoder), ("language", config.language.model)) if not ref]
+    if unreferred:
+        raise ValueError(f"cannot write {folder / CONFIG_NAME}: no reference to the {', '.join(unreferred)} backbone(s)")
+    meta = {"format_version": FORMAT_VERSION, "nanoemox_version": __version__, "placeholder_ids": placeholder_ids}
+    atomic_write_json({**meta, "config": config.to_dict()}, folder / CONFIG_NAME)
 
 
 # ---------------------------------------------------------------------- reading

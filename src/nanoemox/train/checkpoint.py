@@ -4,9 +4,17 @@ A checkpoint folder `step_00000100/` holds
 
     model.safetensors      trainable weights (the model folder's weights file)
     optimizer.safetensors  the optimizer's tensors, flattened as state.<param>.<name>
-    rng.safetensors        torch CPU (and CUDA) generator states
+    rng.safetensors        torch CPU (and CUDA) generator states; those of process r > 0
+                           of a multi-process run prefixed `rank<r>.`
     state.json             step, data position, scheduler and optimizer hyper-parameters,
-                           Python and NumPy RNG states, the phase name, the loss history
+                           Python and NumPy RNG states (one per process), the phase name,
+                           the loss history
+    config.json tokenizer/ answer_budgets.json
+                           written by the trainer beside them (`model_files`), so that a
+                           checkpoint is also a model folder: `nanoemox analyze --model
+                           .../checkpoints/step_00000100` loads it in one process
+
+Tensors are always whole, also from an FSDP run (train/sharding.py gathers them first).
 
 It is written to a temp folder and renamed, so a crash mid-write leaves the previous
 checkpoint intact; only the newest `keep_last` are kept. `state.json`, written last,
@@ -24,7 +32,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -98,22 +106,36 @@ def save_checkpoint(
     *,
     step: int,
     model_weights: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     scheduler,
     extra: dict[str, Any],
     keep_last: int,
+    rng: tuple[dict[str, torch.Tensor], list[dict[str, Any]]] | None = None,
+    model_files: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write `folder/step_<step>` atomically and prune older checkpoints."""
+    """Write `folder/step_<step>` atomically and prune older checkpoints.
+
+    `optimizer_state` is a one-process optimizer's state_dict (whole tensors); `rng` the RNG
+    states of every process (default: this process's, `rng_state()`); `model_files(tmp)`
+    writes whatever else the folder should hold (the trainer: config.json and tokenizer/).
+    """
     target = folder / f"step_{step:08d}"
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    rng_tensors, rng_meta = rng_state()
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
+    if rng is None:
+        tensors, meta = rng_state()
+        rng = (tensors, [meta])
+    rng_tensors, rng_metas = rng
     with atomic_directory(target) as tmp:
+        if model_files is not None:
+            model_files(tmp)
         atomic_save_safetensors(model_weights, tmp / "model.safetensors")
         atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
         files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)} for name in TENSOR_FILES}
-        state = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta,
+        state = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_metas[0],
                  "files": files, **extra}
+        if len(rng_metas) > 1:
+            state["rng_ranks"] = rng_metas
         atomic_write_json(state, tmp / "state.json")
     for old in list_checkpoints(folder)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

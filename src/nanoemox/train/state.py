@@ -2,25 +2,31 @@
 
 The trainer keeps one `PhaseState` per phase; `save_phase_state` writes it with the
 model, optimizer and schedule as a checkpoint (checkpoint.py), and on `--resume`
-`resume_checkpoint` finds the newest intact one and `restore_phase_state` loads it.
+`resume_checkpoint` finds the newest intact one and `restore_phase_state` loads it
+(the optimizer's states wait in `PhaseState.optimizer` until `accelerator.prepare` has
+made the optimizer's final parameters: under FSDP, their shards).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from nanoemox.model.saving import trainable_state_dict
 from nanoemox.train import checkpoint as ckpt
+from nanoemox.train.sharding import own_rng
 
 
 @dataclass
 class PhaseState:
     step: int = 0
     history: list[list[float]] = field(default_factory=list)  # [step, loss] pairs
-    rng: tuple | None = None  # RNG states to restore once the data iterator exists
+    rng: tuple | None = None  # this process's RNG states, to restore once the data iterator exists
+    optimizer: dict[str, Any] | None = None  # a checkpoint's optimizer state, to load after `prepare`
 
 
 def resume_checkpoint(checkpoints: Path, *, clean: bool) -> Path | None:
@@ -38,27 +44,32 @@ def resume_checkpoint(checkpoints: Path, *, clean: bool) -> Path | None:
     return latest
 
 
-def restore_phase_state(path: Path, model: nn.Module, optimizer, scheduler) -> PhaseState:
-    """Load a checkpoint into the (unwrapped) model, optimizer and schedule; its PhaseState."""
+def restore_phase_state(path: Path, model: nn.Module, scheduler, *, rank: int = 0, world: int = 1) -> PhaseState:
+    """Load a checkpoint into the (not yet prepared) model and the schedule; its PhaseState, which
+    carries the optimizer state and process `rank`'s RNG states for later."""
     saved = ckpt.load_checkpoint(path)
     missing, unexpected = model.load_state_dict(saved["model_weights"], strict=False)
     if unexpected or set(trainable_state_dict(model)) - set(saved["model_weights"]):
         raise ValueError(f"{path}: checkpoint weights do not fit the model (unexpected {unexpected[:5]})")
-    optimizer.load_state_dict(saved["optimizer_state"])
     scheduler.load_state_dict(saved["scheduler"])
-    return PhaseState(step=int(saved["step"]), history=saved.get("history", []),
-                      rng=(saved["rng_tensors"], saved["rng"]))
+    rng = own_rng(saved["rng_tensors"], saved.get("rng_ranks") or [saved["rng"]], rank, world)
+    return PhaseState(step=int(saved["step"]), history=saved.get("history", []), rng=rng,
+                      optimizer=saved["optimizer_state"])
 
 
-def save_phase_state(folder: Path, model: nn.Module, optimizer, scheduler, state: PhaseState, *,
-                     keep_last: int) -> Path:
-    """Checkpoint the phase in `folder` (a phase folder) at `state.step`; the (unwrapped) model's trainable weights."""
+def save_phase_state(folder: Path, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], scheduler,
+                     state: PhaseState, *, keep_last: int, rng=None,
+                     model_files: Callable[[Path], None] | None = None) -> Path:
+    """Checkpoint the phase in `folder` (a phase folder) at `state.step`: the model's saved weights
+    (`trainable_state_dict`, whole) and a one-process optimizer state (see checkpoint.save_checkpoint)."""
     return ckpt.save_checkpoint(
         folder / "checkpoints",
         step=state.step,
-        model_weights=trainable_state_dict(model),
-        optimizer=optimizer,
+        model_weights=weights,
+        optimizer_state=optimizer_state,
         scheduler=scheduler,
         extra={"history": state.history, "data_position": state.step, "phase": folder.name},
         keep_last=keep_last,
+        rng=rng,
+        model_files=model_files,
     )

@@ -13,6 +13,8 @@ wrote (the first from the configured preset or folder) and writes its own:
 The same code runs on one CPU, one GPU or many processes (`accelerate launch` /
 `torchrun`): Accelerate wraps the model for DDP/FSDP/DeepSpeed and handles mixed
 precision; gradient accumulation skips the all-reduce on all but the last micro-batch.
+Under FSDP (train/sharding.py) checkpoints and model folders still hold whole tensors,
+gathered from the shards, so they load in one process.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from nanoemox.features import FeatureCache
 from nanoemox.model import NanoEmoX, build_model, build_tokenizer, load_model, save_model, set_trainable
 from nanoemox.model.build import check_backbones, random_backbones_of
 from nanoemox.model.nanoemox import MediaFeatures
+from nanoemox.model.saving import trainable_state_dict, write_model_config
 from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.train import checkpoint as ckpt
 from nanoemox.train.absent import AbsentModalities
@@ -44,6 +47,8 @@ from nanoemox.train.config import ModelSource, PhaseConfig, TrainConfig
 from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
 from nanoemox.train.optim import build_optimizer, build_scheduler
 from nanoemox.train.plots import plot_loss
+from nanoemox.train.sharding import (check_sharded_optimizer, full_optimizer_state, full_tensors, is_sharded,
+                                     load_optimizer_state, make_accelerator, rank_rng)
 from nanoemox.train.state import PhaseState, restore_phase_state, resume_checkpoint, save_phase_state
 from nanoemox.utils import atomic_write_json
 
@@ -90,15 +95,17 @@ class Trainer:
         self.out = Path(out_dir).expanduser().resolve()
         self.resume = resume
         self.progress = progress
-        self.accelerator = accelerator or Accelerator(
-            # Without a GPU, `cpu=True` is what lets Accelerate see a torchrun launch (gloo).
-            cpu=not torch.cuda.is_available(),
+        self.accelerator = accelerator or make_accelerator(
             mixed_precision=_mixed_precision(config.mixed_precision),
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
         )
         self._stop_signal: int | None = None
         self._records = None
         self._cache = None
+        self._budgets = None
+        self._processor: NanoEmoXProcessor | None = None  # the current phase's
+        # The trained model of the latest phase, unwrapped; under FSDP, a whole copy on the main
+        # process (the one its model folder was written from) and None on the others.
         self.model: NanoEmoX | None = None
 
     @property
@@ -157,12 +164,11 @@ class Trainer:
         if (final / "config.json").is_file() and (folder / "DONE").is_file():
             logger.info("phase %s already complete, handing over %s", phase.name, final)
             return final
-        model, processor, optimizer, scheduler, state = self.setup(phase, init_dir, folder)
-        loader = self._loader(phase, self.accelerator.unwrap_model(model), processor, state.step)
+        model, processor, optimizer, scheduler, state, loader = self.setup(phase, init_dir, folder)
         self._loop(phase, folder, model, optimizer, scheduler, loader, state)
-        self.model = self.accelerator.unwrap_model(model)  # the trained model of the latest phase
+        self.model = self._whole_model(model, init_dir)
         if self.is_main:
-            save_model(self.accelerator.unwrap_model(model), final, processor=processor)
+            save_model(self.model, final, processor=processor)
             self._save_budgets(final, processor)
             atomic_write_json({"phase": phase.name, "steps": state.step, "history": state.history}, folder / "history.json")
             self._plot(folder, state)
@@ -170,19 +176,36 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         return final
 
+    def _whole_model(self, model, init_dir: Path) -> NanoEmoX | None:
+        """The trained model, unwrapped; under FSDP its saved weights gathered into a copy on the main process."""
+        if not is_sharded(self.accelerator):
+            return self.accelerator.unwrap_model(model)
+        weights = full_tensors(trainable_state_dict(model))  # every process takes part in the gather
+        if not self.is_main:
+            return None
+        whole = load_model(init_dir)  # the frozen backbones are those of the hand-over folder
+        whole.load_state_dict(weights, strict=False)
+        return whole
+
     def _save_budgets(self, folder: Path, processor) -> None:
         """Per-task answer budgets measured on the training targets, stored with the model."""
-        budgets, stats = answer_budgets(self._records, processor.tokenizer)
+        if self._budgets is None:
+            self._budgets = answer_budgets(self._records, processor.tokenizer)
+            logger.info("answer budgets (new tokens) from the training targets: %s", self._budgets[0])
+        budgets, stats = self._budgets
         if budgets:
             write_budgets(folder, budgets, stats)
-            logger.info("answer budgets (new tokens) from the training targets: %s", budgets)
 
     def setup(self, phase: PhaseConfig, init_dir: Path, folder: Path):
-        """Model from the hand-over folder, phase groups applied, optimizer, schedule, resume state."""
+        """Model from the hand-over folder, phase groups applied, optimizer, schedule, resume state, data loader.
+
+        The loader (and the blank inputs of modality dropout, which run the encoders) is made
+        from the whole model before `prepare`; a checkpoint's optimizer state is loaded after it.
+        """
         torch.manual_seed(self.config.seed)
         model = load_model(init_dir)
         check_backbones(model.config, allow=self.config.model.allow_random_backbones, purpose="training")
-        processor = NanoEmoXProcessor.from_pretrained(init_dir)
+        processor = self._processor = NanoEmoXProcessor.from_pretrained(init_dir)
         counts = set_trainable(model, phase.trainable)
         logger.info("phase %s trains %s", phase.name, {g: n for g, n in counts.items() if n})
         model.train()
@@ -191,10 +214,20 @@ class Trainer:
         state = PhaseState()
         latest = resume_checkpoint(folder / "checkpoints", clean=self.is_main) if self.resume else None
         if latest is not None:
-            state = restore_phase_state(latest, model, optimizer, scheduler)
+            state = restore_phase_state(latest, model, scheduler, rank=self.accelerator.process_index,
+                                        world=self.accelerator.num_processes)
             logger.info("resumed phase %s from %s (step %d)", phase.name, latest, state.step)
+        loader = self._loader(phase, model, processor, state.step)
         model, optimizer = self.accelerator.prepare(model, optimizer)
-        return model, processor, optimizer, scheduler, state
+        if state.optimizer is not None:
+            load_optimizer_state(optimizer, state.optimizer)
+            state.optimizer = None
+        if is_sharded(self.accelerator):
+            held = check_sharded_optimizer(model, optimizer)
+            logger.info("FSDP: the optimizer holds the %d trainable parameters (%d of their %d elements on this process); "
+                        "%d frozen parameters are not in it", held["trainable"], held["local_elements"],
+                        held["full_elements"], held["frozen"])
+        return model, processor, optimizer, scheduler, state, loader
 
     def _loader(self, phase: PhaseConfig, model: NanoEmoX, processor, start_step: int):
         if self._records is None:
@@ -205,7 +238,7 @@ class Trainer:
         mixture = phase_mixture(self._records, phase, self.config.seed)
         absent = None
         if phase.modality_dropout:
-            absent = AbsentModalities(self.accelerator.unwrap_model(model), processor)
+            absent = AbsentModalities(model, processor)
         dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache,
                                dropout=phase.modality_dropout, absent=absent)
         sampler = StepBatchSampler(
@@ -288,9 +321,21 @@ class Trainer:
     # ------------------------------------------------------------------ saving and logs
 
     def save(self, folder: Path, model, optimizer, scheduler, state: PhaseState) -> None:
+        """A checkpoint of whole tensors (gathered by every process under FSDP), written by the main process."""
+        weights = full_tensors(trainable_state_dict(self.accelerator.unwrap_model(model)))
+        optimizer_state = full_optimizer_state(optimizer)
+        rng = rank_rng(self.accelerator, *ckpt.rng_state())
         if self.is_main:
-            save_phase_state(folder, self.accelerator.unwrap_model(model), optimizer, scheduler, state,
-                             keep_last=self.config.keep_last)
+            bare = self.accelerator.unwrap_model(model)
+            processor = self._processor
+
+            def model_files(tmp: Path) -> None:  # the checkpoint is also a model folder
+                write_model_config(tmp, bare.config, bare.placeholder_ids)
+                processor.save_pretrained(tmp)
+                self._save_budgets(tmp, processor)
+
+            save_phase_state(folder, weights, optimizer_state, scheduler, state, keep_last=self.config.keep_last,
+                             rng=rng, model_files=model_files)
             self._plot(folder, state)
         self.accelerator.wait_for_everyone()
 
