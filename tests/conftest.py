@@ -80,6 +80,54 @@ def write(root, rel: str, text: str):
     return path
 
 
+# ---------------------------------------------------------------------- training runs (test_train, test_fsdp)
+
+ADAPTERS = ["scene_adapter", "speech_adapter", "face_adapter", "fusion"]
+
+
+def write_config(path, corpus, model, phases: list[dict], **top):
+    """A training config for the synthetic `corpus`, starting from the model folder `model`; returns `path`."""
+    import yaml
+
+    data = {
+        "model": {"path": str(model), "preset": None},
+        "data": {"root": str(corpus), "train": [str(corpus / "train.jsonl")], "workers": 0},
+        "seed": 7, "save_every": 1, "keep_last": 10, "log_every": 1, "mixed_precision": "no",
+        "phases": phases, **top,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def free_port() -> int:
+    """A free TCP port of 127.0.0.1 (for a rendezvous of training processes)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """12 synthetic clips (seed 3)."""
+    from nanoemox.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, 12, seed=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def init_model(tmp_path_factory):
+    """A random tiny-preset model folder (seed 1), written by `nanoemox init-model`."""
+    from nanoemox.cli import main
+
+    out = tmp_path_factory.mktemp("init") / "model"
+    assert main(["init-model", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
+    return out
+
+
 CHROMIUM = "/usr/bin/chromium"  # the browser tests drive it through playwright
 
 

@@ -24,6 +24,9 @@ def test_gpu_check_cpu_tiny(tmp_path):
     assert result["inference"]["six_tasks_s"] > 0 and result["inference"]["clips_per_s_batch"] > 0
     log = (out / "gpu_check.log").read_text()
     assert "torch " in log and "train step (cached features)" in log
+    # No deepspeed and no GPU here: the try is named and skipped, nothing half-written.
+    assert "DeepSpeed ZeRO-2 try: " in log and "configs/accelerate/deepspeed_zero2.yaml" in log
+    assert "DeepSpeed ZeRO-2: skipped" in log and not (out / "deepspeed_zero2").exists()
 
 
 def test_gpu_check_dry_run(tmp_path):
@@ -32,3 +35,14 @@ def test_gpu_check_dry_run(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dry run" in done.stdout and "transformers " in done.stdout
+    assert "--config_file configs/accelerate/deepspeed_zero2.yaml" in done.stdout
+
+
+def test_deepspeed_try_config_is_a_valid_run(tmp_path):
+    """The training config gpu_check.sh gives DeepSpeed passes `nanoemox train --dry-run` on the corpus it writes."""
+    from nanoemox.cli import main
+    from nanoemox.data.synth import generate
+
+    generate(tmp_path / "synth", 12, seed=0)
+    assert main(["train", str(ROOT / "benchmarks" / "deepspeed_try.yaml"), "--dry-run", "--data-root",
+                 str(tmp_path / "synth"), "--train", str(tmp_path / "synth" / "train.jsonl")]) == 0

@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import ADAPTERS, free_port, write_config
 from nanoemox.data.manifest import load_manifest
 from nanoemox.model import NanoEmoX, set_trainable
 from nanoemox.model.groups import count_parameters
@@ -26,36 +26,6 @@ from nanoemox.train import Trainer, TrainingDiverged, load_train_config
 from nanoemox.train.optim import build_optimizer, check_optimizer_coverage
 
 ROOT = Path(__file__).resolve().parents[1]
-ADAPTERS = ["scene_adapter", "speech_adapter", "face_adapter", "fusion"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    from nanoemox.data.synth import generate
-
-    out = tmp_path_factory.mktemp("synth")
-    generate(out, 12, seed=3)
-    return out
-
-
-@pytest.fixture(scope="module")
-def init_model(tmp_path_factory):
-    from nanoemox.cli import main
-
-    out = tmp_path_factory.mktemp("init") / "model"
-    assert main(["init-model", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
-    return out
-
-
-def write_config(path: Path, corpus: Path, model: Path, phases: list[dict], **top) -> Path:
-    data = {
-        "model": {"path": str(model), "preset": None},
-        "data": {"root": str(corpus), "train": [str(corpus / "train.jsonl")], "workers": 0},
-        "seed": 7, "save_every": 1, "keep_last": 10, "log_every": 1, "mixed_precision": "no",
-        "phases": phases, **top,
-    }
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 TWO_PHASES = [
@@ -217,9 +187,7 @@ class TwoOfOne:
         self.two = write_config(tmp_path / "two.yaml", corpus, init_model, [phase | {"micro_batch": 1}], save_every=100)
         self.one = write_config(tmp_path / "one.yaml", corpus, init_model, [phase | {"micro_batch": 2}], save_every=100)
         self.env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        with socket.socket() as sock:  # a free loopback port for the rendezvous
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
 
     def check(self, out) -> None:
         """Both ranks' weights in `out` equal each other and those of one process; the adapters moved."""
