@@ -49,7 +49,7 @@ PY
   echo "DeepSpeed ZeRO-2 try: ${DS_CMD[*]}"
   if "$PY" -c "import deepspeed, torch; assert torch.cuda.is_available()" >/dev/null 2>&1; then
     "$PY" -m nanoemox synth --out "$OUT/deepspeed_synth" --n 12 --seed 0 >/dev/null \
-      && timeout 240 "${DS_CMD[@]}" && echo "DeepSpeed ZeRO-2: trained 2 steps" || echo "DeepSpeed ZeRO-2: FAILED (above)"
+      && timeout 90 "${DS_CMD[@]}" && echo "DeepSpeed ZeRO-2: trained 2 steps" || echo "DeepSpeed ZeRO-2: FAILED (above)"
   else
     echo "DeepSpeed ZeRO-2: skipped (needs the deepspeed package and a GPU)"
   fi
