@@ -80,6 +80,11 @@ def test_bad_config_is_reported(tmp_path):
     bad.write_text("phases: [{name: a, trainable: [fusion], steps: 1, lr: 1, tasks: {sing: 1}}]\n")
     with pytest.raises(ValueError, match="unknown task"):
         load_train_config(bad)
+    # A group that model folders do not store would train and then be lost without a word.
+    for group in ("language", "encoders"):
+        bad.write_text(f"phases: [{{name: a, trainable: [lora, {group}], steps: 1, lr: 1, tasks: {{mer: 1}}}}]\n")
+        with pytest.raises(ValueError, match=rf"\['{group}'\] cannot be trained"):
+            load_train_config(bad)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from nanoemox.data.manifest import TASKS
-from nanoemox.model.groups import check_groups
+from nanoemox.model.groups import SAVED_GROUPS, check_groups
 from nanoemox.train.absent import DROPPABLE
 
 SCHEDULES = ("constant", "linear", "cosine", "constant_with_warmup")
@@ -51,6 +51,12 @@ class PhaseConfig:
 
     def __post_init__(self) -> None:
         check_groups(self.trainable)
+        unsaved = [g for g in self.trainable if g not in SAVED_GROUPS]
+        if unsaved:
+            # Model folders and checkpoints refer to the backbones and store only these groups:
+            # backbone weights trained here would be lost without a word.
+            raise ValueError(f"phase {self.name!r}: {unsaved} cannot be trained: model folders and checkpoints store "
+                             f"only {list(SAVED_GROUPS)} (the backbones stay frozen; fine-tune the LM through `lora`)")
         for modality, p in (self.modality_dropout or {}).items():
             if modality not in DROPPABLE or not 0.0 <= float(p) < 1.0:
                 raise ValueError(f"phase {self.name!r}: modality_dropout takes face/voice/text with a probability "
