@@ -84,6 +84,14 @@ def cached_flops_per_sample() -> float:
     return paper["flops"]["cached_step_flops"] / paper["micro_batch"]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def measured_tiny_fsdp() -> dict:
     """The tiny preset's phase 3 under FSDP on 2 CPU processes: elements of the trainable parameters per process."""
     from nanoemox.data.synth import generate
@@ -99,7 +107,7 @@ def measured_tiny_fsdp() -> dict:
         (tmp / "run.yaml").write_text(yaml.safe_dump(config))
         done = subprocess.run(
             [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-             str(ROOT / "configs/accelerate/fsdp_cpu.yaml"), "--main_process_port", "29561", "-m", "nanoemox", "train",
+             str(ROOT / "configs/accelerate/fsdp_cpu.yaml"), "--main_process_port", str(free_port()), "-m", "nanoemox", "train",
              str(tmp / "run.yaml"), "--out", str(tmp / "out"), "--no-progress"],
             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
         if done.returncode != 0:
