@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,9 @@ from pathlib import Path
 
 import torch
 import yaml
+from live import free_port  # benchmarks/live.py, beside this script
+
+from nanoemox.train.sharding import shares_in_log
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASE3 = ["scene_adapter", "speech_adapter", "face_adapter", "fusion", "lora"]
@@ -84,14 +86,6 @@ def cached_flops_per_sample() -> float:
     return paper["flops"]["cached_step_flops"] / paper["micro_batch"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def measured_tiny_fsdp() -> dict:
     """The tiny preset's phase 3 under FSDP on 2 CPU processes: elements of the trainable parameters per process."""
     from nanoemox.data.synth import generate
@@ -112,15 +106,14 @@ def measured_tiny_fsdp() -> dict:
             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
         if done.returncode != 0:
             raise SystemExit(f"the FSDP launch failed:\n{done.stderr[-3000:]}")
-        held = re.findall(r"FSDP: the optimizer holds the (\d+) trainable parameters \((\d+) of their (\d+) elements",
-                          done.stderr)
-    per_process = sorted(int(local) for _, local, _ in held)
-    full = int(held[0][2])
+        held = shares_in_log(done.stderr)
+    per_process = sorted(local for _, local, _, _ in held)
+    full = held[0][2]
     return {"processes": len(held), "trainable_elements": full, "held_per_process": per_process,
             "largest_share": max(per_process) / full}
 
 
-def table(counts: dict, flops: float) -> list[dict]:
+def table(counts: dict) -> list[dict]:
     rows = []
     samples = PAPER_STEPS * PAPER_SAMPLES_PER_STEP
     pace = samples / (PAPER_HOURS_ONE_GPU * 3600)  # samples/s of one GPU at the paper's pace
@@ -154,7 +147,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     counts = paper_counts()
     flops = cached_flops_per_sample()
-    rows = table(counts, flops)
+    rows = table(counts)
     measured = None if args.no_launch else measured_tiny_fsdp()
     result = {"paper_preset": counts, "cached_flops_per_sample": flops, "rows": rows, "tiny_fsdp_measured": measured,
               "assumptions": {"paper_hours_one_gpu": PAPER_HOURS_ONE_GPU, "inter_node_gb_per_s": INTER_NODE_GBPS,

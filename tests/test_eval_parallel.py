@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from nanoemox.cli import main
 from nanoemox.data.manifest import load_manifest
 from nanoemox.data.synth import MediaConfig, generate
@@ -34,9 +34,7 @@ def _eval_args(corpus: Path, model: Path, out: Path) -> list[str]:
 
 
 def _launch(args: list[str], processes: int = 2) -> subprocess.CompletedProcess:
-    with socket.socket() as sock:  # a free loopback port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # for the rendezvous
     # --multi_gpu picks Accelerate's torchrun launcher; without a GPU the processes meet over gloo
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

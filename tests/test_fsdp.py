@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ADAPTERS, free_port, write_config
+from nanoemox.train.sharding import shares_in_log
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDP_CONFIG = ROOT / "configs" / "accelerate" / "fsdp_cpu.yaml"
@@ -105,9 +105,7 @@ def test_fsdp_losses_match_one_process_and_the_optimizer_holds_shards(tmp_path, 
     assert sum(not torch.equal(weights[k], init[k]) for k in weights) > 100  # adapters, fusion and LoRA all moved
 
     # Each process's optimizer holds its shard of exactly the trainable parameters, never a frozen one.
-    held = [tuple(map(int, m)) for m in re.findall(
-        r"FSDP: the optimizer holds the (\d+) trainable parameters \((\d+) of their (\d+) elements on this process\); "
-        r"(\d+) frozen parameters are not in it", log)]
+    held = shares_in_log(log)
     assert len(held) == 2, log[-3000:]
     (n0, local0, full0, frozen0), (n1, local1, full1, frozen1) = held
     from nanoemox.model import load_model, set_trainable

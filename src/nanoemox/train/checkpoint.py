@@ -110,20 +110,17 @@ def save_checkpoint(
     scheduler,
     extra: dict[str, Any],
     keep_last: int,
-    rng: tuple[dict[str, torch.Tensor], list[dict[str, Any]]] | None = None,
+    rng: tuple[dict[str, torch.Tensor], list[dict[str, Any]]],
     model_files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write `folder/step_<step>` atomically and prune older checkpoints.
 
     `optimizer_state` is a one-process optimizer's state_dict (whole tensors); `rng` the RNG
-    states of every process (default: this process's, `rng_state()`); `model_files(tmp)`
+    states of every process (tensors, one meta per process; alone: `rng_state()`'s); `model_files(tmp)`
     writes whatever else the folder should hold (the trainer: config.json and tokenizer/).
     """
     target = folder / f"step_{step:08d}"
     opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
-    if rng is None:
-        tensors, meta = rng_state()
-        rng = (tensors, [meta])
     rng_tensors, rng_metas = rng
     with atomic_directory(target) as tmp:
         if model_files is not None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import torch
@@ -40,6 +41,10 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, gather_object
 
 logger = logging.getLogger(__name__)
+
+# What the trainer logs per process after `prepare` under FSDP (`shares_in_log` reads it back).
+SHARE_MESSAGE = ("FSDP: the optimizer holds the %d trainable parameters (%d of their %d elements on this process); "
+                 "%d frozen parameters are not in it")
 
 
 def fsdp_requested() -> bool:
@@ -138,6 +143,12 @@ def check_sharded_optimizer(model: torch.nn.Module, optimizer) -> dict[str, int]
         raise AssertionError(f"under FSDP every trainable parameter must be a shard; not sharded: {not_shards[:5]}")
     return {"trainable": len(held), "frozen": len(named) - len(held),
             "local_elements": sum(p.to_local().numel() for p in held), "full_elements": sum(p.numel() for p in held)}
+
+
+def shares_in_log(text: str) -> list[tuple[int, int, int, int]]:
+    """Each SHARE_MESSAGE in a log: (trainable parameters, elements held, their full count, frozen parameters)."""
+    pattern = re.escape(SHARE_MESSAGE).replace("%d", r"(\d+)")
+    return [tuple(int(n) for n in found) for found in re.findall(pattern, text)]
 
 
 def rank_rng(accelerator: Accelerator, tensors: dict[str, torch.Tensor], meta: dict[str, Any]):

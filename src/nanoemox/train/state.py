@@ -58,7 +58,7 @@ def restore_phase_state(path: Path, model: nn.Module, scheduler, *, rank: int = 
 
 
 def save_phase_state(folder: Path, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], scheduler,
-                     state: PhaseState, *, keep_last: int, rng=None,
+                     state: PhaseState, *, keep_last: int, rng,
                      model_files: Callable[[Path], None] | None = None) -> Path:
     """Checkpoint the phase in `folder` (a phase folder) at `state.step`: the model's saved weights
     (`trainable_state_dict`, whole) and a one-process optimizer state (see checkpoint.save_checkpoint)."""

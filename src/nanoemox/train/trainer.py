@@ -47,8 +47,8 @@ from nanoemox.train.config import ModelSource, PhaseConfig, TrainConfig
 from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
 from nanoemox.train.optim import build_optimizer, build_scheduler
 from nanoemox.train.plots import plot_loss
-from nanoemox.train.sharding import (check_sharded_optimizer, full_optimizer_state, full_tensors, is_sharded,
-                                     load_optimizer_state, make_accelerator, rank_rng)
+from nanoemox.train.sharding import (SHARE_MESSAGE, check_sharded_optimizer, full_optimizer_state, full_tensors,
+                                     is_sharded, load_optimizer_state, make_accelerator, rank_rng)
 from nanoemox.train.state import PhaseState, restore_phase_state, resume_checkpoint, save_phase_state
 from nanoemox.utils import atomic_write_json
 
@@ -224,9 +224,7 @@ class Trainer:
             state.optimizer = None
         if is_sharded(self.accelerator):
             held = check_sharded_optimizer(model, optimizer)
-            logger.info("FSDP: the optimizer holds the %d trainable parameters (%d of their %d elements on this process); "
-                        "%d frozen parameters are not in it", held["trainable"], held["local_elements"],
-                        held["full_elements"], held["frozen"])
+            logger.info(SHARE_MESSAGE, held["trainable"], held["local_elements"], held["full_elements"], held["frozen"])
         return model, processor, optimizer, scheduler, state, loader
 
     def _loader(self, phase: PhaseConfig, model: NanoEmoX, processor, start_step: int):
