@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
-from nanoemox.demo.pretrain import PretrainConfig
+from nanoemox.standins.pretrain import PretrainConfig
 from nanoemox.model import NanoEmoX
 
 
@@ -76,6 +76,24 @@ def test_demo_runs_end_to_end(tmp_path):
     assert {"encoder/scene", "encoder/speech", "encoder/face", "tokens/speech", "tokens/fusion"} <= set(probes)
     assert all(0.0 <= probes[s]["test"] <= 1.0 for s in probes)
     assert set(saved["diagnostics"]["stand_in_heads_dev"]) == {"vision", "speech"}
+    # The training split beside dev and test (fit against generalisation), and the intact <think> share.
+    train = saved["train"]
+    assert (out / "eval_p2e_train" / "results.json").is_file()
+    train_ids = {json.loads(line)["id"] for line in (out / "eval_p2e_train" / "predictions.jsonl").open()}
+    assert train_ids and not train_ids & (dev_ids | test_ids)
+    assert set(train["baselines"]) == {"majority", "chance"}
+    for where in (saved, saved["dev"], train):
+        for key in ("mer_accuracy", "msa_waf", "mir_accuracy", "ovmer_fscore", "erg_emotion_accuracy",
+                    "erg_think_intact"):
+            low, high = where["intervals"][key]
+            assert 0.0 <= low <= where[key] <= high <= 1.0, key
+        assert set(where["per_cue_accuracy"]) <= {"face", "voice", "text", "face+voice", "face+text",
+                                                  "voice+text", "face+voice+text"}
+    assert "P2E evaluation (train)" in saved["stages_seconds"]
+    assert {"erg_think_intact", "train_mer_accuracy", "face_cue_mer_accuracy"} <= set(saved["targets"])
+    assert saved["targets"]["train_mer_accuracy"]["value"] == train["mer_accuracy"]
+    assert isinstance(saved["learning_problems"], list)
+    assert "## Fit against generalisation" in (out / "report.md").read_text()
     assert (out / "model" / "answer_budgets.json").is_file()
     assert (out / "model" / "language").is_dir()
 
@@ -118,7 +136,7 @@ def _stand_in_reading(tmp_path, records):
     default settings: every kind of sample it draws from, decoded, and the tokenizer's training texts
     (the word list included). Returns (kind -> texts, tokenizer, processor)."""
     from nanoemox.demo.pipeline import demo_tokenizer, stand_in_config
-    from nanoemox.demo.pretrain import language_samples, tokenizer_texts
+    from nanoemox.standins.pretrain import language_samples, tokenizer_texts
     from nanoemox.processor import NanoEmoXProcessor
 
     opts = DemoOptions(out=tmp_path / "demo")
@@ -210,8 +228,8 @@ def test_language_stand_in_reads_no_task_and_no_synthaffect_text(tmp_path):
 def test_demo_tokenizer_is_read_whole_by_the_stand_in(tmp_path):
     """The demo's own tokenizer is fitted to the stand-in's texts and an English word list (no bundled task
     text, no identifier), and the stand-in's copying reads every token of it: nothing P2E trains on is unread."""
-    from nanoemox.demo.language import token_coverage
-    from nanoemox.demo.pretrain import task_tokens, tokenizer_words
+    from nanoemox.standins.language import token_coverage
+    from nanoemox.standins.pretrain import task_tokens, tokenizer_words
 
     records = _synth_records(60)
     reading, samples, processor = _stand_in_reading(tmp_path, records)
@@ -232,7 +250,7 @@ def test_language_stand_in_feelings_use_every_emotion():
 
     from nanoemox.data.synth import EMOTIONS
     from nanoemox.data.synth.vocab import ADJECTIVE
-    from nanoemox.demo.language import feeling_sentences
+    from nanoemox.standins.language import feeling_sentences
 
     sentences = " ".join(feeling_sentences(random.Random(1), 500)).lower()
     assert all(ADJECTIVE[e] in sentences for e in EMOTIONS if e != "neutral")

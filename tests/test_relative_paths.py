@@ -295,7 +295,7 @@ def _short_config(source: Path, target: Path) -> Path:
 
 def _small_pretraining():
     """The stand-in pre-training cut to a few steps (only knobs this version has are set)."""
-    from nanoemox.demo.pretrain import PretrainConfig
+    from nanoemox.standins.pretrain import PretrainConfig
 
     return PretrainConfig(vision_epochs=1, speech_epochs=1, face_epochs=0, lm_steps=4, lm_feelings=50,
                           lm_instructions=50, lm_copies=50, lm_framed=50, batch_size=8)

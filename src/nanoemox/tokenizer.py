@@ -4,6 +4,9 @@ The placeholders (one special token per modality, DESIGN section 2) are added to
 tokenizer Nano-EmoX uses. The `tiny` preset has no pretrained tokenizer, so
 `build_tiny_tokenizer` trains a small byte-level BPE on a bundled text (deterministic,
 milliseconds): every byte stays representable, so any subtitle can be encoded.
+`build_word_tokenizer` is the stand-in backbones' tokenizer (`nanoemox.standins`): a
+byte-level BPE whose merges run to the end, so every word of its texts is one token,
+as common English words are in Qwen2.5's tokenizer.
 """
 
 from __future__ import annotations
@@ -69,4 +72,31 @@ def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()
     add_placeholder_tokens(tokenizer, config)
     if len(tokenizer) > vocab_size:
         raise ValueError(f"tiny tokenizer has {len(tokenizer)} tokens, more than the LM vocabulary {vocab_size}")
+    return tokenizer
+
+
+def build_word_tokenizer(config: NanoEmoXConfig, texts: Iterable[str], words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """A whole-word byte-level BPE fitted to `texts` and a word list.
+
+    The merges run until no pair is left, so every word of `texts` and every entry of
+    `words` is a single token, both at the start of a text (`sad`) and after a space
+    (` sad`), unless the pre-tokenizer splits it (`don't` is `don` + `'t`, as in GPT-2's
+    and Qwen's tokenizers); anything else still encodes byte by byte. Deterministic for
+    its inputs.
+    """
+    words = sorted(set(words))
+    specials = [END_OF_TEXT] + [config.placeholders[m] for m in MODALITIES]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1 << 20, special_tokens=specials,  # no cap: merge to whole words
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(itertools.chain(texts, words, [" " + " ".join(words)]), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT,
+                                        model_max_length=config.language.max_length)
+    add_placeholder_tokens(tokenizer, config)
+    whole = [form for w in words for form in (w, " " + w) if len(bpe.pre_tokenizer.pre_tokenize_str(form)) == 1]
+    split = [form for form in whole if len(tokenizer(form, add_special_tokens=False)["input_ids"]) != 1]
+    if split:
+        raise ValueError(f"word tokenizer: {len(split)} word(s) are not single tokens, e.g. {split[:5]}")
     return tokenizer

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from nanoemox.cli.options import UsageError
+from nanoemox.cli.options import StageProgress, UsageError
 
 
 def register(subparsers) -> None:
@@ -26,24 +25,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-class _Status:
-    """One line per stage on stderr, updated in place, so a long demo shows it is alive."""
-
-    def __init__(self) -> None:
-        self.stage, self.started, self.last = None, time.perf_counter(), 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if stage != self.stage:
-            if self.stage is not None:
-                sys.stderr.write("\n")
-            self.stage, self.started = stage, now
-        if now - self.last > 0.5 or done == total:
-            self.last = now
-            sys.stderr.write(f"\r  {stage:<12} {done}/{total}  {now - self.started:6.1f} s")
-            sys.stderr.flush()
-
-
 def run(args) -> int:
     # imported when the command runs, not at every start of the command line
     from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
@@ -54,7 +35,7 @@ def run(args) -> int:
                        threads=args.threads)
     if args.joint and not args.no_joint:
         opts.joint_config = packaged_config("demo_jot_tiny.yaml")
-    report = run_demo(opts, progress=_Status())
+    report = run_demo(opts, progress=StageProgress())
     sys.stderr.write("\n")
     print(f"\nNano-EmoX demo finished in {report['minutes']:.1f} min; model: {opts.out / 'model'}")
     for key, t in report["targets"].items():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 from pathlib import Path
 
 from nanoemox.decoding import Decoding, parse_max_new_tokens
@@ -175,3 +177,21 @@ def split_list(text: str | None) -> list[str] | None:
     """Comma-separated labels as a list, or None when empty."""
     items = [x.strip() for x in (text or "").split(",") if x.strip()]
     return items or None
+
+
+class StageProgress:
+    """One line per stage on stderr, updated in place, so a long demo shows it is alive."""
+
+    def __init__(self) -> None:
+        self.stage, self.started, self.last = None, time.perf_counter(), 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage != self.stage:
+            if self.stage is not None:
+                sys.stderr.write("\n")
+            self.stage, self.started = stage, now
+        if now - self.last > 0.5 or done == total:
+            self.last = now
+            sys.stderr.write(f"\r  {stage:<12} {done}/{total}  {now - self.started:6.1f} s")
+            sys.stderr.flush()

@@ -22,11 +22,16 @@ training clips and only scored on dev and test.
   subtitle or dialogue alone).
 - **95% intervals**: percentile bootstrap over the clips of each task (1,000 resamples,
   seeded).
+- **The ERG template** (`think_intact`): whether an answer keeps `<think>`, the four
+  numbered steps, one `</think>` and a reply; its share has an interval like the figures.
+- **The training split** (`train_subset`): the same figures on a seeded draw of training
+  records, to set fit against generalisation.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,11 +222,31 @@ def _resampled(figure: str, records: list[Record], texts: list[str | None], draw
 
 TASK_OF = {"mer_accuracy": "mer", "msa_waf": "msa", "mir_accuracy": "mir", "ovmer_fscore": "ovmer",
            "erg_emotion_accuracy": "erg"}
+_STEP_RE = re.compile(r"([1-4])\.\s*\S")  # "N." and some text after it
+
+
+def think_intact(text: str | None) -> bool:
+    """Whether an ERG answer keeps its template (surrounding whitespace aside).
+
+    Intact: it starts with `<think>`, holds one `<think>` and one `</think>`, between them
+    exactly four non-empty lines "1. ..." to "4. ..." in order, and a non-empty reply after
+    `</think>` (the form of `get_task("erg").format_target`). A missing answer is not intact.
+    """
+    text = (text or "").strip()
+    if not text.startswith("<think>") or text.count("<think>") != 1 or text.count("</think>") != 1:
+        return False
+    think, reply = text[len("<think>"):].split("</think>")
+    lines = [line.strip() for line in think.splitlines() if line.strip()]
+    steps = [_STEP_RE.match(line) for line in lines]
+    return ([int(m.group(1)) if m else None for m in steps] == [1, 2, 3, 4]) and bool(reply.strip())
+
+
 
 
 def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: int = 0,
                 resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, dict[str, float]]:
-    """Each headline figure of `texts` (id -> answer) with its 95% percentile-bootstrap interval."""
+    """Each headline figure of `texts` (id -> answer), and the share of intact ERG templates, with 95%
+    percentile-bootstrap intervals."""
     extractor = EmotionExtractor()
     rng = np.random.default_rng(seed)
     out = {}
@@ -231,6 +256,12 @@ def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: i
         value, values = _resampled(figure, chosen, [texts.get(r.id) for r in chosen], draws, extractor)
         low, high = np.percentile(values, [2.5, 97.5])
         out[figure] = {"value": value, "low": float(low), "high": float(high), "n": len(chosen)}
+    # After the headline figures, so their draws do not move.
+    erg = [r for r in records if r.task == "erg"]
+    intact = np.array([think_intact(texts.get(r.id)) for r in erg], dtype=float)
+    values = intact[rng.integers(0, len(erg), (resamples, len(erg)))].mean(1)
+    low, high = np.percentile(values, [2.5, 97.5])
+    out["erg_think_intact"] = {"value": float(intact.mean()), "low": float(low), "high": float(high), "n": len(erg)}
     return out
 
 
@@ -273,6 +304,30 @@ def baseline_answers(records: Sequence[Record], train: Sequence[Record], seed: i
             out["chance"][r.id] = _answer(task, rng.choice(options[task]))
             out["majority"][r.id] = _answer(task, majority)
     return out
+
+
+def train_subset(records: Sequence[Record], per_task: int, seed: int,
+                 tasks: Sequence[str] = tuple(TASK_OF.values())) -> list[Record]:
+    """At most `per_task` training records of each of `tasks`, the first of a shuffle seeded with `seed`
+    (the same records on every run), in the manifest's order."""
+    rng = random.Random(seed)
+    chosen: set[str] = set()
+    for task in tasks:
+        ids = [r.id for r in records if r.split == "train" and r.task == task]
+        rng.shuffle(ids)
+        chosen.update(ids[:per_task])
+    return [r for r in records if r.id in chosen]
+
+
+def mer_accuracy_by_cue(records: Sequence[Record], texts: dict[str, str | None]) -> dict[str, dict]:
+    """MER accuracy of `texts` per cue group (conflict clips left out; a missing answer is wrong)."""
+    task = get_task("mer")
+    hits: dict[str, list[int]] = {}
+    for r in (r for r in records if r.task == "mer" and not r.extra.get("conflict")):
+        text = texts.get(r.id)
+        hits.setdefault(r.extra.get("cue_group", "?"), []).append(
+            int(text is not None and task.parse(text, r.candidates) == r.target))
+    return {cue: {"accuracy": sum(h) / len(h), "n": len(h)} for cue, h in sorted(hits.items())}
 
 
 def read_predictions(folder: Path) -> dict[str, str]:

@@ -3,7 +3,7 @@
 1. generate SynthAffect (train/dev/test: 600/200/200 clips, all six tasks);
 2. build the tiny preset with a tokenizer fitted to what the language stand-in reads and
    the training split's words, and give its backbones the short stand-in pre-training of
-   `nanoemox.demo.pretrain`;
+   `nanoemox.standins.pretrain`;
 3. cache the frozen encoders' outputs for every clip (`nanoemox.features`);
 4. train P2E (configs/demo_p2e_tiny.yaml); with `joint_config`, also joint training with
    the same number of steps from the same start (`benchmarks/p2e_vs_joint.py` compares the
@@ -11,7 +11,8 @@
 5. evaluate on the dev and the test split with the SynthAffect benchmark of the harness
    (dev is where the demo's settings were chosen; test is only reported), the same model
    with video and audio masked (the text-only baseline), and MER with each modality
-   masked in turn;
+   masked in turn; the same figures on a seeded draw of training records (fit against
+   generalisation);
 6. diagnostics (`nanoemox.demo.diagnostics`): probes of every stage, the stand-ins' own
    heads on dev, chance and majority baselines, bootstrap intervals;
 7. write `report.md`, `report.json` and plots; the P2E model goes to `OUT/model`.
@@ -37,7 +38,7 @@ from nanoemox.data.manifest import Record, load_manifest
 from nanoemox.data.synth import EMOTIONS, generate
 from nanoemox.decoding import BUDGETS_FILE, read_budgets
 from nanoemox.demo import diagnostics
-from nanoemox.demo.pretrain import PretrainConfig, pretrain_tiny, tokenizer_texts
+from nanoemox.standins.pretrain import PretrainConfig, pretrain_tiny, tokenizer_texts
 from nanoemox.demo.report import headline, write_report
 from nanoemox.eval.harness import run_benchmark
 from nanoemox.features import FeatureCache, build_cache
@@ -83,6 +84,8 @@ class DemoOptions:
     language: dict = field(default_factory=lambda: dict(DEMO_LANGUAGE))
     lora: dict = field(default_factory=lambda: dict(DEMO_LORA))
     split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS
+    # The training split's figures (fit against generalisation) read at most this many records per task.
+    train_eval_per_task: int = 200
 
 
 class Stopwatch:
@@ -246,6 +249,18 @@ def score_figures(corpus: Path, records: list[Record], eval_dirs: dict[str, Path
     return {name: diagnostics.score_texts(records, texts, seed=opts.seed) for name, texts in answers.items()}
 
 
+def evaluate_train(model_dir: Path, features: Path, corpus: Path, records: list[Record], opts: DemoOptions,
+                   name: str) -> tuple[dict, dict, dict]:
+    """The fit side of the report: (benchmark result, figures with intervals and the chance and majority
+    baselines, MER accuracy per cue group) on at most `opts.train_eval_per_task` training records of each
+    headline task, drawn with the demo's seed (ERI left out: no headline figure)."""
+    chosen = diagnostics.train_subset(records, opts.train_eval_per_task, opts.seed)
+    folder = opts.out / "eval_p2e_train"
+    result = evaluate(model_dir, features, corpus, chosen, folder, opts, name)
+    scored = score_figures(corpus, chosen, {"p2e": folder}, opts)
+    return result, scored, diagnostics.mer_accuracy_by_cue(chosen, diagnostics.read_predictions(folder))
+
+
 # ---------------------------------------------------------------------- the whole run
 
 
@@ -293,6 +308,12 @@ def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
     scored = {split: clock.run(f"intervals and baselines ({split})", lambda: score_figures(
         corpus, splits[split], {k: v for k, v in folders[split].items() if k != "joint"}, opts))
         for split in ("dev", "test")}
+    # Fit against generalisation: the same figures on training records (no masked runs there, so
+    # the train "ablation" holds only its unmasked row).
+    train_result, scored["train"], train_cues = clock.run("P2E evaluation (train)", lambda: evaluate_train(
+        p2e, features, corpus, records, opts, runs["p2e"][2]))
+    results["train"] = {"p2e": train_result}
+    ablation["train"] = {"none": train_cues}
     final = opts.out / "model"
     clock.run("export", lambda: _export(p2e, final))
     report = headline(results, ablation, pre, clock, opts, corpus, checks, scored)

@@ -1,20 +1,30 @@
-"""The demo's report: headline figures, targets, modality ablation, P2E vs joint; JSON, markdown, plots."""
+"""The demo's report: headline figures on train, dev and test, targets, what shows the model did not learn,
+modality ablation, P2E vs joint; JSON, markdown, plots."""
 
 from __future__ import annotations
 
 import json
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from nanoemox.data.synth import EMOTIONS
 from nanoemox.demo.diagnostics import BOOTSTRAP_RESAMPLES as BOOTSTRAP
 
-# The figures the demo must reach on the SynthAffect test split (fractions).
-TARGETS = {"mer_accuracy": 0.90, "msa_waf": 0.90, "mir_accuracy": 0.90, "ovmer_fscore": 0.70,
+# The headline figures and what the demo must reach on the SynthAffect test split (fractions).
+TARGETS = {"mer_accuracy": 0.90, "msa_waf": 0.90, "mir_accuracy": 0.85, "ovmer_fscore": 0.65,
            "erg_emotion_accuracy": 0.80}
+CUES = ("face", "voice", "text")  # the single-cue groups: the emotion lives in that modality alone
+# Further targets: name -> (target, where its value is in the report).
+EXTRA_TARGETS: dict[str, tuple[float, tuple[str, ...]]] = {
+    "erg_think_intact": (0.95, ("erg_think_intact",)),
+    "train_mer_accuracy": (0.95, ("train", "mer_accuracy")),
+    **{f"{cue}_cue_mer_accuracy": (0.80, ("per_cue_accuracy", cue)) for cue in CUES}}
+BASELINES = ("text_only", "majority", "chance")
+# How far above chance MER accuracy on a single-cue group must be before the model counts as reading that cue.
+CUE_MARGIN = 0.30
 # Report key -> column name in the SynthAffect benchmark result (nanoemox.eval.harness).
 COLUMNS = {"mer_accuracy": "MER accuracy", "msa_waf": "MSA", "mir_accuracy": "MIR accuracy",
            "ovmer_fscore": "OVMER", "erg_emotion_accuracy": "ERG emotion accuracy",
@@ -23,16 +33,18 @@ COLUMNS = {"mer_accuracy": "MER accuracy", "msa_waf": "MSA", "mir_accuracy": "MI
 LABELS = {"mer_accuracy": "MER accuracy", "msa_waf": "MSA WAF", "mir_accuracy": "MIR accuracy",
           "ovmer_fscore": "OV-MER F-score", "erg_emotion_accuracy": "ERG emotion accuracy",
           "mer_hit_rate": "MER hit rate", "mir_waf": "MIR WAF", "erg_coarse_hit_rate": "ERG coarse hit rate",
-          "erg_dist1": "ERG Dist-1", "erg_dist2": "ERG Dist-2", "eri_token_f1": "ERI token F1"}
+          "erg_dist1": "ERG Dist-1", "erg_dist2": "ERG Dist-2", "eri_token_f1": "ERI token F1",
+          "erg_think_intact": "ERG answers with an intact `<think>` template"}
 
 
-def figures(result: dict) -> dict[str, float | None]:
-    """Fractions from a SynthAffect benchmark result (its columns are in percent)."""
+def figures(result: dict, optional: Sequence[str] = ()) -> dict[str, float | None]:
+    """Fractions from a SynthAffect benchmark result (its columns are in percent); the figures named in
+    `optional` (report keys) may lack a column (None: that task was not evaluated)."""
     by_name = {c["name"]: c["value"] for c in result["columns"]}
-    missing = [name for name in COLUMNS.values() if name not in by_name]
+    missing = [name for key, name in COLUMNS.items() if name not in by_name and key not in optional]
     if missing:
         raise KeyError(f"SynthAffect result lacks column(s) {missing}; it has {sorted(by_name)}")
-    return {key: (None if by_name[name] is None else by_name[name] / 100.0) for key, name in COLUMNS.items()}
+    return {key: (None if by_name.get(name) is None else by_name[name] / 100.0) for key, name in COLUMNS.items()}
 
 
 def _ablation_summary(ablation: dict) -> dict:
@@ -46,9 +58,9 @@ def _ablation_summary(ablation: dict) -> dict:
                     "or no subtitle"}
 
 
-def _split_figures(results: dict) -> dict[str, Any]:
+def _split_figures(results: dict, optional: Sequence[str] = ()) -> dict[str, Any]:
     """One split's headline figures of P2E, all its figures, and P2E against joint (None without joint)."""
-    p2e = figures(results["p2e"])
+    p2e = figures(results["p2e"], optional)
     out: dict[str, Any] = {**{k: p2e[k] for k in TARGETS}, "all_figures": p2e, "p2e_vs_joint": None}
     if "joint" in results:
         joint = figures(results["joint"])
@@ -65,25 +77,72 @@ def _check_scored(split: str, figures_: dict, scored: dict) -> None:
                                "for its interval; the two scorings disagree")
 
 
+def _add_scores(where: dict, split: str, scored: dict, cues: dict) -> None:
+    """A split's intervals, baselines, intact-template share and MER accuracy per cue group, into `where`."""
+    _check_scored(split, where["all_figures"], scored)
+    where["erg_think_intact"] = scored["p2e"]["erg_think_intact"]["value"]
+    where["intervals"] = {k: [v["low"], v["high"]] for k, v in scored["p2e"].items()}
+    where["baselines"] = {name: {k: v["value"] for k, v in figures_.items()}
+                          for name, figures_ in scored.items() if name != "p2e"}
+    where["baseline_intervals"] = {name: {k: [v["low"], v["high"]] for k, v in figures_.items()}
+                                   for name, figures_ in scored.items() if name != "p2e"}
+    where["per_cue_accuracy"] = {cue: v["accuracy"] for cue, v in cues.items()}
+
+
+def _lookup(report: dict, path: Sequence[str]) -> float | None:
+    for key in path:
+        report = report.get(key) if isinstance(report, dict) else None
+    return report
+
+
+def learning_problems(report: dict) -> list[str]:
+    """What shows the model did not learn (empty: nothing does), read from a report's test split.
+
+    Each headline figure's 95% interval must lie wholly above the best of its baselines
+    (text only, majority, chance), and MER accuracy on each single-cue group (face, voice,
+    text) must be at least CUE_MARGIN above chance.
+    """
+    problems = []
+    baselines, intervals = report.get("baselines") or {}, report.get("intervals") or {}
+    for key in TARGETS:
+        low = (intervals.get(key) or [None])[0]
+        values = {name: (baselines.get(name) or {}).get(key) for name in BASELINES}
+        lacks = ["a 95% interval"] * (low is None) + [f"the {n} baseline" for n, v in values.items() if v is None]
+        if lacks:
+            problems.append(f"{LABELS[key]}: the report lacks {' and '.join(lacks)}")
+            continue
+        best = max(values, key=values.get)
+        if not low > values[best]:
+            problems.append(f"{LABELS[key]}: the 95% interval starts at {_pct(low)}, not above the {best} "
+                            f"baseline's {_pct(values[best])}")
+    chance = 1.0 / len(EMOTIONS)
+    for cue in CUES:
+        accuracy = (report.get("per_cue_accuracy") or {}).get(cue)
+        if accuracy is None:
+            problems.append(f"MER accuracy on {cue}-cue clips: the report has none (no such test clips?)")
+        elif accuracy < chance + CUE_MARGIN:
+            problems.append(f"MER accuracy on {cue}-cue clips is {_pct(accuracy)}, less than "
+                            f"{_pct(CUE_MARGIN)} points above chance ({_pct(chance)})")
+    return problems
+
+
 def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corpus: Path, checks: dict,
              scored: dict) -> dict[str, Any]:
-    """report.json: test figures at the top (targets, intervals, baselines), the same under "dev", diagnostics."""
+    """report.json: test figures at the top (targets, intervals, baselines), the same under "dev" and
+    "train", what shows the model did not learn, diagnostics."""
     report = _split_figures(results)  # the test split
-    p2e = report["all_figures"]
-    report["targets"] = {k: {"target": t, "value": p2e[k], "met": p2e[k] is not None and p2e[k] >= t}
-                         for k, t in TARGETS.items()}
-    report["per_cue_accuracy"] = {cue: v["accuracy"] for cue, v in ablation["test"]["none"].items()}
-    report["modality_ablation"] = _ablation_summary(ablation["test"])
     report["dev"] = _split_figures(results["dev"])  # where the demo's settings are chosen
-    report["dev"]["per_cue_accuracy"] = {cue: v["accuracy"] for cue, v in ablation["dev"]["none"].items()}
+    report["train"] = _split_figures(results["train"], optional=("eri_token_f1",))  # ERI not evaluated there
+    for split, where in (("test", report), ("dev", report["dev"]), ("train", report["train"])):
+        _add_scores(where, split, scored[split], ablation[split]["none"])
+    report["modality_ablation"] = _ablation_summary(ablation["test"])
     report["dev"]["modality_ablation"] = _ablation_summary(ablation["dev"])
-    for split, figs, where in (("test", p2e, report), ("dev", report["dev"]["all_figures"], report["dev"])):
-        _check_scored(split, figs, scored[split])
-        where["intervals"] = {k: [v["low"], v["high"]] for k, v in scored[split]["p2e"].items()}
-        where["baselines"] = {name: {k: v["value"] for k, v in figures_.items()}
-                              for name, figures_ in scored[split].items() if name != "p2e"}
-        where["baseline_intervals"] = {name: {k: [v["low"], v["high"]] for k, v in figures_.items()}
-                                       for name, figures_ in scored[split].items() if name != "p2e"}
+    goals = {**TARGETS, **{k: t for k, (t, _) in EXTRA_TARGETS.items()}}
+    values = {**{k: report[k] for k in TARGETS},
+              **{k: _lookup(report, path) for k, (_, path) in EXTRA_TARGETS.items()}}
+    report["targets"] = {k: {"target": t, "value": values[k], "met": values[k] is not None and values[k] >= t}
+                         for k, t in goals.items()}
+    report["learning_problems"] = learning_problems(report)
     report["diagnostics"] = {**checks, "notes": {
         "probes": "logistic regression on one vector per clip (encoder features averaged over frames or windows, "
                   "branch tokens averaged), fitted on the training clips",
@@ -93,11 +152,18 @@ def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corp
                               "they were trained on",
         "baselines": "chance: a uniformly random answer per clip (seeded); majority: the training split's "
                      "commonest answer; text_only: the same model with video and audio masked",
-        "intervals": f"95% percentile bootstrap over clips ({BOOTSTRAP} resamples)"}}
+        "intervals": f"95% percentile bootstrap over clips ({BOOTSTRAP} resamples)",
+        "train": f"at most {opts.train_eval_per_task} training records per headline task (a seeded draw; ERI "
+                 "left out); baselines chance and majority only",
+        "erg_think_intact": "an ERG answer starting with <think>, one </think>, four numbered steps on lines "
+                            "of their own between them, and a non-empty reply after it",
+        "learning_problems": "on test: a headline figure whose 95% interval does not lie above its best "
+                             f"baseline, a single-cue MER group less than {CUE_MARGIN:.2f} above chance"}}
     report["pretraining"] = pretraining
     report["stages_seconds"] = clock.stages
     report["minutes"] = round(clock.minutes, 2)
     report["setup"] = {"clips": opts.clips, "split_fractions": list(opts.split_fractions), "seed": opts.seed,
+                       "train_eval_per_task": opts.train_eval_per_task,
                        "corpus": str(corpus),
                        "p2e_config": str(Path(opts.p2e_config).resolve()),
                        "joint_config": str(Path(opts.joint_config).resolve()) if opts.joint_config else None,
@@ -115,15 +181,34 @@ def _interval(pair) -> str:
     return f"[{_pct(pair[0])}, {_pct(pair[1])}]"
 
 
+def _target(targets: dict | None, key: str) -> str:
+    if not targets:
+        return "–"
+    return f"{_pct(targets[key]['target'])}{' (met)' if targets[key]['met'] else ''}"
+
+
 def _figure_rows(where: dict, targets: dict | None) -> list[str]:
+    """The headline figures and the intact-template share of one split: value, interval, baselines."""
     head = "| figure | target | P2E | 95% interval | text only | majority | chance |"
     rows = [head, "|---|---|---|---|---|---|---|"]
-    for key in TARGETS:
-        base = where["baselines"]
-        target = f"{_pct(targets[key]['target'])}{' (met)' if targets[key]['met'] else ''}" if targets else "–"
-        value, interval = _pct(where["all_figures"][key]), _interval(where["intervals"][key])
-        rows.append(f"| {LABELS[key]} | {target} | {value} | {interval} | {_pct(base['text_only'][key])} "
-                    f"| {_pct(base['majority'][key])} | {_pct(base['chance'][key])} |")
+    for key in (*TARGETS, "erg_think_intact"):
+        base = [_pct(where["baselines"].get(name, {}).get(key)) for name in BASELINES]
+        rows.append(f"| {LABELS[key]} | {_target(targets, key)} | {_pct(where[key])} "
+                    f"| {_interval(where['intervals'][key])} | " + " | ".join(base) + " |")
+    return rows
+
+
+def _fit_rows(report: dict) -> list[str]:
+    """Train against dev against test: each figure with its interval, then MER accuracy per single-cue group."""
+    splits = (report["train"], report["dev"], report)
+    rows = ["| figure | target | train | dev | test |", "|---|---|---|---|---|"]
+    for key in (*TARGETS, "erg_think_intact"):
+        cells = [f"{_pct(s[key])} {_interval(s['intervals'][key])}" for s in splits]
+        rows.append(f"| {LABELS[key]} | {_target(report['targets'], key)} | " + " | ".join(cells) + " |")
+    for cue in CUES:
+        cells = [_pct(s["per_cue_accuracy"].get(cue)) for s in splits]
+        target = _target(report["targets"], f"{cue}_cue_mer_accuracy")
+        rows.append(f"| MER accuracy, {cue}-cue clips | {target} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -154,6 +239,18 @@ def markdown(report: dict, results: dict) -> str:
              "Intervals: 95% bootstrap over clips.", ""]
     lines += _figure_rows(report, report["targets"])
     lines += ["", "Every column of the benchmark (percent):", "", results["p2e"]["table"], ""]
+    train_mer = report["targets"]["train_mer_accuracy"]
+    lines += ["## Fit against generalisation", "",
+              "The same figures on training records (a seeded draw of at most "
+              f"{setup['train_eval_per_task']} per task), on dev and on test, with 95% intervals. MER accuracy "
+              f"on the training records: target {_pct(train_mer['target'])}"
+              f"{', met' if train_mer['met'] else ', not met'}.", ""]
+    lines += _fit_rows(report)
+    problems = report["learning_problems"]
+    lines += ["", "What shows the model did not learn (on test: a headline figure whose interval does not lie "
+              "above its best baseline, a single-cue MER group less than "
+              f"{_pct(CUE_MARGIN)} points above chance): " + ("none." if not problems else ""), ""]
+    lines += [f"- {problem}" for problem in problems] + ([""] if problems else [])
     dev = report["dev"]
     lines += ["## Dev split", "", "The demo's settings (stand-in pre-training, phase lengths, learning rates, "
               "sampling) were chosen on this split; the test split above is only reported.", ""]
@@ -161,6 +258,8 @@ def markdown(report: dict, results: dict) -> str:
     if dev["p2e_vs_joint"]:
         lines += ["", "| figure | P2E | joint |", "|---|---|---|"]
         lines += [f"| {LABELS[k]} | {_pct(v['p2e'])} | {_pct(v['joint'])} |" for k, v in dev["p2e_vs_joint"].items()]
+    lines += ["", "## Training split", "", "Only the chance and majority baselines are scored here.", ""]
+    lines += _figure_rows(report["train"], None)
     lines.append("")
     lines += ["## Which modality carries the answer", "",
               "MER accuracy on test clips whose emotion lives only in one modality, with nothing masked and "

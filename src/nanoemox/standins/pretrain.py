@@ -17,7 +17,7 @@ What each stand-in sees, exactly:
   the prosody the voice *shows* (`extra.shown.voice`): the clip's emotion when the voice
   carries it, "neutral" otherwise; on voice-cue clips this is the MER target, as a
   speech encoder pretrained on emotional speech would know it.
-- language (the Qwen-Instruct stand-in, `nanoemox.demo.language`): everyday sentences
+- language (the Qwen-Instruct stand-in, `nanoemox.standins.language`): everyday sentences
   and sentences about feelings written by that module from its own word lists and the
   general emotion vocabulary, generic instruction turns that are none of the six tasks
   (alone, and inside the model's prompt framing, with the placeholders holding no
@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nanoemox.data.manifest import Record
 from nanoemox.data.synth import EMOTIONS, INTENTS
-from nanoemox.demo.language import flat_texts, framed_samples, language_corpus, language_texts, token_coverage
+from nanoemox.standins.language import flat_texts, framed_samples, language_corpus, language_texts, token_coverage
 from nanoemox.model import NanoEmoX
 from nanoemox.reproducible import seed_all
 from nanoemox.tasks import TASKS, get_task
@@ -67,12 +67,12 @@ class PretrainConfig:
     vision_epochs: int = 2
     speech_epochs: int = 6
     face_epochs: int = 0  # the Swin face encoder is the slowest part on a CPU; off by default
-    lm_steps: int = 700  # language stand-in: task-agnostic texts (nanoemox.demo.language)
+    lm_steps: int = 700  # language stand-in: task-agnostic texts (nanoemox.standins.language)
     lm_mix: tuple[tuple[str, float], ...] = (("sentences", 0.2), ("feelings", 0.2), ("instructions", 0.2),
                                              ("copying", 0.1), ("framed", 0.3))
     lm_sentences: int = 3000  # everyday sentences to draw from
-    lm_copies: int = 2000  # copying samples over the whole vocabulary (nanoemox.demo.language)
-    lm_framed: int = 3000  # generic requests inside the whole prompt framing (nanoemox.demo.language)
+    lm_copies: int = 2000  # copying samples over the whole vocabulary (nanoemox.standins.language)
+    lm_framed: int = 3000  # generic requests inside the whole prompt framing (nanoemox.standins.language)
     lm_feelings: int = 3000  # generic sentences about feelings to draw from
     lm_instructions: int = 3000  # generic instruction turns to draw from
     batch_size: int = 32
@@ -95,17 +95,18 @@ class _ClipMedia(Dataset):
         return media.pixel_values, media.face_pixel_values, media.audio_values
 
 
-def _unique_clips(records: Sequence[Record]) -> list[tuple[Record, str]]:
+def _unique_clips(records: Sequence[Record], split: str) -> list[tuple[Record, str]]:
     seen: dict[str, Record] = {}
     for r in records:
-        if r.split == "train" and r.media.get("video") and r.media["video"] not in seen:
+        if r.split == split and r.media.get("video") and r.media["video"] not in seen:
             seen[r.media["video"]] = r
     return [(r, path) for path, r in seen.items()]
 
 
-def decode_training_clips(records, processor, root: str, cfg: PretrainConfig, labels: list[str], progress=None):
-    """Decode each training clip once; keep the chosen frames and windows with their shown labels."""
-    clips = _unique_clips(records)
+def decode_training_clips(records, processor, root: str, cfg: PretrainConfig, labels: list[str], progress=None,
+                          split: str = "train"):
+    """Decode each clip of `split` once; keep the chosen frames and windows with their shown labels."""
+    clips = _unique_clips(records, split)
     loader = DataLoader(_ClipMedia([(r.id, p) for r, p in clips], processor, root), batch_size=None,
                         num_workers=cfg.workers)
     frames, faces, audio, face_y, voice_y = [], [], [], [], []
@@ -163,43 +164,66 @@ def _trainable(module: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+# Each encoder stand-in: the decoded inputs it reads and the labels it learns (keys of decode_training_clips).
+ENCODER_DATA = {"vision": ("frames", "face_labels"), "speech": ("audio", "voice_labels"), "face": ("faces", "face_labels")}
+
+
+def encoder_vector(model: NanoEmoX, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The per-input vector each branch reads from its encoder, which the stand-in's head classifies.
+
+    vision: CLS of hidden_states[feature_layer] ([N, 3, H, W] -> [N, D]); speech: mean of the
+    last layers over time ([N, samples] -> [N, D]); face: the pooled frame feature.
+    """
+    if name == "vision":
+        scene = model.scene
+        return scene.encoder(pixel_values=x, output_hidden_states=True).hidden_states[scene.cfg.feature_layer][:, 0]
+    if name == "speech":
+        speech = model.speech
+        hidden = speech.encoder(input_values=x, output_hidden_states=True).hidden_states
+        return torch.stack(hidden[-speech.cfg.pool_last_layers:]).mean(0).mean(1)
+    return model.face.encoder.frame_features(x)
+
+
 def pretrain_encoders(model: NanoEmoX, data: dict[str, torch.Tensor], labels: list[str], cfg: PretrainConfig,
                       progress: Progress | None = None) -> tuple[dict[str, float], dict[str, nn.Linear]]:
-    """Supervised expression/prosody pre-training of the tiny vision, face and speech encoders.
+    """Supervised expression/prosody pre-training of the tiny vision, speech and face encoders.
 
     Returns each stand-in's last-epoch training accuracy and its linear head. numpy's global
     generator is seeded too: transformers draws HuBERT's SpecAugment masks from it.
     """
     seed_all(cfg.seed)
-    scene, speech, face = model.scene, model.speech, model.face
+    encoders = {"vision": (model.scene.encoder, model.scene.width, cfg.vision_epochs, cfg.lr),
+                "speech": (model.speech.encoder, model.speech.width, cfg.speech_epochs, cfg.speech_lr),
+                "face": (model.face.encoder, model.face.encoder.feature_dim, cfg.face_epochs, cfg.lr)}
     out: dict[str, float] = {}
     heads: dict[str, nn.Linear] = {}
-    scene.encoder.train()
-
-    def vision(x):  # the feature the scene branch reads: CLS of hidden_states[feature_layer]
-        return scene.encoder(pixel_values=x, output_hidden_states=True).hidden_states[scene.cfg.feature_layer][:, 0]
-
-    out["vision_accuracy"], heads["vision"] = _fit(
-        "vision", vision, _trainable(scene.encoder), scene.width, data["frames"], data["face_labels"], len(labels),
-        cfg.vision_epochs, cfg.lr, cfg, progress)
-    speech.encoder.train()
-
-    def voice(x):  # the feature the speech branch reads: mean of the last layers, over time
-        hidden = speech.encoder(input_values=x, output_hidden_states=True).hidden_states
-        return torch.stack(hidden[-speech.cfg.pool_last_layers:]).mean(0).mean(1)
-
-    out["speech_accuracy"], heads["speech"] = _fit(
-        "speech", voice, _trainable(speech.encoder), speech.width, data["audio"], data["voice_labels"], len(labels),
-        cfg.speech_epochs, cfg.speech_lr, cfg, progress)
-    if cfg.face_epochs > 0:
-        face.encoder.train()
-        out["face_accuracy"], heads["face"] = _fit("face", face.encoder.frame_features, _trainable(face.encoder),
-                                    face.encoder.feature_dim, data["faces"], data["face_labels"], len(labels),
-                                    cfg.face_epochs, cfg.lr, cfg, progress)
+    for name, (encoder, width, epochs, lr) in encoders.items():
+        if epochs <= 0:
+            continue
+        encoder.train()
+        inputs, targets = ENCODER_DATA[name]
+        out[f"{name}_accuracy"], heads[name] = _fit(
+            name, lambda x, name=name: encoder_vector(model, name, x), _trainable(encoder), width, data[inputs],
+            data[targets], len(labels), epochs, lr, cfg, progress)
     for encoder in model.encoders().values():
         encoder.requires_grad_(False)
         encoder.eval()
     return out, heads
+
+
+@torch.no_grad()
+def head_accuracy(model: NanoEmoX, heads: dict[str, torch.Tensor], data: dict[str, torch.Tensor],
+                  batch: int = 64) -> dict[str, float]:
+    """Accuracy of the stand-ins' heads (a `{name}.weight` / `{name}.bias` state) on decoded clips."""
+    out = {}
+    for name, (inputs, targets) in ENCODER_DATA.items():
+        if f"{name}.weight" not in heads:
+            continue
+        x = data[inputs]
+        logits = torch.cat([encoder_vector(model, name, x[i:i + batch].float()) for i in range(0, len(x), batch)])
+        logits = logits @ heads[f"{name}.weight"].T + heads[f"{name}.bias"]
+        out[name] = float((logits.argmax(-1) == data[targets]).float().mean())
+    return out
 
 
 def _draw(rng: random.Random, samples: list, k: int) -> list:
@@ -255,7 +279,7 @@ def tokenizer_texts(records: Sequence[Record], cfg: PretrainConfig) -> list[str]
 
 def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg: PretrainConfig,
                       progress: Progress | None = None) -> dict[str, float]:
-    """Train the tiny LM on task-agnostic texts (`nanoemox.demo.language`), all its weights but LoRA.
+    """Train the tiny LM on task-agnostic texts (`nanoemox.standins.language`), all its weights but LoRA.
 
     Each batch mixes everyday sentences, sentences about feelings, generic instruction
     turns (alone and in the prompt framing) and copying in the shares `lm_mix`
