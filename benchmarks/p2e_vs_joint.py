@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_all(0)
     corpus = pipeline.make_corpus(opts, None)
     records = load_manifest(corpus / "manifest.jsonl")
-    init, _ = pipeline.pretrained_model(opts, corpus, records, None)
+    init, _ = pipeline.pretrained_model(opts, pipeline.standins_folder(opts, None))
     features = pipeline.cache_features(init, corpus, records, opts, None)
     shared = {"opts": opts, "corpus": corpus, "init": init, "features": features,
               "dev": [r for r in records if r.split == "dev"], "test": [r for r in records if r.split == "test"]}

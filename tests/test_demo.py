@@ -9,7 +9,6 @@ import torch
 import yaml
 
 from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
-from nanoemox.standins.pretrain import PretrainConfig
 from nanoemox.model import NanoEmoX
 
 
@@ -30,8 +29,6 @@ def _short_options(folder, joint: bool = True) -> DemoOptions:
         out=folder / "demo", clips=16, workers=1, batch_size=8,
         p2e_config=_short(defaults.p2e_config, folder / "p2e.yaml", 2),
         joint_config=_short(packaged_config("demo_jot_tiny.yaml"), folder / "joint.yaml", 3) if joint else None,
-        pretrain=PretrainConfig(vision_epochs=1, speech_epochs=2, lm_steps=4, batch_size=8, lm_sentences=50,
-                                lm_feelings=50, lm_instructions=50, lm_copies=50, lm_framed=50),
     )
 
 
@@ -60,11 +57,13 @@ def test_demo_runs_end_to_end(tmp_path):
     test_ids = {json.loads(line)["id"] for line in (out / "eval_p2e" / "predictions.jsonl").open()}
     assert dev_ids and test_ids and not dev_ids & test_ids
     assert saved == json.loads(json.dumps(report))
-    assert {"synthaffect", "vision", "speech", "language", "features"} <= set(stages)
+    assert {"synthaffect", "features"} <= set(stages)
+    assert not {"vision", "speech", "language"} & set(stages)  # the shipped stand-ins are loaded, not trained
     # The exported model is self-contained: it loads on its own.
     exported = NanoEmoX.from_pretrained(out / "model")
-    # The stand-ins pre-train scene, speech and language; the face encoder stays random, and says so.
-    assert exported.config.random_backbones == ["face"]
+    # Every backbone is a shipped stand-in (none random), recorded in the report with its manifest's checks.
+    assert exported.config.random_backbones == []
+    assert saved["pretraining"]["checks"]["oracle_reading"]["placeholders"]["accuracy"] >= 0.98
     # Diagnostics: intervals around every headline figure, three baselines, probes of every stage.
     for where in (saved, saved["dev"]):
         assert set(where["baselines"]) == {"text_only", "majority", "chance"}
@@ -75,7 +74,7 @@ def test_demo_runs_end_to_end(tmp_path):
     probes = saved["diagnostics"]["probes"]
     assert {"encoder/scene", "encoder/speech", "encoder/face", "tokens/speech", "tokens/fusion"} <= set(probes)
     assert all(0.0 <= probes[s]["test"] <= 1.0 for s in probes)
-    assert set(saved["diagnostics"]["stand_in_heads_dev"]) == {"vision", "speech"}
+    assert set(saved["diagnostics"]["stand_in_heads_dev"]) == {"vision", "speech", "face"}
     # The training split beside dev and test (fit against generalisation), and the intact <think> share.
     train = saved["train"]
     assert (out / "eval_p2e_train" / "results.json").is_file()
@@ -129,131 +128,6 @@ def _synth_records(n: int = 40):
     from nanoemox.data.synth.records import clip_records
 
     return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
-
-
-def _stand_in_reading(tmp_path, records):
-    """Exactly what the demo's language stand-in reads, built by the demo's own functions with its
-    default settings: every kind of sample it draws from, decoded, and the tokenizer's training texts
-    (the word list included). Returns (kind -> texts, tokenizer, processor)."""
-    from nanoemox.demo.pipeline import demo_tokenizer, stand_in_config
-    from nanoemox.standins.pretrain import language_samples, tokenizer_texts
-    from nanoemox.processor import NanoEmoXProcessor
-
-    opts = DemoOptions(out=tmp_path / "demo")
-    config, tokenizer = demo_tokenizer(opts, records)
-    processor = NanoEmoXProcessor.from_config(config, tokenizer)
-    samples = language_samples(processor, stand_in_config(opts))
-    reading = {kind: [tokenizer.decode(ids) for ids, _ in items] for kind, items in samples.items()}
-    reading["tokenizer texts"] = tokenizer_texts(records, stand_in_config(opts))
-    return reading, samples, processor
-
-
-def _forbidden(records) -> dict[str, str]:
-    """Texts the stand-in must never read -> why: every dev/test clip's words, every sentence SynthAffect's
-    wording tables can produce (subtitles, remarks, dialogue lines, ERG scenarios, goals and replies), every
-    task identifier and instruction, the answer templates and every long answer."""
-    from nanoemox.data.synth import text as wording
-    from nanoemox.tasks import TASKS, get_task
-
-    out = {}
-    for act, templates in wording.ACT_TEMPLATES.items():
-        out.update({t.format(topic=e.topic): f"subtitle ({act})" for t in templates for e in wording.EVENTS})
-    out.update({r: "remark" for by in wording.EMOTION_REMARKS.values() for rs in by.values() for r in rs if r})
-    out.update({e.opener: "dialogue opener" for e in wording.EVENTS})
-    out.update({e.scenario: "ERG scenario" for e in wording.EVENTS})
-    out.update({t: "dialogue line" for t in wording.HISTORY_PROMPTS + wording.LISTENER_OPENERS})
-    out.update({g: "ERG goal" for g in wording.GOALS.values()})
-    out.update({t.format(topic=e.topic): "ERG reply" for ts in wording.REPLIES.values() for t in ts
-                for e in wording.EVENTS})
-    for name, task in TASKS.items():
-        if task.identifier:
-            out[task.identifier] = f"{name} identifier"
-        for template in task.templates + task.candidate_templates:
-            out.update({part.strip(): f"{name} instruction" for part in template.split("{candidates}")
-                        if len(part.strip()) >= 12})
-    out.update({f: "answer template" for f in ("<think>", "</think>", "Event scenario:", "Speaker's emotion:",
-                                               "the emotion of the speaker is", "Emotion cause:",
-                                               "Goal of the response:", "Despite the polite smile", "Judging by")})
-    out.update({get_task(r.task).format_target(r.target): f"{r.task} answer" for r in records
-                if r.task in ("eri", "erg", "ovmer")})
-    for r in records:
-        if r.split != "train":
-            for text in [r.text] + [turn["text"] for turn in r.history or []]:
-                if text:
-                    out[text] = f"{r.split} clip {r.id}"
-    return out
-
-
-def _leaks(reading: dict[str, list[str]], forbidden: dict[str, str]) -> list[str]:
-    def norm(text: str) -> str:
-        return " ".join(text.lower().split())
-
-    found = []
-    for kind, texts in reading.items():
-        haystack = "\n".join(norm(t) for t in texts)
-        found += [f"{kind}: {why}: {text!r}" for text, why in forbidden.items() if norm(text) in haystack]
-    return found
-
-
-def test_language_stand_in_reads_no_task_and_no_synthaffect_text(tmp_path):
-    """What the demo's language stand-in reads (every source, the copying samples and the tokenizer's
-    word list) holds no dev/test clip's text, no sentence of SynthAffect's wording tables, no task
-    instruction or identifier, no answer template and no answer; one such text added is caught."""
-    records = _synth_records(60)
-    reading, samples, processor = _stand_in_reading(tmp_path, records)
-    assert set(reading) == {"sentences", "feelings", "instructions", "copying", "framed", "tokenizer texts"}
-    assert all(reading.values())
-    forbidden = _forbidden(records)
-    assert len([w for w in forbidden.values() if w.startswith(("dev", "test"))]) > 10
-    assert _leaks(reading, forbidden) == []
-    # The check catches one such text wherever it is added (a mutation of the reading).
-    from nanoemox.tasks import get_task
-
-    test_text = next(t for t, why in forbidden.items() if why.startswith("test clip"))
-    for kind, text in (("feelings", test_text), ("sentences", "I am over the moon about it!"),
-                       ("instructions", get_task("mer").templates[2]), ("copying", "[Intent]")):
-        mutated = {**reading, kind: reading[kind] + [f"Anna said: {text}"]}
-        assert len(_leaks(mutated, forbidden)) == 1, kind
-    # Framed requests sit in the whole prompt framing: every placeholder, then everyday words.
-    ids, labels = samples["framed"][0]
-    placeholders = set(processor.placeholder_ids.values())
-    assert sum(int(t) in placeholders for t in ids) == sum(processor.token_counts.values())
-    # Generic turns: the answer is learned, the request is not; everyday sentences are read whole.
-    ids, labels = samples["instructions"][0]
-    assert (labels == -100).sum() > 0 and (labels != -100).sum() > 0
-    ids, labels = samples["sentences"][0]
-    assert bool((labels == ids).all())
-
-
-def test_demo_tokenizer_is_read_whole_by_the_stand_in(tmp_path):
-    """The demo's own tokenizer is fitted to the stand-in's texts and an English word list (no bundled task
-    text, no identifier), and the stand-in's copying reads every token of it: nothing P2E trains on is unread."""
-    from nanoemox.standins.language import token_coverage
-    from nanoemox.standins.pretrain import task_tokens, tokenizer_words
-
-    records = _synth_records(60)
-    reading, samples, processor = _stand_in_reading(tmp_path, records)
-    tokenizer = processor.tokenizer
-    words = tokenizer_words(records)
-    assert "happy" in words and not [w for w in words if not w.replace("'", "").replace("-", "").isalpha()]
-    # "[Recognition]" is no merged piece of its own: the tokenizer never saw the identifier.
-    assert len(tokenizer("[Recognition]", add_special_tokens=False)["input_ids"]) > 2
-    task = [task_tokens(processor, r) for r in records if r.split == "train" and r.target is not None]
-    assert token_coverage(samples, task) == 1.0
-    special = set(tokenizer.all_special_ids)
-    read = {int(t) for ids, _ in samples["copying"] for t in ids}
-    assert {i for i in range(len(tokenizer)) if i not in special} <= read
-
-
-def test_language_stand_in_feelings_use_every_emotion():
-    import random
-
-    from nanoemox.data.synth import EMOTIONS
-    from nanoemox.data.synth.vocab import ADJECTIVE
-    from nanoemox.standins.language import feeling_sentences
-
-    sentences = " ".join(feeling_sentences(random.Random(1), 500)).lower()
-    assert all(ADJECTIVE[e] in sentences for e in EMOTIONS if e != "neutral")
 
 
 def _fingerprint(out) -> tuple[dict, dict]:

@@ -293,14 +293,6 @@ def _short_config(source: Path, target: Path) -> Path:
     return target
 
 
-def _small_pretraining():
-    """The stand-in pre-training cut to a few steps (only knobs this version has are set)."""
-    from nanoemox.standins.pretrain import PretrainConfig
-
-    return PretrainConfig(vision_epochs=1, speech_epochs=1, face_epochs=0, lm_steps=4, lm_feelings=50,
-                          lm_instructions=50, lm_copies=50, lm_framed=50, batch_size=8)
-
-
 def test_demo_out_is_the_working_directory(tmp_path, monkeypatch, untouched):
     """A relative --out of `nanoemox demo` is below the working directory, never beside its configs."""
     from nanoemox.demo import pipeline
@@ -311,7 +303,7 @@ def test_demo_out_is_the_working_directory(tmp_path, monkeypatch, untouched):
     real = pipeline.DemoOptions
 
     def small_options(**options):
-        return real(**options, batch_size=8, p2e_config=p2e, pretrain=_small_pretraining(), language={}, lora={})
+        return real(**options, batch_size=8, p2e_config=p2e, lora={})
 
     monkeypatch.setattr(pipeline, "DemoOptions", small_options)
     assert main(["demo", "--out", "my-demo", "--clips", "16", "--workers", "1", "--no-joint"]) == 0

@@ -75,7 +75,8 @@ def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()
     return tokenizer
 
 
-def build_word_tokenizer(config: NanoEmoXConfig, texts: Iterable[str], words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+def build_word_tokenizer(config: NanoEmoXConfig, texts: Iterable[str],
+                         words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     """A whole-word byte-level BPE fitted to `texts` and a word list.
 
     The merges run until no pair is left, so every word of `texts` and every entry of

@@ -55,10 +55,10 @@ from nanoemox.features import FeatureCache, media_key, stack_features
 from nanoemox.metrics import erg_scores, sentiment_waf
 from nanoemox.metrics.emotion import clusters_of
 from nanoemox.metrics.wheel import WHEELS, load_tables
+from nanoemox.standins import HEADS
 from nanoemox.tasks import get_task
-from nanoemox.utils import atomic_save_safetensors
 
-HEADS_FILE = "stand_in_heads.safetensors"
+HEADS_FILE = HEADS
 BOOTSTRAP_RESAMPLES = 1000
 # Which of a clip's modalities each branch sees.
 BRANCH_MODALITY = {"scene": "face", "speech": "voice", "face": "face"}
@@ -136,11 +136,6 @@ def probes(train: Clips, splits: dict[str, Clips], model=None) -> dict[str, dict
 # ---------------------------------------------------------------------- the stand-ins' own heads
 
 
-def save_heads(heads: dict[str, torch.nn.Linear], folder: Path) -> None:
-    tensors = {f"{name}.{p}": t for name, head in heads.items() for p, t in head.state_dict().items()}
-    atomic_save_safetensors(tensors, folder / HEADS_FILE)
-
-
 def stand_in_accuracy(folder: Path, clips: Clips, frames: Sequence[int], windows: Sequence[int]) -> dict[str, float]:
     """Accuracy of the encoder stand-ins' own heads on `clips`, on the frames and window they were trained on."""
     path = folder / HEADS_FILE
@@ -149,7 +144,8 @@ def stand_in_accuracy(folder: Path, clips: Clips, frames: Sequence[int], windows
     weights = load_file(path)
     out = {}
     for name, field, modality, picks in (("vision", "scene_cls", "face", frames),
-                                          ("speech", "speech_clips", "voice", windows)):
+                                          ("speech", "speech_clips", "voice", windows),
+                                          ("face", "face_frames", "face", frames)):
         if f"{name}.weight" not in weights:
             continue
         x = clips.features[field][:, list(picks)]  # [N, K, D]

@@ -1,9 +1,10 @@
 """`nanoemox demo`: the whole pipeline on a CPU, from nothing to a report.
 
 1. generate SynthAffect (train/dev/test: 600/200/200 clips, all six tasks);
-2. build the tiny preset with a tokenizer fitted to what the language stand-in reads and
-   the training split's words, and give its backbones the short stand-in pre-training of
-   `nanoemox.standins.pretrain`;
+2. build the tiny preset on the stand-in backbones shipped with the package
+   (`nanoemox.standins`, built once by `nanoemox standins build`: the language model,
+   its whole-word tokenizer and the scene, speech and face encoders, none of which read a
+   clip of this corpus); with `build_standins`, build them into `OUT/standins` first;
 3. cache the frozen encoders' outputs for every clip (`nanoemox.features`);
 4. train P2E (configs/demo_p2e_tiny.yaml); with `joint_config`, also joint training with
    the same number of steps from the same start (`benchmarks/p2e_vs_joint.py` compares the
@@ -24,7 +25,6 @@ figures and the same bytes in every `.safetensors` file.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -33,12 +33,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from nanoemox.config import tiny
+from transformers import AutoTokenizer
+
 from nanoemox.data.manifest import Record, load_manifest
-from nanoemox.data.synth import EMOTIONS, generate
+from nanoemox.data.synth import generate
 from nanoemox.decoding import BUDGETS_FILE, read_budgets
 from nanoemox.demo import diagnostics
-from nanoemox.standins.pretrain import PretrainConfig, pretrain_tiny, tokenizer_texts
 from nanoemox.demo.report import headline, write_report
 from nanoemox.eval.harness import run_benchmark
 from nanoemox.features import FeatureCache, build_cache
@@ -46,8 +46,9 @@ from nanoemox.inference import FeatureCachePredictor
 from nanoemox.model import build_model, load_model
 from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.reproducible import reproducible, seed_all
+from nanoemox.standins import HEADS, MANIFEST, packaged, read_manifest, standin_config
+from nanoemox.standins.build import BuildConfig, build_standins
 from nanoemox.tasks import get_task
-from nanoemox.tokenizer import build_tiny_tokenizer
 from nanoemox.train import Trainer, load_train_config
 from nanoemox.train.absent import AbsentModalities
 
@@ -62,10 +63,9 @@ def packaged_config(name: str) -> Path:
     return Path(str(resources.files("nanoemox.resources").joinpath(f"configs/{name}")))
 
 
-# Changes to the tiny preset for the demo, chosen on the dev split: LoRA rank 16 (alpha 32),
-# taken together with phase 3's 3e-3 learning rate (the dev runs changed both at once, so
-# their shares are not separated).
-DEMO_LANGUAGE: dict = {}
+# Changes to the stand-ins' LoRA config for the demo, chosen on the dev split: LoRA rank 16
+# (alpha 32), taken together with phase 3's 3e-3 learning rate (the dev runs changed both at
+# once, so their shares are not separated).
 DEMO_LORA = {"r": 16, "alpha": 32}
 
 
@@ -79,9 +79,12 @@ class DemoOptions:
     joint_config: Path | None = None  # e.g. packaged_config("demo_jot_tiny.yaml") to compare
     workers: int = 2
     batch_size: int = 16
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    # Overrides of the tiny preset's LM config and LoRA config (empty: the preset as it is).
-    language: dict = field(default_factory=lambda: dict(DEMO_LANGUAGE))
+    # The stand-in backbones: None loads the packaged ones; with `build_standins`, they are
+    # built into OUT/standins first (`standin_build` says how; about an hour on 2 cores).
+    standins: Path | None = None
+    build_standins: bool = False
+    standin_build: BuildConfig = field(default_factory=BuildConfig)
+    # Overrides of the LoRA config (empty: the tiny preset's).
     lora: dict = field(default_factory=lambda: dict(DEMO_LORA))
     split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS
     # The training split's figures (fit against generalisation) read at most this many records per task.
@@ -127,36 +130,36 @@ def make_corpus(opts: DemoOptions, progress: Progress | None) -> Path:
     return corpus
 
 
-def stand_in_config(opts: DemoOptions) -> PretrainConfig:
-    """The stand-ins' settings of this demo (its seed and worker count filled in)."""
-    return PretrainConfig(**{**opts.pretrain.__dict__, "seed": opts.seed, "workers": opts.workers})
+def standins_folder(opts: DemoOptions, progress: Progress | None) -> Path:
+    """The stand-in backbones this demo starts from: built into OUT/standins when asked, else given or packaged."""
+    if opts.build_standins:
+        folder = opts.out / "standins"
+        if not (folder / MANIFEST).is_file():
+            build_standins(folder, opts.standin_build, progress, command="nanoemox demo --build-standins")
+        return folder
+    return Path(opts.standins).expanduser().resolve() if opts.standins else packaged()
 
 
-def demo_tokenizer(opts: DemoOptions, records: list[Record]):
-    """(tiny config with the demo's LM and LoRA settings, the tokenizer fitted to what the stand-in reads)."""
-    config = tiny()
-    config.language.model_config.update(opts.language)
+def pretrained_model(opts: DemoOptions, standins: Path) -> tuple[Path, dict]:
+    """The tiny model on the stand-in backbones (fresh adapters, fusion and LoRA), saved self-contained.
+
+    Returns the folder and what the stand-ins' manifest says they read and reached.
+    """
+    target = opts.out / "pretrained"
+    manifest = read_manifest(standins)
+    summary = {"folder": str(standins), "command": manifest["command"], "commit": manifest["commit"],
+               "build_seconds": manifest["build_seconds"], "language": manifest["language"],
+               "encoders": manifest["encoders"], "checks": manifest["checks"]}
+    if (target / "config.json").is_file():
+        return target, summary
+    config = standin_config(standins)
     for key, value in opts.lora.items():
         setattr(config.lora, key, value)
-    # The tokenizer fits what the language stand-in reads, and knows the corpus's words.
-    return config, build_tiny_tokenizer(config, tokenizer_texts(records, stand_in_config(opts)), bundled=False)
-
-
-def pretrained_model(opts: DemoOptions, corpus: Path, records: list[Record], progress) -> tuple[Path, dict]:
-    """The tiny model with fitted tokenizer and pre-trained backbones, saved self-contained."""
-    target = opts.out / "pretrained"
-    metrics_path = target / "pretraining.json"
-    if metrics_path.is_file():
-        return target, json.loads(metrics_path.read_text())
-    config, tokenizer = demo_tokenizer(opts, records)
-    model = build_model(config, pretrained=False, tokenizer=tokenizer)
-    processor = NanoEmoXProcessor.from_config(config, tokenizer)
-    metrics, heads = pretrain_tiny(model, processor, records, str(corpus), list(EMOTIONS), stand_in_config(opts),
-                                   progress)
+    processor = NanoEmoXProcessor.from_config(config, AutoTokenizer.from_pretrained(config.language.tokenizer))
+    model = build_model(config, pretrained=True, tokenizer=processor.tokenizer)
     model.save_pretrained(target, self_contained=True, processor=processor)
-    diagnostics.save_heads(heads, target)
-    metrics_path.write_text(json.dumps(metrics, indent=2))
-    return target, metrics
+    shutil.copy(standins / HEADS, target / HEADS)  # the encoders' own heads, for the diagnostics
+    return target, summary
 
 
 def cache_features(model_dir: Path, corpus: Path, records: list[Record], opts: DemoOptions, progress) -> Path:
@@ -231,13 +234,14 @@ def modality_ablation(model_dir: Path, features: Path, corpus: Path, records: li
     return out
 
 
-def diagnose(model_dir: Path, init: Path, features: Path, records: list[Record], opts: DemoOptions) -> dict:
+def diagnose(model_dir: Path, init: Path, standins: Path, features: Path, records: list[Record]) -> dict:
     """Probes of every stage (fitted on train, scored on dev and test) and the stand-ins' own heads on dev."""
     cache = FeatureCache.open(features)
     clips = {split: diagnostics.clips_of(records, cache, split) for split in ("train", "dev", "test")}
     model = load_model(model_dir)
     probes = diagnostics.probes(clips["train"], {"dev": clips["dev"], "test": clips["test"]}, model)
-    heads = diagnostics.stand_in_accuracy(init, clips["dev"], opts.pretrain.frames, opts.pretrain.windows)
+    reading = read_manifest(standins)["config"]["reading"]  # the frames and audio window the heads learned on
+    heads = diagnostics.stand_in_accuracy(init, clips["dev"], reading["frames"], reading["windows"])
     return {"probes": probes, "stand_in_heads_dev": heads}
 
 
@@ -279,7 +283,8 @@ def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
     corpus = clock.run("synthaffect", lambda: make_corpus(opts, progress))
     records = load_manifest(corpus / "manifest.jsonl")
     splits = {split: [r for r in records if r.split == split] for split in ("dev", "test")}
-    init, pre = clock.run("pretraining", lambda: pretrained_model(opts, corpus, records, progress))
+    standins = clock.run("stand-ins", lambda: standins_folder(opts, progress))
+    init, pre = clock.run("model", lambda: pretrained_model(opts, standins))
     features = clock.run("feature cache", lambda: cache_features(init, corpus, records, opts, progress))
     runs = {"p2e": ("P2E", opts.p2e_config, "Nano-EmoX tiny, P2E")}
     if opts.joint_config is not None:
@@ -304,7 +309,7 @@ def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
             masked=("face", "voice")))
     ablation = {split: clock.run(f"modality ablation ({split})", lambda: modality_ablation(
         p2e, features, corpus, splits[split], opts)) for split in ("dev", "test")}
-    checks = clock.run("diagnostics", lambda: diagnose(p2e, init, features, records, opts))
+    checks = clock.run("diagnostics", lambda: diagnose(p2e, init, standins, features, records))
     scored = {split: clock.run(f"intervals and baselines ({split})", lambda: score_figures(
         corpus, splits[split], {k: v for k, v in folders[split].items() if k != "joint"}, opts))
         for split in ("dev", "test")}

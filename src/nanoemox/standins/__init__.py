@@ -69,10 +69,14 @@ def read_manifest(folder: str | Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc}); rebuild the stand-ins") from None
 
 
+WORK_DIR = "work"  # a build's own stages (`nanoemox.standins.build`), not part of the stand-ins
+
+
 def file_hashes(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file of a stand-in folder but the manifest, by relative path."""
+    """SHA-256 of every file of a stand-in folder (the manifest and a build's work folder aside), by relative path."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST and p.relative_to(folder).parts[0] != WORK_DIR}
 
 
 def check_folder(folder: Path) -> None:

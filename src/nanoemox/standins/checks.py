@@ -26,7 +26,7 @@ from torch import nn
 from nanoemox.config import LoRAConfig
 from nanoemox.data.synth import EMOTIONS
 from nanoemox.model.language import apply_lora
-from nanoemox.standins.language import Sample, generic_turns, language_texts, turn
+from nanoemox.standins.language import Sample, language_texts, turn
 
 MODES = ("placeholders", "fused", "fused+lora", "fixed+lora")
 

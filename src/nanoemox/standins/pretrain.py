@@ -1,22 +1,21 @@
-"""Short pre-training of the tiny preset's backbones on SynthAffect (tiny preset only).
+"""How each stand-in backbone learns (`nanoemox standins build` runs these on the stand-ins' own corpus).
 
 The paper preset starts from pretrained CLIP, HuBERT, FaceXFormer and Qwen2.5. The tiny
 preset has no such weights, so its frozen encoders would only hold random projections
-and its language model would know no words. Before the P2E curriculum, the demo gives
-each backbone a short stand-in for that pre-training, on the training split only.
+and its language model would know no words. The stand-in build gives each backbone a
+stand-in for that pre-training, once; the package ships the result.
 
 What each stand-in sees, exactly:
 
-- vision (the CLIP stand-in, and optionally the face encoder): single frames of the
-  training clips, each labelled with the expression the face *shows*
-  (`extra.shown.face`): the clip's emotion when the face carries it, "happy" for the
-  polite smile of a conflict clip, "neutral" otherwise. On the clips whose face carries
-  the emotion this label is the clip's MER target, so this is supervised expression
-  recognition, as FaceXFormer (trained on expression datasets) brings it.
-- speech (the HuBERT stand-in): one two-second window per training clip, labelled with
-  the prosody the voice *shows* (`extra.shown.voice`): the clip's emotion when the voice
-  carries it, "neutral" otherwise; on voice-cue clips this is the MER target, as a
-  speech encoder pretrained on emotional speech would know it.
+- vision (the CLIP stand-in) and face (the FaceXFormer stand-in): single frames (whole
+  frames for vision, face crops for face) of the training clips of a SynthAffect corpus
+  of the build's own seed, never the demo's, each labelled with the expression the face
+  *shows* (`extra.shown.face`): the clip's emotion when the face carries it, "happy" for
+  the polite smile of a conflict clip, "neutral" otherwise. This is supervised
+  expression recognition, as FaceXFormer (trained on expression datasets) brings it.
+- speech (the HuBERT stand-in): one two-second window per training clip of that corpus,
+  labelled with the prosody the voice *shows* (`extra.shown.voice`), as a speech encoder
+  pretrained on emotional speech would know it.
 - language (the Qwen-Instruct stand-in, `nanoemox.standins.language`): everyday sentences
   and sentences about feelings written by that module from its own word lists and the
   general emotion vocabulary, generic instruction turns that are none of the six tasks
@@ -27,10 +26,9 @@ What each stand-in sees, exactly:
 
 The encoder stand-ins see neither the task instructions nor which modality carries a
 clip's emotion (a clip's frames and its audio window are labelled separately, each by
-what that modality shows); no stand-in sees a dev/test record. Afterwards the backbones
-are frozen again, as in P2E: learning the six tasks is P2E's job. The encoder stand-ins'
-linear heads are kept beside the model (`stand_in_heads.safetensors`) so that the demo's
-diagnostics can report their accuracy on dev.
+what that modality shows). Afterwards the backbones are frozen, as in P2E: learning the
+six tasks is P2E's job. The encoders' linear heads are kept (`stand_in_heads.safetensors`)
+so that the demo's diagnostics can report their accuracy on its dev clips.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nanoemox.data.manifest import Record
 from nanoemox.data.synth import EMOTIONS, INTENTS
-from nanoemox.standins.language import flat_texts, framed_samples, language_corpus, language_texts, token_coverage
+from nanoemox.standins.language import framed_samples, language_corpus, language_texts, token_coverage
 from nanoemox.model import NanoEmoX
 from nanoemox.reproducible import seed_all
 from nanoemox.tasks import TASKS, get_task
@@ -272,11 +269,6 @@ def tokenizer_words(records: Sequence[Record]) -> list[str]:
     return sorted({word for text in texts for word in _WORD.findall(text)})
 
 
-def tokenizer_texts(records: Sequence[Record], cfg: PretrainConfig) -> list[str]:
-    """What the demo's tokenizer is fitted to: the stand-in's texts, and the training words as one list."""
-    return flat_texts(stand_in_texts(cfg)) + [" ".join(tokenizer_words(records))]
-
-
 def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg: PretrainConfig,
                       progress: Progress | None = None) -> dict[str, float]:
     """Train the tiny LM on task-agnostic texts (`nanoemox.standins.language`), all its weights but LoRA.
@@ -331,22 +323,3 @@ def pretrain_language(model: NanoEmoX, processor, records: Sequence[Record], cfg
     final = sum(losses[-20:]) / max(1, len(losses[-20:])) if losses else float("nan")
     logger.info("pre-training language: final loss %.3f", final)
     return {"language_loss": final, "language_token_coverage": coverage}
-
-
-def pretrain_tiny(model: NanoEmoX, processor, records: Sequence[Record], root: str, labels: list[str],
-                  cfg: PretrainConfig | None = None,
-                  progress: Progress | None = None) -> tuple[dict[str, float], dict[str, nn.Linear]]:
-    """All three stand-ins in order; returns what each reached and how long it took, and the encoders' heads."""
-    if model.config.preset != "tiny":
-        raise ValueError("backbone pre-training is a stand-in for the tiny preset only; the paper preset "
-                         "loads pretrained CLIP, HuBERT, FaceXFormer and Qwen2.5 weights")
-    cfg = cfg or PretrainConfig()
-    started = time.perf_counter()
-    data = decode_training_clips(records, processor, root, cfg, labels, progress)
-    metrics, heads = pretrain_encoders(model, data, labels, cfg, progress)
-    metrics.update(pretrain_language(model, processor, records, cfg, progress))
-    # The model folder records which backbones are still untrained (reports show them).
-    trained = {"scene", "speech", "language"} | ({"face"} if cfg.face_epochs > 0 else set())
-    model.config.random_backbones = [b for b in model.config.random_backbones if b not in trained]
-    metrics["seconds"] = time.perf_counter() - started
-    return metrics, heads
