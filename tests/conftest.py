@@ -212,3 +212,11 @@ class SchemathesisRun:
                 self.send(case)
 
             check()
+
+
+def synth_records(n: int = 40):
+    """SynthAffect records of all six tasks, planned but not rendered (no media needed)."""
+    from nanoemox.data.synth.plan import make_plans
+    from nanoemox.data.synth.records import clip_records
+
+    return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]

@@ -7,6 +7,7 @@ from collections import Counter
 
 import torch
 import yaml
+from conftest import synth_records
 
 from nanoemox.demo.pipeline import DemoOptions, packaged_config, run_demo
 from nanoemox.model import NanoEmoX
@@ -63,7 +64,7 @@ def test_demo_runs_end_to_end(tmp_path):
     exported = NanoEmoX.from_pretrained(out / "model")
     # Every backbone is a shipped stand-in (none random), recorded in the report with its manifest's checks.
     assert exported.config.random_backbones == []
-    assert saved["pretraining"]["checks"]["oracle_reading"]["placeholders"]["accuracy"] >= 0.98
+    assert saved["standins"]["checks"]["oracle_reading"]["placeholders"]["accuracy"] >= 0.98
     # Diagnostics: intervals around every headline figure, three baselines, probes of every stage.
     for where in (saved, saved["dev"]):
         assert set(where["baselines"]) == {"text_only", "majority", "chance"}
@@ -104,7 +105,7 @@ def test_bootstrap_and_baselines_score_with_the_benchmark():
     from nanoemox.eval.harness import score_run
     from nanoemox.tasks import get_task
 
-    records = _synth_records(60)
+    records = synth_records(60)
     test = [r for r in records if r.split == "test" and r.task != "eri"]
     perfect = {r.id: get_task(r.task).format_target(r.target) for r in test}
     perfect.update({r.id: ("positive" if r.target > 0 else "negative" if r.target < 0 else "neutral")
@@ -122,14 +123,6 @@ def test_bootstrap_and_baselines_score_with_the_benchmark():
     assert abs(diagnostics.score_texts(test, answers["chance"], resamples=10)["ovmer_fscore"]["value"] - ovmer) < 1e-9
 
 
-def _synth_records(n: int = 40):
-    """SynthAffect records of all six tasks, planned but not rendered (no media needed)."""
-    from nanoemox.data.synth.plan import make_plans
-    from nanoemox.data.synth.records import clip_records
-
-    return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
-
-
 def _fingerprint(out) -> tuple[dict, dict]:
     """SHA-256 of every .safetensors file a demo wrote, and its report without times and paths."""
     import hashlib
@@ -139,7 +132,6 @@ def _fingerprint(out) -> tuple[dict, dict]:
     report = json.loads((out / "report.json").read_text())
     for key in ("minutes", "stages_seconds", "setup"):
         report.pop(key)
-    report["pretraining"].pop("seconds")
     return hashes, report
 
 

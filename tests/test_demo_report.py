@@ -7,21 +7,19 @@ import copy
 from pathlib import Path
 
 import pytest
+from conftest import synth_records
 
-from nanoemox.demo.diagnostics import mer_accuracy_by_cue, score_texts, think_intact, train_subset
+from nanoemox.demo.diagnostics import (
+    mer_accuracy_by_cue,
+    score_texts,
+    think_intact,
+    train_subset,
+)
 from nanoemox.demo.report import EXTRA_TARGETS, TARGETS, learning_problems
 from nanoemox.tasks import get_task
 
 STEPS = ("1. Event scenario: A friend calls.\n2. Speaker's emotion: the emotion of the speaker is happy.\n"
          "3. Emotion cause: The speaker feels glad.\n4. Goal of the response: Share the joy.")
-
-
-def _synth_records(n: int = 40):
-    """SynthAffect records of all six tasks, planned but not rendered (no media needed)."""
-    from nanoemox.data.synth.plan import make_plans
-    from nanoemox.data.synth.records import clip_records
-
-    return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
 
 
 # ---------------------------------------------------------------------- think_intact
@@ -35,7 +33,7 @@ def test_think_intact_accepts_the_template():
     assert think_intact(f"<think>{STEPS}</think>\nThat is wonderful.")
     assert think_intact(f"  <think>\n{STEPS}\n</think> That is wonderful.\n")  # surrounding whitespace aside
     # Every SynthAffect ERG target is intact.
-    assert all(think_intact(erg.format_target(r.target)) for r in _synth_records(20) if r.task == "erg")
+    assert all(think_intact(erg.format_target(r.target)) for r in synth_records(20) if r.task == "erg")
 
 
 @pytest.mark.parametrize("text", [
@@ -57,7 +55,7 @@ def test_think_intact_refuses_a_broken_template(text):
 
 
 def test_think_share_has_an_interval():
-    records = [r for r in _synth_records(60) if r.split == "test" and r.task != "eri"]
+    records = [r for r in synth_records(60) if r.split == "test" and r.task != "eri"]
     erg = [r for r in records if r.task == "erg"]
     texts = {r.id: get_task(r.task).format_target(r.target) for r in records if r.task == "erg"}
     broken = {r.id: texts[r.id].replace("</think>", "") for r in erg[: len(erg) // 2]}
@@ -128,7 +126,7 @@ def test_ci_checks_the_report_with_learning_problems():
 
 
 def test_train_subset_is_seeded_capped_and_train_only():
-    records = _synth_records(60)
+    records = synth_records(60)
     chosen = train_subset(records, 5, seed=0)
     assert {r.split for r in chosen} == {"train"}
     per_task = {t: sum(r.task == t for r in chosen) for t in ("mer", "msa", "mir", "ovmer", "erg", "eri")}
@@ -142,7 +140,7 @@ def test_train_subset_is_seeded_capped_and_train_only():
 
 
 def test_mer_accuracy_by_cue_counts_missing_answers_wrong():
-    records = [r for r in _synth_records(60) if r.task == "mer" and not r.extra.get("conflict")]
+    records = [r for r in synth_records(60) if r.task == "mer" and not r.extra.get("conflict")]
     face = [r for r in records if r.extra["cue_group"] == "face"]
     texts = {r.id: r.target for r in records}
     texts.pop(face[0].id)

@@ -8,7 +8,6 @@ of its outputs, and every path the command recorded in its JSON outputs is absol
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil

@@ -6,19 +6,12 @@ import json
 
 import pytest
 import torch
+from conftest import synth_records
 
 from nanoemox.data.synth import EMOTIONS, INTENTS
 from nanoemox.standins import MANIFEST, check_folder, packaged, read_manifest, standin_config
 from nanoemox.standins.build import BuildConfig, stand_in_tokenizer
 from nanoemox.standins.pretrain import language_samples
-
-
-def _synth_records(n: int = 40):
-    """SynthAffect records of all six tasks, planned but not rendered (no media needed)."""
-    from nanoemox.data.synth.plan import make_plans
-    from nanoemox.data.synth.records import clip_records
-
-    return [r for plan in make_plans(n, seed=3) for r in clip_records(plan)]
 
 
 def _stand_in_reading(records):
@@ -88,7 +81,7 @@ def test_language_stand_in_reads_no_task_and_no_synthaffect_text():
     """What the language stand-in reads (every source, the copying samples and the tokenizer's
     texts and word list) holds no dev/test clip's text, no sentence of SynthAffect's wording tables, no task
     instruction or identifier, no answer template and no answer; one such text added is caught."""
-    records = _synth_records(60)
+    records = synth_records(60)
     reading, samples, processor = _stand_in_reading(records)
     assert set(reading) == {"sentences", "feelings", "instructions", "copying", "framed", "tokenizer texts"}
     assert all(reading.values())
@@ -132,7 +125,7 @@ def test_word_tokenizer_reads_words_whole(tmp_path):
     from nanoemox.standins.language import token_coverage
     from nanoemox.standins.pretrain import task_tokens, tokenizer_words
 
-    records = _synth_records(60)
+    records = synth_records(60)
     reading, samples, processor = _stand_in_reading(records)
     tokenizer = processor.tokenizer
     words = tokenizer_words(records)

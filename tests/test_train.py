@@ -72,6 +72,29 @@ def test_phase_applies_groups_and_optimizer_covers_exactly_trainable(tiny_model)
         check_optimizer_coverage(tiny_model, groups)
 
 
+def test_lr_scale_gives_a_group_its_own_learning_rate(tiny_model):
+    """`lr_scale` sets the named groups' learning rate to lr times the factor, the schedule scales all alike,
+    and a group that does not train is refused."""
+    from nanoemox.model.groups import group_of
+    from nanoemox.train.config import PhaseConfig
+    from nanoemox.train.optim import build_scheduler
+
+    phase = PhaseConfig(name="p3", trainable=["fusion", "lora"], steps=10, lr=1e-2, tasks={"mer": 1},
+                        lr_scale={"fusion": 0.1}, warmup_steps=0)
+    set_trainable(tiny_model, phase.trainable)
+    optimizer = build_optimizer(tiny_model, phase)
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    lrs = {group_of(names[id(p)]): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert lrs == {"fusion": pytest.approx(1e-3), "lora": pytest.approx(1e-2)}
+    scheduler = build_scheduler(optimizer, phase)
+    optimizer.step()
+    scheduler.step()
+    ratios = {g["lr"] / (1e-2 if g["lr"] > 2e-3 else 1e-3) for g in optimizer.param_groups}
+    assert len({round(r, 9) for r in ratios}) == 1  # one schedule for every group
+    with pytest.raises(ValueError, match="lr_scale"):
+        PhaseConfig(name="p", trainable=["lora"], steps=1, lr=1.0, tasks={"mer": 1}, lr_scale={"fusion": 0.1})
+
+
 def test_bad_config_is_reported(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("phases: [{name: a, trainable: [adapters], steps: 1, lr: 1, tasks: {mer: 1}}]\n")

@@ -128,7 +128,7 @@ def learning_problems(report: dict) -> list[str]:
     return problems
 
 
-def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corpus: Path, checks: dict,
+def headline(results: dict, ablation: dict, standins: dict, clock, opts, corpus: Path, checks: dict,
              scored: dict) -> dict[str, Any]:
     """report.json: test figures at the top (targets, intervals, baselines), the same under "dev" and
     "train", what shows the model did not learn, diagnostics."""
@@ -168,7 +168,7 @@ def headline(results: dict, ablation: dict, pretraining: dict, clock, opts, corp
                             "of their own between them, and a non-empty reply after it",
         "learning_problems": "on test: a headline figure whose 95% interval does not lie above its best "
                              f"baseline, a single-cue MER group less than {CUE_MARGIN:.2f} above chance"}}
-    report["pretraining"] = pretraining
+    report["standins"] = standins  # what the stand-in backbones read and reached (their manifest)
     report["stages_seconds"] = clock.stages
     report["minutes"] = round(clock.minutes, 2)
     report["setup"] = {"clips": opts.clips, "split_fractions": list(opts.split_fractions), "seed": opts.seed,
@@ -300,7 +300,7 @@ def markdown(report: dict, results: dict) -> str:
                   "mean and standard deviation.", ""]
     lines += ["## Time", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {sec} |" for name, sec in report["stages_seconds"].items()]
-    lines += ["", *_standin_lines(report["pretraining"]), "",
+    lines += ["", *_standin_lines(report["standins"]), "",
               "Loss curves: `p2e/loss.png`. Confusion matrices: `eval_p2e/`.", ""]
     return "\n".join(lines)
 

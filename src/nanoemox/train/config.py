@@ -48,9 +48,16 @@ class PhaseConfig:
     # subtitle), so the model learns that a missing modality is no evidence. Not in the
     # paper; off unless a phase sets it.
     modality_dropout: dict[str, float] | None = None
+    # Learning-rate factor per trainable group (e.g. {scene_adapter: 0.1}): those groups learn at
+    # lr times the factor; the others at lr.
+    lr_scale: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         check_groups(self.trainable)
+        for group, factor in (self.lr_scale or {}).items():
+            if group not in self.trainable or not float(factor) > 0:
+                raise ValueError(f"phase {self.name!r}: lr_scale takes trainable groups {self.trainable} with a "
+                                 f"positive factor, got {group!r}: {factor!r}")
         unsaved = [g for g in self.trainable if g not in SAVED_GROUPS]
         if unsaved:
             # Model folders and checkpoints refer to the backbones and store only these groups:

@@ -7,6 +7,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from nanoemox.model.common import sequence_loss  # noqa: F401  (the training loss, re-exported)
+from nanoemox.model.groups import group_of
 from nanoemox.train.config import PhaseConfig
 
 
@@ -16,16 +17,27 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def build_optimizer(model: nn.Module, phase: PhaseConfig) -> torch.optim.AdamW:
-    """AdamW over exactly the trainable parameters (asserted), with and without weight decay."""
+    """AdamW over exactly the trainable parameters (asserted), with and without weight decay.
+
+    With `phase.lr_scale`, the parameters of each named group learn at `lr` times its factor
+    (the schedule scales every group alike).
+    """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError(f"phase {phase.name!r} trains nothing: groups {phase.trainable} have no parameters")
-    decay = [p for n, p in named if not _no_decay(n, p)]
-    plain = [p for n, p in named if _no_decay(n, p)]
-    groups = [g for g in (
-        {"params": decay, "weight_decay": phase.weight_decay},
-        {"params": plain, "weight_decay": 0.0},
-    ) if g["params"]]
+    scales = phase.lr_scale or {}
+
+    def scale(name: str) -> float:
+        return float(scales.get(group_of(name), 1.0)) if scales else 1.0
+
+    groups = []
+    for factor in sorted({scale(n) for n, _ in named}):
+        chosen = [(n, p) for n, p in named if scale(n) == factor]
+        groups += [g for g in (
+            {"params": [p for n, p in chosen if not _no_decay(n, p)], "weight_decay": phase.weight_decay,
+             "lr": phase.lr * factor},
+            {"params": [p for n, p in chosen if _no_decay(n, p)], "weight_decay": 0.0, "lr": phase.lr * factor},
+        ) if g["params"]]
     check_optimizer_coverage(model, groups)
     return torch.optim.AdamW(groups, lr=phase.lr, betas=phase.betas)
 
