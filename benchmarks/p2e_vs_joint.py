@@ -4,7 +4,7 @@ The question of the paper, asked of the demo: does training perception first and
 last beat training all tasks at once? One SynthAffect corpus, one stand-in pre-training of
 the tiny backbones and one feature cache are made once (`nanoemox demo`'s stages, seed 0);
 then for every seed both runs start from that same pre-trained model and train with the
-demo's configs (`demo_p2e_tiny.yaml`, `demo_jot_tiny.yaml`: 2,400 steps each), with the
+demo's configs (`demo_p2e_tiny.yaml`, `demo_jot_tiny.yaml`: 3,400 steps each), with the
 seed deciding the new weights (adapters, fusion, LoRA), data order and dropout. Each run is
 scored on dev and test with the SynthAffect benchmark.
 
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                                            for kind, r in runs[seed].items()), flush=True)
     summary = summarise(runs)
     result = {"summary": summary, "runs": {str(s): r for s, r in runs.items()}, "seeds": args.seeds,
-              "clips": args.clips, "steps": "2,400 per run (demo configs)",
+              "clips": args.clips, "steps": "3,400 per run (demo configs)",
               "p2e_config": str(opts.p2e_config), "joint_config": str(opts.joint_config),
               "minutes": round((time.perf_counter() - started) / 60, 1),
               "setup": {"torch": torch.__version__, "threads": torch.get_num_threads(),
