@@ -252,6 +252,13 @@ def test_short_build_resumes_and_its_standins_load(tmp_path):
     assert main(["standins", "build", "--out", str(out), "--short", "--workers", "1"]) == 0
     assert (out / "work" / "language.json").stat().st_mtime_ns == language  # resumed, not redone
     assert json.loads((out / MANIFEST).read_text())["files"] == first
+    # Resuming with other settings would mix two builds: refused, naming the work folder.
+    from nanoemox.standins.build import build_standins
+
+    other = BuildConfig.short()
+    other.reading.lm_steps += 1
+    with pytest.raises(ValueError, match="other settings"):
+        build_standins(out, other)
     from transformers import AutoTokenizer
 
     config = standin_config(out)

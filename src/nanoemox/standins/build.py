@@ -111,12 +111,30 @@ class Build:
         self.seconds[name] = round(time.perf_counter() - start, 1)
         return result
 
+    def _settings(self) -> dict:
+        """What a stage's result depends on: the build's config but the worker count (decoding order is fixed)."""
+        settings = asdict(self.cfg)
+        settings.pop("workers")
+        settings["reading"].pop("workers")
+        return settings
+
     def _metrics(self, name: str) -> dict | None:
+        """A finished stage's figures; None when it is still to run. A stage finished with other settings is
+        refused: resuming it would mix two builds."""
         path = self.work / f"{name}.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        metrics = json.loads(path.read_text())
+        if metrics.get("settings") != json.loads(json.dumps(self._settings())):
+            raise ValueError(f"{path}: this stage was built with other settings than this build's; delete "
+                             f"{self.work} (or build into another --out) to start again")
+        return {k: v for k, v in metrics.items() if k != "settings"}
 
     def _done(self, name: str, metrics: dict) -> None:
-        (self.work / f"{name}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        path = self.work / f"{name}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({**metrics, "settings": self._settings()}, indent=2) + "\n")
+        tmp.replace(path)  # a stage counts as done only once its figures are whole
 
     def run(self) -> dict:
         self.work.mkdir(parents=True, exist_ok=True)
