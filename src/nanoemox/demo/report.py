@@ -162,7 +162,7 @@ def headline(results: dict, ablation: dict, standins: dict, clock, opts, corpus:
         "baselines": "chance: a uniformly random answer per clip (seeded); majority: the training split's "
                      "commonest answer; text_only: the same model with video and audio masked",
         "intervals": f"95% percentile bootstrap over clips ({BOOTSTRAP} resamples)",
-        "train": f"at most {opts.train_eval_per_task} training records per headline task (a seeded draw; ERI "
+        "training_records": f"at most {opts.train_eval_per_task} training records per headline task (a seeded draw; ERI "
                  "left out); baselines chance and majority only",
         "erg_think_intact": "an ERG answer starting with <think>, one </think>, four numbered steps on lines "
                             "of their own between them, and a non-empty reply after it",
