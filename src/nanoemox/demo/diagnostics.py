@@ -58,7 +58,6 @@ from nanoemox.metrics.wheel import WHEELS, load_tables
 from nanoemox.standins import HEADS
 from nanoemox.tasks import get_task
 
-HEADS_FILE = HEADS
 BOOTSTRAP_RESAMPLES = 1000
 # Which of a clip's modalities each branch sees.
 BRANCH_MODALITY = {"scene": "face", "speech": "voice", "face": "face"}
@@ -138,7 +137,7 @@ def probes(train: Clips, splits: dict[str, Clips], model=None) -> dict[str, dict
 
 def stand_in_accuracy(folder: Path, clips: Clips, frames: Sequence[int], windows: Sequence[int]) -> dict[str, float]:
     """Accuracy of the encoder stand-ins' own heads on `clips`, on the frames and window they were trained on."""
-    path = folder / HEADS_FILE
+    path = folder / HEADS
     if not path.is_file():
         return {}
     weights = load_file(path)
