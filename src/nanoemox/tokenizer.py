@@ -41,18 +41,9 @@ def load_tokenizer(name_or_path: str, config: NanoEmoXConfig) -> PreTrainedToken
     return tokenizer
 
 
-def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = (),
-                         bundled: bool = True) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer sized for the tiny preset's vocabulary.
-
-    `extra_texts` (e.g. the training texts of a corpus) join the bundled text, so the
-    merges fit the words the model will read, as a real tokenizer fits its corpus. With
-    `bundled=False` only `extra_texts` are used (the demo fits the tokenizer to exactly
-    what its language stand-in reads; the bundled text holds task instructions).
-    """
-    vocab_size = int(config.language.model_config.get("vocab_size", 2048))
+def _byte_level_bpe(config: NanoEmoXConfig, texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on `texts` up to `vocab_size` tokens, with the end of text and the placeholders."""
     specials = [END_OF_TEXT] + [config.placeholders[m] for m in MODALITIES]
-    text = resources.files("nanoemox.resources").joinpath("tiny_tokenizer_corpus.txt").read_text("utf-8") if bundled else ""
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -62,7 +53,7 @@ def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    bpe.train_from_iterator(itertools.chain(text.splitlines(), extra_texts), trainer=trainer)
+    bpe.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         eos_token=END_OF_TEXT,
@@ -70,6 +61,18 @@ def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()
         model_max_length=config.language.max_length,
     )
     add_placeholder_tokens(tokenizer, config)
+    return tokenizer
+
+
+def build_tiny_tokenizer(config: NanoEmoXConfig, extra_texts: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer sized for the tiny preset's vocabulary.
+
+    `extra_texts` (e.g. the training texts of a corpus) join the bundled text, so the
+    merges fit the words the model will read, as a real tokenizer fits its corpus.
+    """
+    vocab_size = int(config.language.model_config.get("vocab_size", 2048))
+    text = resources.files("nanoemox.resources").joinpath("tiny_tokenizer_corpus.txt").read_text("utf-8")
+    tokenizer = _byte_level_bpe(config, itertools.chain(text.splitlines(), extra_texts), vocab_size)
     if len(tokenizer) > vocab_size:
         raise ValueError(f"tiny tokenizer has {len(tokenizer)} tokens, more than the LM vocabulary {vocab_size}")
     return tokenizer
@@ -86,17 +89,10 @@ def build_word_tokenizer(config: NanoEmoXConfig, texts: Iterable[str],
     its inputs.
     """
     words = sorted(set(words))
-    specials = [END_OF_TEXT] + [config.placeholders[m] for m in MODALITIES]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1 << 20, special_tokens=specials,  # no cap: merge to whole words
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    bpe.train_from_iterator(itertools.chain(texts, words, [" " + " ".join(words)]), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT,
-                                        model_max_length=config.language.max_length)
-    add_placeholder_tokens(tokenizer, config)
-    whole = [form for w in words for form in (w, " " + w) if len(bpe.pre_tokenizer.pre_tokenize_str(form)) == 1]
+    # No cap on the vocabulary: the merges run to whole words.
+    tokenizer = _byte_level_bpe(config, itertools.chain(texts, words, [" " + " ".join(words)]), 1 << 20)
+    pre_tokenize = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str
+    whole = [form for w in words for form in (w, " " + w) if len(pre_tokenize(form)) == 1]
     split = [form for form in whole if len(tokenizer(form, add_special_tokens=False)["input_ids"]) != 1]
     if split:
         raise ValueError(f"word tokenizer: {len(split)} word(s) are not single tokens, e.g. {split[:5]}")

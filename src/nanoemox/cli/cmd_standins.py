@@ -10,7 +10,7 @@ from nanoemox.cli.options import StageProgress, UsageError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("standins", help="build the CPU demo's pretrained stand-in backbones (hours), or show them")
+    p = subparsers.add_parser("standins", help="build the CPU demo's pretrained stand-in backbones (about an hour), or show them")
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = sub.add_parser("build", help="pre-train the four stand-in backbones from scratch, check and package them")
     build.add_argument("--out", required=True, help="output folder; a rerun resumes after the last finished stage")

@@ -48,7 +48,6 @@ from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.reproducible import reproducible, seed_all
 from nanoemox.standins import HEADS, MANIFEST, packaged, read_manifest, standin_config
 from nanoemox.standins.build import BuildConfig, build_standins
-from nanoemox.tasks import get_task
 from nanoemox.train import Trainer, load_train_config
 from nanoemox.train.absent import AbsentModalities
 
@@ -216,11 +215,10 @@ def _masker(loaded, modalities):
 
 
 def _mer_accuracy_by_cue(predictor, records: list[Record], root: Path) -> dict[str, dict]:
-    by_cue: dict[str, list[int]] = {}
-    for record, text, error in predictor.predict_records(records, root):
-        hit = error is None and get_task("mer").parse(text or "", record.candidates) == record.target
-        by_cue.setdefault(record.extra.get("cue_group", "?"), []).append(int(hit))
-    return {cue: {"accuracy": sum(h) / len(h), "n": len(h)} for cue, h in sorted(by_cue.items())}
+    """Answer `records` with `predictor` and score MER per cue group (a failed sample is a miss)."""
+    texts = {record.id: (text if error is None else None)
+             for record, text, error in predictor.predict_records(records, root)}
+    return diagnostics.mer_accuracy_by_cue(records, texts)
 
 
 def modality_ablation(model_dir: Path, features: Path, corpus: Path, records: list[Record], opts: DemoOptions) -> dict:

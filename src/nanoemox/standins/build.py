@@ -26,7 +26,7 @@ import logging
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -54,16 +54,6 @@ Progress = Callable[[str, int, int], None]
 ENCODERS = ("scene", "speech", "face")
 
 
-def _reading() -> PretrainConfig:
-    # Copying and instruction turns weigh more than in the old in-demo stand-in: a 2,000-step
-    # build with the old shares answered only 0.27 of held-out generic instructions exactly
-    # (it wrote sentences of the right form with other words: it had not learned to copy).
-    return PretrainConfig(frames=(2, 3, 4, 5), vision_epochs=6, speech_epochs=12, face_epochs=8, lm_steps=5000,
-                          lm_copies=12000, lm_framed=6000, lm_instructions=6000,
-                          lm_mix=(("sentences", 0.15), ("feelings", 0.15), ("instructions", 0.25), ("copying", 0.2),
-                                  ("framed", 0.25)))
-
-
 @dataclass
 class BuildConfig:
     clips: int = 1000  # the stand-ins' own SynthAffect corpus: 800 training clips, 200 held out
@@ -72,7 +62,7 @@ class BuildConfig:
     seed: int = 0
     threads: int = 2
     workers: int = 2
-    reading: PretrainConfig = field(default_factory=_reading)
+    reading: PretrainConfig = field(default_factory=PretrainConfig)
     held_out_turns: int = 200  # generic instruction turns of the held-out check
     oracle_steps: int = 300
 
@@ -83,6 +73,14 @@ class BuildConfig:
                                                     lm_sentences=200, lm_feelings=200, lm_instructions=200,
                                                     lm_copies=200, lm_framed=200),
                    held_out_turns=20, oracle_steps=20)
+
+
+def _build_config(vocab_size: int):
+    """The stand-ins' model config as the build trains it: LoRA (B = 0) takes no part, so no dropout to pay for."""
+    config = standin_config()
+    config.lora.dropout = 0.0
+    config.language.model_config["vocab_size"] = vocab_size
+    return config
 
 
 def _commit() -> str | None:
@@ -100,7 +98,7 @@ class Build:
     def __init__(self, out: Path, cfg: BuildConfig, progress: Progress | None = None, command: str = ""):
         self.out, self.cfg, self.progress, self.command = Path(out).expanduser().resolve(), cfg, progress, command
         self.work = self.out / WORK_DIR
-        self.reading = PretrainConfig(**{**asdict(cfg.reading), "seed": cfg.seed, "workers": cfg.workers})
+        self.reading = replace(cfg.reading, seed=cfg.seed, workers=cfg.workers)
         self.seconds: dict[str, float] = {}
 
     def _stage(self, name: str, fn):
@@ -162,26 +160,21 @@ class Build:
         folder = self.work / "init"
         if (folder / "config.json").is_file():
             return
-        config = standin_config()
-        config.lora.dropout = 0.0  # LoRA (B = 0) takes no part in pre-training; no dropout to pay for
         tokenizer, _ = stand_in_tokenizer(self.reading, records)
-        config.language.model_config["vocab_size"] = len(tokenizer)
+        config = _build_config(len(tokenizer))
         model = build_model(config, pretrained=False, tokenizer=tokenizer)
         model.save_pretrained(folder, self_contained=True, processor=NanoEmoXProcessor.from_config(config, tokenizer))
 
     def _model(self, stages=()):
         """The init model with the backbones of finished `stages` loaded; and its processor."""
         init = self.work / "init"
-        config = standin_config()
-        config.lora.dropout = 0.0
-        config.language.model_config["vocab_size"] = len(AutoTokenizer.from_pretrained(init / TOKENIZER_DIR))
+        processor = NanoEmoXProcessor.from_pretrained(init)
+        config = _build_config(len(processor.tokenizer))
+        encoders = self.work / "encoders" if "encoders" in stages else init
         for backbone in ENCODERS:
-            done = "encoders" in stages
-            setattr(getattr(config, backbone), "encoder",
-                    str((self.work / "encoders" if done else init) / BACKBONE_DIRS[backbone]))
+            getattr(config, backbone).encoder = str(encoders / BACKBONE_DIRS[backbone])
         config.language.model = str((self.work if "language" in stages else init) / BACKBONE_DIRS["language"])
         config.language.tokenizer = str(init / TOKENIZER_DIR)
-        processor = NanoEmoXProcessor.from_pretrained(init)
         return build_model(config, pretrained=True, tokenizer=processor.tokenizer), processor
 
     def language(self, records) -> dict:
@@ -238,7 +231,7 @@ class Build:
 
     def _heads_held_out(self, corpus: Path, records) -> dict:
         """The encoders' heads on the corpus's held-out clips (the frames and window they trained on)."""
-        model, processor = self._model(stages=("encoders", "language"))
+        model, processor = self._model(stages=("encoders",))
         data = decode_training_clips(records, processor, str(corpus), self.reading, list(EMOTIONS), split="dev")
         out = head_accuracy(model, load_file(self.out / HEADS), data)
         out["clips"] = len({r.media.get("video") for r in records if r.split == "dev"})
