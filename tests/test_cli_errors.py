@@ -117,10 +117,31 @@ def test_a_bug_is_one_line_with_a_pointer_to_debug(monkeypatch, capsys):
         main(["--debug", "info"])
 
 
-def test_garbled_cache_index_is_one_line(model_dir, corpus, tmp_path, capsys):
-    (tmp_path / "cache").mkdir()
+def test_garbled_cache_index_is_one_line_and_cache_features_repairs_it(model_dir, corpus, tmp_path, capsys):
+    args = ["cache-features", str(corpus / "test.jsonl"), "--model", str(model_dir), "--out", str(tmp_path / "cache"),
+            "--shard-size", "1", "--device", "cpu"]
+    assert main(args) == 0
+    shards = sorted(p.name for p in (tmp_path / "cache").glob("shard-*.safetensors"))
+    capsys.readouterr()
     (tmp_path / "cache" / "index.json").write_text("{garbled")
-    assert main(["cache-features", str(corpus / "test.jsonl"), "--model", str(model_dir),
-                 "--out", str(tmp_path / "cache")]) == 2
+    # A reader (training from the cache): one line naming the file and the repair.
+    records = [json.loads(line) for line in (corpus / "test.jsonl").read_text().splitlines()]
+    (tmp_path / "as_train.jsonl").write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in records))
+    config = {"model": {"path": str(model_dir)},
+              "data": {"root": str(corpus), "train": [str(tmp_path / "as_train.jsonl")],
+                       "features": str(tmp_path / "cache")},
+              "phases": [{"name": "p", "trainable": ["lora"], "steps": 2, "lr": 1e-3, "tasks": {"mer": 1},
+                          "micro_batch": 1, "grad_accum": 1}]}
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump(config))
+    assert main(["train", str(run), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     line = _one_line(capsys.readouterr().err)
-    assert "index.json: unreadable index" in line and "rebuild the cache" in line
+    assert "index.json: unreadable index" in line and "re-run `nanoemox cache-features`" in line
+    # The same cache-features command rebuilds the index from the shards and encodes nothing again.
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"rebuilt the index from {len(shards)} intact shard(s)" in printed and "index.json.damaged-1" in printed
+    assert "cached 0," in printed and "new shard(s)" in printed
+    from nanoemox.features import FeatureCache
+
+    assert len(FeatureCache.open(tmp_path / "cache")) == len(shards)

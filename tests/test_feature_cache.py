@@ -16,6 +16,7 @@ from nanoemox.data.manifest import Record, write_manifest
 from nanoemox.features import (
     NO_MEDIA_KEY,
     CorruptCacheError,
+    DamagedIndexError,
     FeatureCache,
     FeatureCacheError,
     StaleCacheError,
@@ -320,3 +321,198 @@ def test_answers_from_the_cache_equal_answers_from_media(parts, root, tmp_path, 
     assert len(answered) == 7 and len({p.text for p in answered}) > 1  # varied answers, two failed records
     if decode == "score":
         assert sum(p.scores is not None for p in answered) == 6  # all but ERI ranked over candidates
+
+
+# ---------------------------------------------------------------------- a damaged index is rebuilt from the shards
+
+
+def _count_encoded(monkeypatch, model) -> list[int]:
+    """Wrap the model's encode_media: the returned list collects the batch size of every call."""
+    calls: list[int] = []
+    encode = model.encode_media
+
+    def counting(pixel_values, *args, **kwargs):
+        calls.append(int(pixel_values.shape[0]))
+        return encode(pixel_values, *args, **kwargs)
+
+    monkeypatch.setattr(model, "encode_media", counting)
+    return calls
+
+
+def _stats(folder) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.glob("shard-*.safetensors"))}
+
+
+def _index_damages():
+    def truncate(path):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    def garbage(path):
+        path.write_bytes(np.random.default_rng(1).bytes(500))
+
+    def edit(change):
+        def damage(path):
+            index = json.loads(path.read_text())
+            change(index)
+            path.write_text(json.dumps(index))
+        return damage
+
+    def beyond(index):
+        key = next(iter(index["entries"]))
+        index["entries"][key][1] = 99
+
+    return {
+        "truncated": (truncate, "unreadable index"),
+        "garbage": (garbage, "unreadable index"),
+        "a list": (lambda path: path.write_text("[1, 2]"), "holds a list, not an object"),
+        "no entries": (edit(lambda index: index.pop("entries")), "missing ['entries']"),
+        "entries not an object": (edit(lambda index: index.update(entries=[1])), "'entries' is a list"),
+        "row beyond the shard": (edit(beyond), "points to row 99"),
+    }
+
+
+@pytest.mark.parametrize("damage", list(_index_damages()))
+def test_damaged_index_is_rebuilt_from_the_shards(parts, root, tmp_path, monkeypatch, damage):
+    model, processor = parts
+    records = _records()
+    build_cache(records, root, model, processor, tmp_path / "clean", shard_size=2, batch_size=2)
+    build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=2)
+    index_path = tmp_path / "cache" / INDEX_NAME
+    spoil, problem = _index_damages()[damage]
+    spoil(index_path)
+    damaged_bytes = index_path.read_bytes()
+    shards_before = _stats(tmp_path / "cache")
+    assert len(shards_before) == 3
+
+    # A reader stops with one clear error naming the file and the repair.
+    with pytest.raises(DamagedIndexError, match=r"index\.json: .*re-run `nanoemox cache-features`") as info:
+        FeatureCache.open(tmp_path / "cache", model=model, processor=processor)
+    assert problem in str(info.value)
+
+    calls = _count_encoded(monkeypatch, model)
+    summary = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=2)
+    assert calls == [] and summary["cached"] == 0 and summary["skipped"] == 6 and summary["shards"] == []
+    [report] = summary["recovered"]
+    assert problem in report["problem"] and report["dropped"] == {} and report["entries"] == 6
+    assert report["shards"] == sorted(shards_before)
+    kept = tmp_path / "cache" / "index.json.damaged-1"
+    assert report["kept_as"] == str(kept) and kept.read_bytes() == damaged_bytes
+    assert _stats(tmp_path / "cache") == shards_before  # no shard rewritten
+
+    # The rebuilt index is the one a clean build writes, and every feature reads back the same.
+    assert read_index(tmp_path / "cache") == read_index(tmp_path / "clean")
+    rebuilt = _cached_items(FeatureCache.open(tmp_path / "cache", model=model, processor=processor))
+    clean = _cached_items(FeatureCache.open(tmp_path / "clean"))
+    assert rebuilt.keys() == clean.keys() and len(clean) == 6
+    for key in clean:
+        for name, value in clean[key].items():
+            assert torch.equal(rebuilt[key][name], value), (key, name)
+
+    again = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=2)
+    assert again["recovered"] == [] and again["skipped"] == 6 and calls == []
+
+
+def test_damaged_shards_are_set_aside_and_their_media_encoded_again(parts, root, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    model, processor = parts
+    records = _records()
+    build_cache(records, root, model, processor, tmp_path / "clean", shard_size=2, batch_size=2)
+    folder = tmp_path / "cache"
+    build_cache(records, root, model, processor, folder, shard_size=2, batch_size=2)
+    index = read_index(folder)
+    held = {name: [k for k, (s, _) in index["entries"].items() if s == name] for name in index["shards"]}
+    (folder / INDEX_NAME).write_text('{"format_version": 1, "identity": {"ver')  # cut short
+    intact = folder / "shard-00000.safetensors"
+    intact_stat = intact.stat()
+    cut = folder / "shard-00001.safetensors"
+    cut.write_bytes(cut.read_bytes()[:-100])  # truncated
+    old = folder / "shard-00002.safetensors"  # as shards were written before they described themselves
+    save_file(load_file(old), old, metadata={"format": "pt"})
+    flipped = tmp_path / "flipped.safetensors"  # same header, one altered value: only a checksum can tell
+    data = bytearray(intact.read_bytes())
+    data[-5] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+
+    calls = _count_encoded(monkeypatch, model)
+    summary = build_cache(records, root, model, processor, folder, shard_size=2, batch_size=2)
+    [report] = summary["recovered"]
+    assert report["shards"] == ["shard-00000.safetensors"] and report["entries"] == 2
+    assert set(report["dropped"]) == {"shard-00001.safetensors", "shard-00002.safetensors"}
+    assert "truncated" in report["dropped"]["shard-00001.safetensors"]
+    assert "no record of its media keys" in report["dropped"]["shard-00002.safetensors"]
+    for name, aside in report["moved"].items():  # set aside, not deleted
+        assert aside == f"{name}.damaged-1" and (folder / aside).is_file()
+    assert sum(calls) == 4 and summary["cached"] == 4 and summary["skipped"] == 2
+    encoded_again = set(held["shard-00001.safetensors"]) | set(held["shard-00002.safetensors"])
+    new_entries = read_index(folder)["entries"]
+    assert {k for k, (s, _) in new_entries.items() if s != "shard-00000.safetensors"} == encoded_again
+    assert (intact.stat().st_ino, intact.stat().st_mtime_ns) == (intact_stat.st_ino, intact_stat.st_mtime_ns)
+
+    rebuilt = _cached_items(FeatureCache.open(folder, model=model, processor=processor))
+    clean = _cached_items(FeatureCache.open(tmp_path / "clean"))
+    assert rebuilt.keys() == clean.keys()
+    for key in clean:
+        for name, value in clean[key].items():
+            assert torch.equal(rebuilt[key][name], value), (key, name)
+
+    # A shard with an altered value (header intact) fails the checksums of its own record.
+    from nanoemox.features.recover import ShardUnusable, read_shard_record
+
+    with pytest.raises(ShardUnusable, match="checksum"):
+        read_shard_record(flipped)
+
+
+def test_missing_index_beside_shards_is_rebuilt(parts, root, tmp_path, monkeypatch):
+    model, processor = parts
+    records = _records()[:3]
+    build_cache(records, root, model, processor, tmp_path / "cache", shard_size=1)
+    expected = read_index(tmp_path / "cache")
+    (tmp_path / "cache" / INDEX_NAME).unlink()
+    with pytest.raises(DamagedIndexError, match="index.json: missing, but the folder holds shards"):
+        FeatureCache.open(tmp_path / "cache")
+    calls = _count_encoded(monkeypatch, model)
+    summary = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=1)
+    assert calls == [] and summary["skipped"] == 2
+    assert summary["recovered"][0]["kept_as"] is None and summary["recovered"][0]["entries"] == 2
+    assert read_index(tmp_path / "cache") == {**expected, "shard_size": 1}
+
+
+def test_rebuild_refuses_shards_of_other_settings(parts, root, tmp_path):
+    model, processor = parts
+    records = _records()[:3]
+    folder = tmp_path / "cache"
+    build_cache(records, root, model, processor, folder, shard_size=1)
+    (folder / INDEX_NAME).write_text("{garbled")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.speech.encoder.parameters()).view(-1)[0] += 1e-3
+    # The identity lived in the damaged index, but every shard carries it too.
+    with pytest.raises(StaleCacheError, match=r"shard-00000\.safetensors: .*encoders\.speech"):
+        build_cache(records, root, other, processor, folder, shard_size=1)
+    crops = NanoEmoXProcessor.from_config(_small_config(), processor.tokenizer, face_input="crops")
+    with pytest.raises(StaleCacheError, match="media.face_input"):
+        build_cache(records, root, model, crops, folder, shard_size=1)
+    with pytest.raises(FeatureCacheError, match="stores float32 features.*float16"):
+        build_cache(records, root, model, processor, folder, shard_size=1, dtype=torch.float16)
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert after == before  # refused before anything was changed
+
+    summary = build_cache(records, root, model, processor, folder, shard_size=1)
+    assert summary["recovered"][0]["entries"] == 2 and summary["cached"] == 0
+
+
+def test_damaged_index_of_an_unfinished_part_is_rebuilt(parts, root, tmp_path, monkeypatch):
+    """A part folder left by an interrupted run of several processes is repaired when folded in."""
+    model, processor = parts
+    records = _records()
+    part = tmp_path / "cache" / ".part-1-of-2"
+    build_cache(records[:3], root, model, processor, part, shard_size=1)
+    (part / INDEX_NAME).write_bytes(b"\x00" * 40)
+    calls = _count_encoded(monkeypatch, model)
+    summary = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=2)
+    assert sum(calls) == 4 and summary["cached"] == 4 and summary["skipped"] == 2
+    assert [r["index"] for r in summary["recovered"]] == [str(part / INDEX_NAME)]
+    assert not part.exists() and len(FeatureCache.open(tmp_path / "cache", model=model, processor=processor)) == 6

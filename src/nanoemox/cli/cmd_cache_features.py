@@ -17,7 +17,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("manifest", help="manifest JSONL whose media are encoded (each unique media item once)")
     p.add_argument("--model", required=True, help="model folder (its encoders and processor settings are used)")
-    p.add_argument("--out", required=True, help="cache folder; an existing cache for the same model is extended")
+    p.add_argument("--out", required=True, help="cache folder; an existing cache for the same model is extended "
+                   "(a damaged index.json is rebuilt from its intact shards)")
     p.add_argument("--data-root", help="folder the media paths are relative to (default: the manifest's folder)")
     p.add_argument("--batch-size", type=int, default=8, help="media encoded together (default 8)")
     p.add_argument("--workers", type=int, default=0, help="decoding processes running beside the encoder (default 0)")
@@ -65,6 +66,8 @@ def run(args) -> int:
 
 
 def _print_summary(summary: dict) -> None:
+    for report in summary.get("recovered", []):
+        _print_recovery(report)
     print(
         f"{summary['records']} records, {summary['media']} unique media: cached {summary['cached']}, "
         f"skipped {summary['skipped']} (already present), failed {len(summary['failed'])} "
@@ -78,3 +81,13 @@ def _print_summary(summary: dict) -> None:
         print(f"  failed {key} (records {', '.join(ids[:3])}{more}): {message}")
     if len(failures) > SHOWN_FAILURES:
         print(f"  ... and {len(failures) - SHOWN_FAILURES} more; every failure is listed under 'errors' in index.json")
+
+
+def _print_recovery(report: dict) -> None:
+    """What rebuilding a damaged index did (see nanoemox.features.recover)."""
+    print(f"{report['index']}: {report['problem']}")
+    print(f"  rebuilt the index from {len(report['shards'])} intact shard(s) holding {report['entries']} media"
+          + (f"; the damaged index is kept as {report['kept_as']}" if report["kept_as"] else ""))
+    for name, reason in report["dropped"].items():
+        aside = f" (renamed {report['moved'][name]})" if name in report["moved"] else ""
+        print(f"  dropped {name}{aside}: {reason}; its media were encoded again")

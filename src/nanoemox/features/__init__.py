@@ -4,10 +4,11 @@
 and FaceXFormer outputs (`MediaFeatures`) of every unique media item of a manifest;
 `FeatureCache.open` reads it back lazily and refuses a cache made with other encoder
 weights or preprocessing settings; `stack_features` batches cached items for the model.
+A re-run of `build_cache` rebuilds a damaged index from the intact shards (`recover`).
 """
 
 from nanoemox.features.build import build_cache, unique_media
-from nanoemox.features.errors import CorruptCacheError, FeatureCacheError, StaleCacheError
+from nanoemox.features.errors import CorruptCacheError, DamagedIndexError, FeatureCacheError, StaleCacheError
 from nanoemox.features.identity import NO_MEDIA_KEY, cache_identity, media_key, weights_digest
 from nanoemox.features.store import DTYPES, FeatureCache, stack_features
 
@@ -15,6 +16,7 @@ __all__ = [
     "DTYPES",
     "NO_MEDIA_KEY",
     "CorruptCacheError",
+    "DamagedIndexError",
     "FeatureCache",
     "FeatureCacheError",
     "StaleCacheError",

@@ -7,6 +7,13 @@ index with its message and the run goes on. The run is resumable: shards enter
 the index only when complete, a re-run skips what is already cached (and retries
 what failed), and an interrupted run loses at most the shard it was filling.
 
+A damaged `index.json` (not JSON, cut short, not shaped like an index), or a missing one
+beside existing shards, is rebuilt from the intact shards before anything is encoded
+(`nanoemox.features.recover`): each shard carries its own keys, identity and checksums,
+a shard encoded for other settings stops the run (StaleCacheError), a damaged shard is
+set aside and its media encoded again, and the damaged index is kept as
+`index.json.damaged-N`. The summary's `recovered` lists what was done.
+
 Under `accelerate launch` with N processes, process r encodes every N-th media item not
 yet cached into its own part folder (OUT/.part-R-of-N/, a cache of its own); when all
 are done, the main process moves their shards into OUT under its own shard numbering and
@@ -27,11 +34,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nanoemox.data.manifest import Record
-from nanoemox.features.errors import FeatureCacheError, StaleCacheError
+from nanoemox.features.errors import DamagedIndexError, FeatureCacheError, StaleCacheError
 from nanoemox.features.identity import cache_identity, identity_differences, media_key, media_sources
+from nanoemox.features.recover import IndexRecovery, rebuild_index
 from nanoemox.features.store import (
+    DTYPES,
     FEATURE_FIELDS,
     INDEX_NAME,
+    SHARD_GLOB,
     dtype_name,
     field_specs,
     file_sha256,
@@ -126,7 +136,9 @@ class _ShardWriter:
         if self.index["fields"] and self.index["fields"] != specs:
             raise FeatureCacheError(f"{self.folder}: new features {specs} do not match the cache's {self.index['fields']}")
         name = _next_shard_name(self.index)
-        self.index["shards"][name] = write_shard(self.folder, name, rows)
+        media = [self.index["media"].get(key) for key in keys]
+        self.index["shards"][name] = write_shard(
+            self.folder, name, rows, keys=keys, identity=self.index["identity"], media=media)
         self.index["fields"] = specs
         for row_number, key in enumerate(keys):
             self.index["entries"][key] = [name, row_number]
@@ -156,9 +168,29 @@ def _drop_damaged_shards(folder: Path, index: dict[str, Any]) -> None:
             del index["entries"][key]
 
 
-def _open_for_writing(folder: Path, identity: dict[str, Any], dtype: torch.dtype, shard_size: int) -> dict[str, Any]:
-    """A fresh index, or the existing one after checking it was built the same way."""
-    index = read_index(folder)
+def _read_or_rebuild(
+    folder: Path, identity: dict[str, Any], dtype: torch.dtype, shard_size: int, recovered: list[IndexRecovery]
+) -> dict[str, Any] | None:
+    """The folder's index; rebuilt from its shards if damaged, or missing beside shards
+    (the account appended to `recovered`); None if the folder holds no cache yet."""
+    try:
+        index = read_index(folder)
+    except DamagedIndexError as exc:
+        problem = exc.problem
+    else:
+        if index is not None or not any(folder.glob(SHARD_GLOB)):
+            return index
+        problem = "missing, but the folder holds shards"
+    index, report = rebuild_index(folder, identity, dtype, shard_size, problem)
+    recovered.append(report)
+    return index
+
+
+def _open_for_writing(
+    folder: Path, identity: dict[str, Any], dtype: torch.dtype, shard_size: int, recovered: list[IndexRecovery]
+) -> dict[str, Any]:
+    """A fresh index, or the existing (or rebuilt) one after checking it was built the same way."""
+    index = _read_or_rebuild(folder, identity, dtype, shard_size, recovered)
     if index is None:
         return new_index(identity, dtype, shard_size)
     differences = identity_differences(index["identity"], identity)
@@ -255,7 +287,8 @@ def build_cache(
     `progress(done, total)` is called after every batch (media handled in this run so
     far, media to handle). Returns a summary: counts of records and unique media,
     `cached` (new), `skipped` (already present), `failed` {key: message},
-    `failed_records` {key: record ids}, `shards` written, `seconds`.
+    `failed_records` {key: record ids}, `shards` written, `seconds`, and `recovered`: one
+    `IndexRecovery.as_dict()` per damaged index rebuilt from its shards (usually none).
     """
     if shard_size < 1 or batch_size < 1 or workers < 0:
         raise ValueError(f"need shard_size >= 1, batch_size >= 1, workers >= 0; got {shard_size}, {batch_size}, {workers}")
@@ -265,9 +298,10 @@ def build_cache(
     media = unique_media(records)
     identity = cache_identity(model, processor)
     shard = current_shard()  # one of several processes under `accelerate launch`
+    recovered: list[IndexRecovery] = []
     if shard.main:  # what an interrupted run of several processes left
         with _writer_lock(folder):
-            _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size))
+            _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size, recovered), recovered)
     shard.wait()
     target = folder
     if shard.world > 1:  # this process's share of the media not yet cached, into its own part folder
@@ -278,7 +312,7 @@ def build_cache(
         target.mkdir(exist_ok=True)
     with _writer_lock(target):
         _remove_temp_files(target)
-        index = _open_for_writing(target, identity, dtype, shard_size)
+        index = _open_for_writing(target, identity, dtype, shard_size, recovered)
         todo = [(key, entry["sources"]) for key, entry in media.items() if key not in index["entries"]]
         for key, entry in media.items():
             index["media"][key] = entry["sources"]
@@ -288,7 +322,7 @@ def build_cache(
     shard.wait()
     if shard.world > 1 and shard.main:
         with _writer_lock(folder):
-            index = _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size))
+            index = _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size, recovered), recovered)
     return {
         "out_dir": str(folder),
         "records": len(records),
@@ -300,18 +334,20 @@ def build_cache(
         "shards": writer.written,
         "processes": shard.world,
         "total_cached": len(index["entries"]),
+        "recovered": [report.as_dict() for report in recovered],
         "seconds": round(time.monotonic() - start, 3),
     }
 
 
-def _fold_parts(folder: Path, index: dict[str, Any]) -> dict[str, Any]:
+def _fold_parts(folder: Path, index: dict[str, Any], recovered: list[IndexRecovery]) -> dict[str, Any]:
     """Move the shards of the part folders that several processes wrote into `folder`'s index
-    (renamed to follow its own), with their entries, errors and media; remove the parts."""
+    (renamed to follow its own), with their entries, errors and media; remove the parts.
+    A part's damaged index is rebuilt from its shards first, as the folder's own would be."""
     parts = sorted(p for p in folder.glob(f"{PART_PREFIX}*") if p.is_dir())
     for part in parts:
         with _writer_lock(part):
             _remove_temp_files(part)
-            other = read_index(part)
+            other = _read_or_rebuild(part, index["identity"], DTYPES[index["dtype"]], index.get("shard_size", 256), recovered)
             if other is not None:
                 differences = identity_differences(other["identity"], index["identity"])
                 if differences or other["dtype"] != index["dtype"]:

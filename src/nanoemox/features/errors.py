@@ -30,10 +30,23 @@ class StaleCacheError(FeatureCacheError):
 
 
 class CorruptCacheError(FeatureCacheError, FileProblem):
-    """A shard (or the index) is missing, truncated or fails its checksum."""
+    """A shard (or, as DamagedIndexError, the index) is missing, truncated or fails its checksum."""
 
     advice = (
         "delete this file and re-run `nanoemox cache-features` with the same arguments: "
         "the media it held are encoded again, everything else is kept"
     )
 
+
+
+class DamagedIndexError(CorruptCacheError):
+    """`index.json` cannot be read or does not have the structure of a feature-cache index.
+
+    Readers stop here; `nanoemox cache-features` (re-run with the same arguments) rebuilds
+    the index from the intact shards instead, see `nanoemox.features.recover`.
+    """
+
+    advice = (
+        "re-run `nanoemox cache-features` with the same manifest, --model and --out to repair it: "
+        "the index is rebuilt from the intact shards and only the missing media are encoded again"
+    )

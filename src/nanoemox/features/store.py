@@ -12,6 +12,13 @@ shard row holds scene_cls [F, D_v], scene_taps [L, F, D_v], speech_clips [C, D_a
 speech_taps [L, C, D_a], face_frames [F, D_f] and the flags audio_present [],
 video_present [], faces_found [F]. Shards are written whole (temp file + rename) and
 enter the index only once complete, so a crash never leaves a half shard behind.
+
+Each shard also describes itself, in one safetensors metadata entry (`SHARD_RECORD_KEY`,
+canonical JSON): the media keys of its rows in order, their media paths, the cache
+identity it was encoded with, and the SHA-256 of every tensor's bytes. The index is
+the fast way in; the shard records are what `nanoemox.features.recover` rebuilds a
+damaged index from (shards written before they carried a record cannot be recovered
+that way, and are encoded again).
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from nanoemox import __version__
-from nanoemox.features.errors import CorruptCacheError, FeatureCacheError, StaleCacheError
+from nanoemox.features.errors import CorruptCacheError, DamagedIndexError, FeatureCacheError, StaleCacheError
 from nanoemox.features.identity import encoder_identity, identity_differences, media_identity
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.utils import atomic_write_bytes
 
 INDEX_NAME = "index.json"
 FORMAT_VERSION = 1
+SHARD_GLOB = "shard-*.safetensors"
+# The one safetensors metadata entry of a shard: its self-description (see the module docstring).
+SHARD_RECORD_KEY = "nanoemox.feature_shard"
+INDEX_FIELDS = ("format_version", "identity", "dtype", "fields", "shards", "entries", "errors", "media")
 FEATURE_FIELDS = ("scene_cls", "scene_taps", "speech_clips", "speech_taps", "face_frames")
 FLAG_FIELDS = ("audio_present", "video_present", "faces_found")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -78,25 +89,72 @@ def new_index(identity: dict[str, Any], dtype: torch.dtype, shard_size: int) -> 
 
 
 def read_index(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The folder's index, or None when there is none yet."""
+    """The folder's index, or None when there is none yet.
+
+    Raises DamagedIndexError (naming the file, advising a re-run of `cache-features`) when
+    the file is not JSON (garbage, cut short) or not shaped like an index: a missing or
+    mistyped section, an entry that is not [shard, row] within a listed shard. A file the
+    system cannot read (permissions, I/O) raises CorruptCacheError, and a cache of a newer
+    format FeatureCacheError: neither counts as damage, so neither is ever rebuilt.
+    """
     path = Path(folder) / INDEX_NAME
     if not path.is_file():
         return None
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:  # not damage (permissions, I/O): no repair is attempted
+        raise CorruptCacheError(str(path), f"cannot be read ({exc.strerror or exc})",
+                                advice="check the file and its permissions") from None
+    try:
+        index = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise CorruptCacheError(str(path), f"unreadable index ({problem})",
-                                advice="rebuild the cache into a new folder") from None
-    required = ("format_version", "identity", "dtype", "fields", "shards", "entries", "errors", "media")
-    missing = list(required) if not isinstance(index, dict) else [k for k in required if k not in index]
-    if missing:
-        raise CorruptCacheError(
-            str(path), f"not a feature-cache index (missing {missing})", advice="rebuild the cache into a new folder"
-        )
-    if index["format_version"] > FORMAT_VERSION:
-        raise FeatureCacheError(f"{path}: cache format {index['format_version']} is newer than this version of nanoemox reads")
+        raise DamagedIndexError(str(path), f"unreadable index ({problem})") from None
+    version = index.get("format_version") if isinstance(index, dict) else None
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise FeatureCacheError(f"{path}: cache format {version} is newer than this version of nanoemox reads")
+    problem = index_problem(index)
+    if problem is not None:
+        raise DamagedIndexError(str(path), f"not a feature-cache index ({problem})")
     return index
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def index_problem(index: Any) -> str | None:
+    """What makes `index` (parsed JSON) unusable as a feature-cache index, or None."""
+    if not isinstance(index, dict):
+        return f"the file holds {_json_type(index)}, not an object"
+    missing = [k for k in INDEX_FIELDS if k not in index]
+    if missing:
+        return f"missing {missing}"
+    if not _is_int(index["format_version"]):
+        return f"format_version is {_json_type(index['format_version'])}"
+    for name in ("identity", "fields", "shards", "entries", "errors", "media"):
+        if not isinstance(index[name], dict):
+            return f"{name!r} is {_json_type(index[name])}, not an object"
+    if index["dtype"] not in DTYPES:
+        return f"unknown dtype {index['dtype']!r}"
+    for name, info in index["shards"].items():
+        if not (isinstance(info, dict) and isinstance(info.get("sha256"), str)
+                and _is_int(info.get("bytes")) and _is_int(info.get("rows"))):
+            return f"the record of shard {name!r} is not {{sha256, bytes, rows}}"
+    for key, where in index["entries"].items():
+        if not (isinstance(where, list) and len(where) == 2 and isinstance(where[0], str) and _is_int(where[1])):
+            return f"entry {key!r} is not [shard, row]"
+        info = index["shards"].get(where[0])
+        if info is None:
+            return f"entry {key!r} points to shard {where[0]!r}, which the index does not list"
+        if not 0 <= where[1] < info["rows"]:
+            return f"entry {key!r} points to row {where[1]} of {where[0]}, which has {info['rows']} rows"
+    return None
 
 
 def write_index(folder: str | os.PathLike, index: dict[str, Any]) -> None:
@@ -106,13 +164,41 @@ def write_index(folder: str | os.PathLike, index: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- shards
 
 
-def write_shard(folder: Path, name: str, rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, Any]:
-    """Stack per-media rows into one shard file; return its index record (checksum, size, rows)."""
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's bytes as safetensors stores them (any dtype, bool and bfloat16 included)."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return hashlib.sha256(memoryview(flat.view(torch.uint8).numpy())).hexdigest()
+
+
+def write_shard(
+    folder: Path,
+    name: str,
+    rows: Sequence[dict[str, torch.Tensor]],
+    *,
+    keys: Sequence[str],
+    identity: dict[str, Any],
+    media: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """Stack per-media rows into one shard file; return its index record (checksum, size, rows).
+
+    The shard's own record (`SHARD_RECORD_KEY`) names `keys` (one per row, in order), their
+    `media` paths, the `identity` the rows were encoded with, and each tensor's SHA-256.
+    """
+    if len(keys) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(keys)} keys")
     tensors = {field: torch.stack([row[field] for row in rows]).contiguous() for field in rows[0]}
+    record = {
+        "format_version": FORMAT_VERSION,
+        "keys": list(keys),
+        "media": list(media) if media is not None else [None] * len(keys),
+        "identity": identity,
+        "sha256": {field: tensor_sha256(t) for field, t in tensors.items()},
+    }
     # One metadata entry only: safetensors writes its metadata in hash-map order, so with two
-    # entries the same shard would come out as different bytes from run to run. The keys of
-    # the rows are in index.json ("entries").
-    data = save(tensors, metadata={"format": "pt"})
+    # entries the same shard would come out as different bytes from run to run. The record is
+    # canonical JSON (sorted keys), so equal shards are equal bytes.
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data = save(tensors, metadata={SHARD_RECORD_KEY: text})
     atomic_write_bytes(folder / name, data)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "rows": len(rows)}
 
@@ -153,6 +239,8 @@ class FeatureCache:
         folder = Path(folder)
         index = read_index(folder)
         if index is None:
+            if any(folder.glob(SHARD_GLOB)):
+                raise DamagedIndexError(str(folder / INDEX_NAME), "missing, but the folder holds shards")
             raise FileNotFoundError(f"{folder / INDEX_NAME} not found: build the cache first with `nanoemox cache-features`")
         expected: dict[str, Any] = {}
         if model is not None:
