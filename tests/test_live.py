@@ -22,7 +22,7 @@ from nanoemox.live import LiveSession
 from nanoemox.live.client import LiveClientError, encode_frame, live_url, stream_file
 from nanoemox.live.protocol import AUDIO, FRAME, pack_audio, pack_frame
 from nanoemox.media.errors import MediaError
-from nanoemox.media.live import FrameRefused, LiveMedia
+from nanoemox.media.live import FrameRefused, LiveLimits, LiveMedia
 from nanoemox.media.stream import WindowReader
 from nanoemox.media.synth import write_video
 from nanoemox.serve import ServeSettings, create_app
@@ -132,7 +132,7 @@ def test_other_sample_rates_are_resampled_to_16_khz():
 
 
 def test_received_frames_are_checked():
-    media = LiveMedia(4.0, 1.0, 8, max_frame_bytes=10_000, max_frame_side=64)
+    media = LiveMedia(4.0, 1.0, 8, limits=LiveLimits(max_frame_bytes=10_000, max_frame_side=64))
     ok = encode_frame(np.zeros((32, 32, 3), np.uint8))
     media.add_frame(0.0, ok)
     with pytest.raises(FrameRefused, match="not an image"):

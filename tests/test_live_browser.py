@@ -17,7 +17,7 @@ from nanoemox.data.synth import MediaConfig, compose_long_video, generate
 from nanoemox.inference import Predictor
 from nanoemox.serve import ServeSettings, create_app
 from nanoemox.timeline import Timeline, TimelineOptions, csv_columns
-from nanoemox.timeline.run import csv_row, csv_text
+from nanoemox.timeline.table import csv_row, csv_text
 from nanoemox.timeline.evaluate import read_truth, true_labels
 from conftest import CHROMIUM, serving, wait_until
 

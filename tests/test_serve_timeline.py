@@ -19,7 +19,7 @@ from nanoemox.media.synth import write_video
 from nanoemox.serve import ServeSettings, create_app
 from nanoemox.serve import timeline as serve_app
 from nanoemox.timeline import WindowAnswerer
-from nanoemox.timeline.infer import result_of
+from nanoemox.inference.windows import result_of
 from conftest import CHROMIUM, serving, wait_until
 
 SECONDS = 10.0  # with the default 4 s windows every 2 s: 4 windows

@@ -21,7 +21,7 @@ from nanoemox.timeline import (
     Subtitles, SubtitleError, Timeline, TimelineError, TimelineOptions, csv_columns, segment, write_timeline,
 )
 from nanoemox.timeline.evaluate import boundary_f1, segment_scores, true_labels, window_accuracy
-from nanoemox.timeline.infer import prepare
+from nanoemox.inference.windows import prepare
 
 LABELS = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 

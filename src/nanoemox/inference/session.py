@@ -6,6 +6,7 @@ windows, the feature-cache path, chat and the service) goes through its public c
     session = Session.from_pretrained("runs/p3/final", dtype="auto")
     ids = session.encode_text("mer", "I did it!", None, ["happy", "sad"])   # prompt token ids
     features = session.encode_media(pixel_values, face_pixel_values, audio_values)
+    cls, taps = session.encode_frames(pixel_values)   # one encoder on loose pieces (also encode_faces, encode_clips)
     inputs = session.model_inputs(processor.collate(samples, padding_side="left"))
     session.generate(inputs, budgets, decoding)   # [(text, truncated)] per row
     session.generate_ids(inputs, 64, decoding, streamer=streamer)   # new token ids, generation hooks passed on
@@ -98,6 +99,26 @@ class Session:
         cast = [t.to(self.device, self.dtype) for t in (pixel_values, face_pixel_values, audio_values)]
         with self._model_lock, torch.inference_mode():
             return self.model.encode_media(*cast)
+
+    # One encoder on pieces that need not come from one clip (`windows.FeatureMemory`): the
+    # encoders read every frame and clip on its own, so these equal `encode_media`'s rows.
+
+    def encode_frames(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scene encoder on frames [N, 3, H, W] -> (CLS [N, D_v], tap-layer CLS [L, N, D_v])."""
+        with self._model_lock, torch.inference_mode():
+            cls, taps = self.model.scene.encode(pixel_values.to(self.device, self.dtype)[None])
+        return cls[0], taps[:, 0]
+
+    def encode_faces(self, face_pixel_values: torch.Tensor) -> torch.Tensor:
+        """Face encoder on face images [N, 3, S, S] -> [N, D_f]."""
+        with self._model_lock, torch.inference_mode():
+            return self.model.face.encode(face_pixel_values.to(self.device, self.dtype)[None])[0]
+
+    def encode_clips(self, audio_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech encoder on normalised clips [N, S] -> (clip vectors [N, D_a], tap layers [L, N, D_a])."""
+        with self._model_lock, torch.inference_mode():
+            clips, taps = self.model.speech.encode(audio_values.to(self.device, self.dtype)[None])
+        return clips[0], taps[:, 0]
 
     # ------------------------------------------------------------------ answers
 

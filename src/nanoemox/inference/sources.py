@@ -9,7 +9,7 @@ The runner and the multi-task path take any source; the session does the model w
     features(session, sample) -> MediaFeatures  # batch of 1, for `Session.answer_clip`
 
 Timeline windows and (in the future) live streams are sources of prepared windows
-rather than records; they go through the same session calls (`timeline.infer`).
+rather than records; they go through the same session calls (`windows`).
 """
 
 from __future__ import annotations

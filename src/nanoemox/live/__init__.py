@@ -6,6 +6,7 @@
 """
 
 from nanoemox.live.protocol import ProtocolError
-from nanoemox.live.session import LiveLimits, LiveOptions, LiveSession, check_start
+from nanoemox.live.session import LiveOptions, LiveSession, check_start
+from nanoemox.media.live import LiveLimits
 
 __all__ = ["LiveLimits", "LiveOptions", "LiveSession", "ProtocolError", "check_start"]

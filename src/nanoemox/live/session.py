@@ -4,9 +4,10 @@ Media arrive through `receive`; `due()` says which window to answer next: always
 newest one whose media are all in, so a model slower than real time skips the stale
 windows in between instead of queueing them (`skipped` counts them). `pick` takes that
 window's media where they arrive (cheap), `answer` runs the model on it (blocking: the
-service runs it in its model pool) with the timeline's own window answering
-(`nanoemox.timeline.infer`: `prepare`, `WindowAnswerer`, `result_of`), and `reply` writes
-an empathetic reply (ERG) to the last window answered.
+service runs it in its model pool) and `reply` writes an empathetic reply (ERG) to the
+last window answered. Both go through the one window mechanism timelines use
+(`nanoemox.inference.windows.WindowAnswerer`), so frames and speech clips that
+consecutive answered windows share are encoded once.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from nanoemox.live.protocol import AUDIO, FRAME, ProtocolError, audio_samples
-from nanoemox.media.live import FrameRefused, LiveMedia, PickedWindow
+from nanoemox.inference.windows import DEFAULT_TASKS, SPEECH_PLACEMENTS, WindowAnswerer, check_tasks
+from nanoemox.media.live import FrameRefused, LiveLimits, LiveMedia, PickedWindow
 from nanoemox.media.stream import detect_side, frame_targets
-from nanoemox.timeline.infer import DEFAULT_TASKS, Prepared, WindowAnswerer, check_tasks, prepare
-from nanoemox.timeline.run import csv_columns, csv_row, csv_text
+from nanoemox.timeline.table import csv_columns, csv_row, csv_text
 
 AUDIO_RATES = (8000, 48000)  # the sample rates a client may send (inclusive)
 FRAMES_PER_TARGET = 2  # frames per second worth sending: twice the rate of a window's frame times
@@ -39,6 +40,8 @@ class LiveOptions:
     audio: bool = True
     sample_rate: int = 16000
     detect_faces: bool = True
+    share: bool = True  # encoder work shared between answered windows (`nanoemox.inference.windows`)
+    speech_clips: str = "grid"  # where each window's speech clips start (`SpeechClips`)
 
     def __post_init__(self) -> None:
         if not self.window > 0 or not self.hop > 0 or self.hop > self.window:
@@ -49,17 +52,9 @@ class LiveOptions:
         low, high = AUDIO_RATES
         if not low <= self.sample_rate <= high:
             raise ValueError(f"sample_rate must be between {low} and {high} Hz, got {self.sample_rate}")
+        if self.speech_clips not in SPEECH_PLACEMENTS:
+            raise ValueError(f"speech_clips must be one of {', '.join(SPEECH_PLACEMENTS)}, got {self.speech_clips!r}")
         self.tasks = check_tasks(self.tasks)
-
-
-@dataclass
-class LiveLimits:
-    """Bounds on one session's media (the service's settings)."""
-
-    max_frame_bytes: int = 2 * 1024 * 1024
-    max_frame_side: int = 4096
-    max_fps: float = 60.0
-    max_seconds: float = 3600.0
 
 
 class LiveSession:
@@ -73,16 +68,14 @@ class LiveSession:
         self.media = LiveMedia(options.window, options.hop, media.num_frames, video=options.video, audio=options.audio,
                                source_rate=options.sample_rate, sample_rate=media.sample_rate,
                                detect_faces=options.detect_faces, detect_side=detect_side(media.face_input),
-                               max_frame_bytes=self.limits.max_frame_bytes, max_frame_side=self.limits.max_frame_side,
-                               max_fps=self.limits.max_fps)
-        self.answerer = WindowAnswerer(predictor, options.tasks, options.labels)
+                               limits=self.limits)
+        self.answerer = WindowAnswerer(predictor, options.tasks, options.labels, window=options.window,
+                                       hop=options.hop, share=options.share, speech_clips=options.speech_clips)
         self.columns = csv_columns(options.tasks, self.answerer.labels if "mer" in options.tasks else None)
-        self.session, self.decoding = predictor.session, predictor.decoding
         self.next_index = 0  # windows before this are answered or skipped
         self.newest = -1  # newest window whose media are all in
         self.ready_at: dict[int, float] = {}  # monotonic time at which a window became the newest ready one
         self.answered = self.skipped = 0
-        self.last: Prepared | None = None  # the last answered window (for `reply`)
 
     def describe(self) -> dict[str, Any]:
         """The `ready` message's settings: what the session answers and how clients should send."""
@@ -140,10 +133,7 @@ class LiveSession:
 
     def answer(self, picked: PickedWindow) -> dict[str, Any]:
         """The window's result as a timeline gives it (blocking: decodes frames, runs the model)."""
-        prepared = prepare(picked.media(), self.config, None)
-        result = self.answerer.answer([prepared])[0]
-        if prepared.arrays is not None:
-            self.last = prepared
+        result = self.answerer.answer([self.answerer.prepare(picked.media())])[0]
         self.answered += 1
         return result
 
@@ -154,13 +144,11 @@ class LiveSession:
 
     def reply(self) -> dict[str, Any]:
         """An empathetic reply (ERG) to the last answered window (blocking)."""
-        if self.last is None:
+        reply = self.answerer.reply()
+        if reply is None:
             raise ProtocolError("no window has been answered yet: ask for a reply after the first answer",
                                 code="no_window")
-        features = self.answerer.features([self.last]).row(0)
-        prompt = self.session.encode_text("erg", self.last.text, None, None)
-        answer = self.session.answer_clip(features, [prompt], ["erg"], [None], "generate", self.decoding)[0]
-        return {"index": self.last.window.index, "text": answer["text"], "truncated": answer["truncated"]}
+        return reply
 
 
 def check_start(message: dict[str, Any]) -> LiveOptions:

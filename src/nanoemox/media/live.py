@@ -49,6 +49,17 @@ FRAME_GAP_SECONDS = 1.0  # no frame this close to a frame time: the window has a
 STALLED_SECONDS = 2.0  # a stream this far behind the other no longer holds windows back
 
 
+@dataclass(frozen=True)
+class LiveLimits:
+    """Bounds on one live session's media; the one place their defaults are stated (the
+    service's settings and `nanoemox serve` options start from these)."""
+
+    max_frame_bytes: int = 2 * 1024 * 1024  # one encoded frame
+    max_frame_side: int = 4096  # pixels on the longer side of a frame
+    max_fps: float = 60.0  # frames closer together than 1 / this are dropped
+    max_seconds: float = 3600.0  # media past this time (and sessions longer than this) end
+
+
 class FrameRefused(ValueError):
     """A received frame that cannot be used: too large, not an image of a known format, or out of order."""
 
@@ -72,16 +83,15 @@ class LiveMedia:
 
     def __init__(self, window: float, hop: float, num_frames: int, *, video: bool = True, audio: bool = True,
                  source_rate: int = 16000, sample_rate: int = 16000, detect_faces: bool = True,
-                 detect_side: int = 320, max_frame_bytes: int = 2 * 1024 * 1024, max_frame_side: int = 4096,
-                 max_fps: float = 60.0):
+                 detect_side: int = 320, limits: LiveLimits = LiveLimits()):
         if not (video or audio):
             raise ValueError("a live session needs video, audio or both")
         self.window, self.hop, self.num_frames = float(window), float(hop), int(num_frames)
         self.video, self.audio = bool(video), bool(audio)
         self.source_rate, self.sample_rate = int(source_rate), int(sample_rate)
         self.detect_side = detect_side if detect_faces else None
-        self.max_frame_bytes, self.max_frame_side = int(max_frame_bytes), int(max_frame_side)
-        self.min_frame_spacing = 1.0 / max_fps  # closer frames are dropped (`dropped_frames`)
+        self.max_frame_bytes, self.max_frame_side = int(limits.max_frame_bytes), int(limits.max_frame_side)
+        self.min_frame_spacing = 1.0 / limits.max_fps  # closer frames are dropped (`dropped_frames`)
         self.dropped_frames = 0
         self.frames: list[_Frame] = []
         self.frame_times: list[float] = []  # parallel to frames, for bisect
@@ -219,7 +229,8 @@ class PickedWindow:
     detect_side: int | None
 
     def media(self) -> Window:
-        window = Window(self.index, self.start, self.end, None, [], [], self.waveform, self.audio_samples)
+        window = Window(self.index, self.start, self.end, None, [], [], self.waveform, self.audio_samples,
+                        targets=list(self.targets))
         if self.frames is None:
             return window
         window.frames = []

@@ -67,7 +67,8 @@ class Window:
     video had no frame); `faces`: the largest detected face box (x, y, w, h) per frame or
     None; `waveform`: 16 kHz mono float32 of [start, end) (None without an audio stream),
     `audio_samples`: how many of its samples are decoded data (the rest is silence);
-    `problems`: what was damaged or missing in this window.
+    `problems`: what was damaged or missing in this window; `targets`: the frame times
+    asked for (`frame_targets`), one per entry of `frames`.
     """
 
     index: int
@@ -79,6 +80,7 @@ class Window:
     waveform: np.ndarray | None
     audio_samples: int
     problems: list[str] = field(default_factory=list)
+    targets: list[float] = field(default_factory=list)
 
     @property
     def faces_found(self) -> int:
@@ -364,7 +366,7 @@ class WindowReader:
             pending = iter(sorted({t for s, e in spans for t in frame_targets(s, e, self.num_frames)}))
             for offset, (start, end) in enumerate(spans):
                 targets = frame_targets(start, end, self.num_frames)
-                window = Window(first + offset, start, end, None, [], [], None, 0)
+                window = Window(first + offset, start, end, None, [], [], None, 0, targets=targets)
                 if video is not None:
                     try:
                         while targets[-1] not in frames:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
 from nanoemox.live.protocol import CLOSE_BUSY, CLOSE_ERROR, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, ProtocolError, unpack
-from nanoemox.live.session import AUDIO_RATES, LiveLimits, LiveSession, check_start
+from nanoemox.live.session import AUDIO_RATES, LiveSession, check_start
 from nanoemox.serve.limits import Held, ModelGate
 from nanoemox.serve.settings import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, ServeSettings, labels_problem, span_problem
 
@@ -86,10 +86,8 @@ class LiveConnection:
                 held = await self.gate.acquire()
             except HTTPException as exc:  # every slot stayed taken
                 raise ProtocolError(str(exc.detail), code="busy", close=CLOSE_BUSY) from None
-            limits = LiveLimits(self.settings.max_frame_bytes, self.settings.max_frame_side,
-                                self.settings.max_live_fps, self.settings.max_live_seconds)
             try:
-                session = LiveSession(self.predictor, options, limits)
+                session = LiveSession(self.predictor, options, self.settings.live_limits())
             except ValueError as exc:  # labels the model cannot offer (repeated, empty once cleaned)
                 raise ProtocolError(str(exc)) from None
             await self._send({"type": "ready", **session.describe(), "limits": limits_of(self.settings)})

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from nanoemox.inference import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from nanoemox.media.live import LiveLimits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # read as one-frame clips (chat completions)
 
@@ -54,8 +55,12 @@ class ServeSettings:
     allow_remote_media: bool = False
     remote_media_timeout: float = 30.0  # seconds to fetch one http(s) media URL
     # /v1/live: one session holds a model slot while it lasts
-    max_live_seconds: float = 3600.0  # a session ends after this much media or wall-clock time
+    max_live_seconds: float = LiveLimits.max_seconds  # a session ends after this much media or wall-clock time
     live_idle_timeout: float = 15.0  # seconds without a message before a session is closed
-    max_frame_bytes: int = 2 * 1024 * 1024  # one encoded frame
-    max_frame_side: int = 4096  # pixels on the longer side of a frame
-    max_live_fps: float = 60.0  # frames closer together than 1 / this are dropped
+    max_frame_bytes: int = LiveLimits.max_frame_bytes  # one encoded frame
+    max_frame_side: int = LiveLimits.max_frame_side  # pixels on the longer side of a frame
+    max_live_fps: float = LiveLimits.max_fps  # frames closer together than 1 / this are dropped
+
+    def live_limits(self) -> LiveLimits:
+        """The bounds a live session of this service works under."""
+        return LiveLimits(self.max_frame_bytes, self.max_frame_side, self.max_live_fps, self.max_live_seconds)

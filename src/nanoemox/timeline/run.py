@@ -19,8 +19,6 @@ refused unless `resume` or `overwrite` is given.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -31,10 +29,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 from nanoemox.media.stream import WindowReader, detect_side
 from nanoemox.results_file import ResultsFile
-from nanoemox.timeline.infer import DEFAULT_TASKS, WindowAnswerer, answer_windows, check_tasks, prepared_windows
+from nanoemox.inference.windows import DEFAULT_TASKS, SPEECH_PLACEMENTS, WindowAnswerer, answer_windows, check_tasks
 from nanoemox.timeline.plot import plot_timeline
 from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
 from nanoemox.timeline.subtitles import Subtitles
+from nanoemox.timeline.table import csv_columns, csv_row, csv_text
 from nanoemox.utils import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -59,6 +58,8 @@ class TimelineOptions:
     smooth: int = DEFAULT_SMOOTH
     min_segment: float = DEFAULT_MIN_SEGMENT
     detect_faces: bool = True
+    share: bool = True  # encoder work shared across overlapping windows (`nanoemox.inference.windows`)
+    speech_clips: str = "grid"  # where each window's speech clips start: "grid" or "window" (`SpeechClips`)
 
     def __post_init__(self) -> None:
         if not self.window > 0 or not self.hop > 0:
@@ -70,6 +71,9 @@ class TimelineOptions:
         if self.smooth < 1 or self.min_segment < 0:
             raise ValueError(f"smooth must be at least 1 window and min_segment at least 0 s, "
                              f"got {self.smooth} and {self.min_segment}")
+        if self.speech_clips not in SPEECH_PLACEMENTS:
+            raise ValueError(f"speech clips must be placed by one of {', '.join(SPEECH_PLACEMENTS)}, "
+                             f"got {self.speech_clips!r}")
         self.tasks = check_tasks(self.tasks)
 
 
@@ -91,7 +95,9 @@ class Timeline:
                                    media.sample_rate, None, detect_faces=self.options.detect_faces,
                                    detect_side=detect_side(media.face_input))
         self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
-        self.answerer = WindowAnswerer(self.predictor, self.options.tasks, self.options.labels)
+        o = self.options
+        self.answerer = WindowAnswerer(self.predictor, o.tasks, o.labels, window=o.window, hop=o.hop, share=o.share,
+                                       speech_clips=o.speech_clips)
 
     @property
     def labels(self) -> list[str] | None:
@@ -106,9 +112,7 @@ class Timeline:
 
     def results(self, first: int = 0) -> Iterator[dict[str, Any]]:
         """One result per window from window `first` on, in order, as soon as its batch is answered."""
-        media = self.predictor.processor.media
-        prepared = prepared_windows(self.reader.windows(first), media, self.subtitle_lines,
-                                    ahead=2 * self.options.batch_size)
+        prepared = self.answerer.prepared(self.reader.windows(first), self.subtitle_lines, ahead=2 * self.options.batch_size)
         yield from answer_windows(self.answerer, prepared, self.options.batch_size)
 
     def segments(self, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -118,42 +122,6 @@ class Timeline:
             return []
         probabilities = [r[task]["probabilities"] if task in r else None for r in results]
         return segment(results, labels, probabilities, self.reader.duration, self.options.smooth, self.options.min_segment)
-
-
-def csv_columns(tasks: Sequence[str], labels: Sequence[str] | None) -> list[str]:
-    columns = ["start", "end"]
-    if "mer" in tasks:
-        columns += ["label", "confidence"] + [f"p_{label}" for label in labels or ()]
-    if "msa" in tasks:
-        columns += ["sentiment", "valence"]
-    columns += ["faces_found", "audio_present"]
-    if "ovmer" in tasks:
-        columns += ["words"]
-    return columns + ["error"]
-
-
-def csv_row(result: dict[str, Any], labels: Sequence[str] | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"start": f"{result['start']:.3f}", "end": f"{result['end']:.3f}",
-                           "faces_found": result["faces_found"], "audio_present": int(result["audio_present"]),
-                           "error": result.get("error", "")}
-    if "mer" in result:
-        mer = result["mer"]
-        row.update(label=mer["label"], confidence=f"{mer['confidence']:.4f}",
-                   **{f"p_{label}": f"{mer['probabilities'][label]:.4f}" for label in labels or ()})
-    if "msa" in result:
-        row.update(sentiment=result["msa"]["sentiment"], valence=f"{result['msa']['valence']:.4f}")
-    if "ovmer" in result:
-        row["words"] = "; ".join(result["ovmer"]["words"])
-    return row
-
-
-def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], header: bool) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
@@ -167,7 +135,7 @@ def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
             "subtitles": None if timeline.subtitles is None else str(Path(timeline.subtitles).resolve()),
             "labels": timeline.labels, "dtype": settings["dtype"], "decoding": settings["decoding"],
             "max_new_tokens_ovmer": settings["max_new_tokens"]["ovmer"] if "ovmer" in timeline.options.tasks else None,
-            **{k: options[k] for k in ("window", "hop", "tasks", "detect_faces")}}
+            **{k: options[k] for k in ("window", "hop", "tasks", "detect_faces", "speech_clips")}}
 
 
 def _read_done(out: Path, total: int) -> list[dict[str, Any]]:
@@ -260,6 +228,7 @@ def write_timeline(
                    "window_seconds": round(covered, 3),
                    "video_seconds_per_second": round(video_seconds / elapsed, 3) if elapsed > 0 and new else None,
                    "device": timeline.predictor.settings()["device"], "batch_size": timeline.options.batch_size},
+        "encoders": timeline.answerer.stats(),
         "smoothing": {"smooth": timeline.options.smooth, "min_segment": timeline.options.min_segment},
         "segments": segments, "windows": results,
     })
