@@ -12,6 +12,13 @@ at real pace with the defaults: 4 s windows every 1 s, MER and MSA, PNG frames. 
 - the service's **memory**: its resident size sampled every 0.5 s; the peak, and the
   medians of the first and last minute (flat means no growth with the session's length).
 
+**Shared encoder work** (`--replay-windows N`, 0 to skip): the same video replayed into a
+`LiveSession` in a child process, with sharing on and then off (`LiveOptions.share`),
+answering every window as soon as its media are in (so none is skipped and both answer
+the same windows): CPU seconds of the process per answered window (`time.process_time`,
+all threads), wall seconds per window, the pieces each encoder read, and whether the
+answers agree; for the model and, with `--paper-replay-windows`, the paper preset.
+
 The model is `--model` (a folder; `nanoemox demo` writes nanoemox-demo/model) or, by
 default, a random model of the tiny preset, the demo model's architecture: speed and
 memory do not depend on what the weights learned. `--paper-seconds` also streams the paper
@@ -19,6 +26,7 @@ preset (random weights, bfloat16) and reports the hop it sustains: the median ti
 answer, rounded up to the next quarter second.
 
     python benchmarks/live.py [--model DIR] [--minutes 5] [--paper-seconds 40]
+                              [--replay-windows 120] [--paper-replay-windows 8]
                               [--out benchmarks/results/live.json]
 """
 
@@ -38,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-TARGETS = {"latency_p95_s": 1.0, "skipped": 0, "memory_last_over_first_minute": 1.05}
+TARGETS = {"latency_p95_s": 1.0, "skipped": 0, "memory_last_over_first_minute": 1.05,
+           "cpu_per_window_shared_over_unshared": 0.6}
 
 
 def free_port() -> int:
@@ -47,15 +56,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_child(model: str, port: int) -> None:
-    """The service in this (child) process: a model folder, or "paper" for the random paper preset."""
+def _predictor(model: str):
+    """A model folder's predictor, or "paper:<tokenizer folder>": the random paper preset in bfloat16."""
     import torch
-    import uvicorn
 
     from nanoemox.inference import Predictor
-    from nanoemox.serve import ServeSettings, create_app
 
-    torch.set_num_threads(os.cpu_count() or 1)
     if model.startswith("paper:"):
         from transformers import AutoTokenizer
 
@@ -63,9 +69,73 @@ def serve_child(model: str, port: int) -> None:
         from analyze import _model  # the random paper-preset model of the analyze benchmark
 
         net, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(model.split(":", 1)[1]))
-        predictor = Predictor(net, processor, device="cpu", dtype=torch.bfloat16)
-    else:
-        predictor = Predictor.from_pretrained(model)
+        return Predictor(net, processor, device="cpu", dtype=torch.bfloat16)
+    return Predictor.from_pretrained(model)
+
+
+def replay_child(model: str, video: str, share: str, windows: str) -> dict:
+    """Replay `video` into a LiveSession (sharing on: "1"), answering each window once its media are in."""
+    import torch
+
+    from nanoemox.live import LiveOptions, LiveSession
+    from nanoemox.live.client import encode_frame
+    from nanoemox.live.protocol import AUDIO, FRAME
+    from nanoemox.media.stream import WindowReader
+
+    torch.manual_seed(0)
+    session = LiveSession(_predictor(model), LiveOptions(share=share == "1"))
+    cpu, wall, answers = [], [], []
+    for kind, at, data in WindowReader(video).media_events(0.1):
+        payload = encode_frame(data, "png") if kind == "frame" else np.ascontiguousarray(data, "<f4").tobytes()
+        session.receive(FRAME if kind == "frame" else AUDIO, at, payload)
+        index = session.due()
+        if index is None:
+            continue
+        picked, _ = session.pick(index)
+        c0, w0 = time.process_time(), time.perf_counter()
+        result = session.answer(picked)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+        answers.append({k: result[k]["probabilities"] for k in ("mer", "msa") if k in result})
+        if len(answers) >= int(windows):
+            break
+    warm = slice(1, None)  # the first answer also warms the model up
+    return {"share": share == "1", "windows": len(answers), "skipped": session.skipped, "threads": torch.get_num_threads(),
+            "cpu_seconds_per_window": round(float(np.mean(cpu[warm])), 4),
+            "wall_seconds_per_window": round(float(np.mean(wall[warm])), 4),
+            "wall_p95_seconds": round(float(np.percentile(wall[warm], 95)), 4),
+            "encoders": session.answerer.stats(), "answers": answers}
+
+
+def replay(model: str, video: Path, windows: int, label: str) -> dict:
+    """`replay_child` with sharing on and off, one child process after the other; the ratio and the agreement."""
+    runs = {}
+    for share in ("1", "0"):
+        print(f"{label}: replay with sharing {'on' if share == '1' else 'off'} ...", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, __file__, "--replay", model, str(video), share, str(windows)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"replay failed:\n{done.stderr[-3000:]}")
+        runs["shared" if share == "1" else "unshared"] = json.loads(done.stdout.strip().splitlines()[-1])
+    on, off = runs["shared"]["answers"], runs["unshared"]["answers"]
+    diffs = [abs(a[t][k] - b[t][k]) for a, b in zip(on, off) for t in a for k in a[t]]
+    same = float(np.mean([max(a["mer"], key=a["mer"].get) == max(b["mer"], key=b["mer"].get) for a, b in zip(on, off)]))
+    for run in runs.values():
+        run.pop("answers")
+    ratio = runs["shared"]["cpu_seconds_per_window"] / runs["unshared"]["cpu_seconds_per_window"]
+    return {**runs, "cpu_per_window_shared_over_unshared": round(ratio, 3), "mer_labels_equal": same,
+            "max_probability_difference": float(max(diffs))}
+
+
+def serve_child(model: str, port: int) -> None:
+    """The service in this (child) process: a model folder, or "paper" for the random paper preset."""
+    import torch
+    import uvicorn
+
+    from nanoemox.serve import ServeSettings, create_app
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    predictor = _predictor(model)
     # no idle limit: the paper preset may take longer than 15 s to answer a window
     uvicorn.run(create_app(predictor, ServeSettings(live_idle_timeout=600.0)), host="127.0.0.1", port=port,
                 log_level="warning")
@@ -145,12 +215,20 @@ def main() -> int:
     p.add_argument("--model", default=None, help="model folder (default: a random model of the tiny preset)")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the stream (default 5)")
     p.add_argument("--paper-seconds", type=float, default=40.0, help="seconds streamed to the paper preset (0: skip)")
+    p.add_argument("--replay-windows", type=int, default=120,
+                   help="windows answered in the shared/unshared replay of the model (0: skip)")
+    p.add_argument("--paper-replay-windows", type=int, default=0,
+                   help="windows answered in the shared/unshared replay of the paper preset (default 0: skip)")
     p.add_argument("--out", default="benchmarks/results/live.json")
     p.add_argument("--serve", default=None, help=argparse.SUPPRESS)  # the child process
     p.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--replay", nargs=4, default=None, help=argparse.SUPPRESS)  # the replay child
     args = p.parse_args()
     if args.serve:
         serve_child(args.serve, args.port)
+        return 0
+    if args.replay:
+        print(json.dumps(replay_child(*args.replay)))
         return 0
 
     from nanoemox.cli import main as cli
@@ -170,6 +248,11 @@ def main() -> int:
         print("composing the video ...", file=sys.stderr, flush=True)
         generate(work / "corpus", 60, 0, media=MediaConfig(), split_fractions=(0.5, 0.1, 0.4), workers=os.cpu_count())
         video = Path(compose_long_video(work / "corpus", work / "long.mp4", minutes=args.minutes, seed=0)["out"])
+        if args.replay_windows > 0:
+            results["replay"] = replay(model, video, args.replay_windows, "model")
+        if args.paper_replay_windows > 0:
+            results["paper_replay"] = replay(f"paper:{Path(model) / 'tokenizer'}", video, args.paper_replay_windows,
+                                             "paper")
         results["demo"] = stream(model, video, args.minutes * 60, "tiny")
         if args.paper_seconds > 0:
             paper = stream(f"paper:{Path(model) / 'tokenizer'}", video, args.paper_seconds, "paper")
@@ -182,6 +265,9 @@ def main() -> int:
     results["met"] = {"latency_p95_s": demo["latency_p95_s"] <= TARGETS["latency_p95_s"],
                       "skipped": demo["skipped"] == TARGETS["skipped"],
                       "memory_flat": (demo["memory_last_over_first_minute"] or math.inf) <= TARGETS["memory_last_over_first_minute"]}
+    if "replay" in results:
+        results["met"]["cpu_per_window"] = (results["replay"]["cpu_per_window_shared_over_unshared"]
+                                            <= TARGETS["cpu_per_window_shared_over_unshared"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))

@@ -22,8 +22,20 @@ requested minutes, default 10, and 1 minute). Then:
 5. **Paper preset**: random weights (CLIP ViT-L/14, HuBERT-Large, Swin-B,
    Qwen2.5-1.5B sizes) in bfloat16 on this CPU, throughput over the first
    `--paper-seconds` of the test video (`--skip-paper` to leave it out).
+6. **Shared encoder work** (`--skip-sharing` to leave it out, `--sharing-only` to run
+   only this): timelines with a 1 s hop, each in its own child process, with sharing
+   on and off one after the other (`TimelineOptions.share`, `nanoemox timeline
+   --no-share`): video seconds per wall second, encoder seconds per video second,
+   windows per second, peak memory, and whether the answers agree (labels, largest
+   probability difference); for the demo model on the test video and for the paper
+   preset (random weights, bfloat16) on `--paper-seconds` of it. The speech clips'
+   placement (`--speech-clips grid` against `window`) is compared on the dev video:
+   label agreement and probability differences. With `--memory-minutes` (e.g. 30) a
+   test video that long is run with sharing and its resident memory sampled after
+   every window: the medians of the first and the last minute.
 
     python benchmarks/timeline.py [--demo nanoemox-demo] [--minutes 10] [--paper-seconds 30]
+                                  [--sharing-only] [--memory-minutes 30]
                                   [--out benchmarks/results/timeline.json] [--figure docs/timeline_demo.png]
 
 Figures: the 1-minute test timeline (`--figure`) and the 10-minute one (beside `--out`),
@@ -42,9 +54,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 SMOOTH_GRID = (1, 3, 5, 7)
 MIN_SEGMENT_GRID = (0.0, 4.0, 8.0)
 TARGETS = {"window_accuracy_ratio": 0.85, "real_time_factor": 5.0, "memory_ratio_10min_over_1min": 1.2}
+SHARING_TARGETS = {"paper_speed_ratio": 1.8, "demo_speed_ratio": 1.5, "demo_real_time_factor": 10.0,
+                   "max_probability_difference": 1e-4, "memory_last_over_first_minute": 1.05}
 
 
 def compose(corpus: Path, out: Path, split: str, minutes: float, seed: int = 0) -> Path:
@@ -99,6 +115,141 @@ def child_paper(video: str, tokenizer: str, out: str) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def child_sharing(video: str, subtitles: str, out: str, model: str, share: str, speech_clips: str, hop: str) -> dict:
+    """One timeline with sharing on ("1") or off ("0"): timing, encoder work, memory over time, the answers.
+
+    `model`: a model folder, or "paper:<tokenizer folder>" for the random paper preset in bfloat16.
+    """
+    import torch
+
+    from nanoemox.inference import Predictor
+    from nanoemox.timeline import Timeline, TimelineOptions, write_timeline
+
+    torch.manual_seed(0)
+    if model.startswith("paper:"):
+        from transformers import AutoTokenizer
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from analyze import _model  # the random paper-preset model of the analyze benchmark
+
+        net, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(model[len("paper:"):]))
+        predictor = Predictor(net, processor, device="cpu", dtype=torch.bfloat16, batch_size=8)
+    else:
+        predictor = Predictor.from_pretrained(model, dtype="auto")
+    options = TimelineOptions(hop=float(hop), share=share == "1", speech_clips=speech_clips)
+    memory: list[tuple[float, float]] = []  # (window end in seconds, resident MB after it)
+    timeline = Timeline(predictor, video, options, subtitles)
+    meta = write_timeline(timeline, out, overwrite=True, model_name=model,
+                          progress=lambda result: memory.append((result["end"], _rss_mb())))
+    timing, encoders = meta["timing"], meta["encoders"]
+    video_seconds = timing["video_seconds"] or 1.0
+    first = [mb for end, mb in memory if end <= 60.0]
+    last = [mb for end, mb in memory if end >= memory[-1][0] - 60.0]
+    return {"share": options.share, "speech_clips": speech_clips, "hop": options.hop, "dtype": meta["settings"]["dtype"],
+            "timing": timing, "encoders": encoders, "threads": torch.get_num_threads(),
+            "encoder_seconds_per_video_second": round(encoders["encoder_seconds"] / video_seconds, 4),
+            "windows_per_second": round(timing["windows"] / timing["seconds"], 3),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_first_minute_mb": float(np.median(first)) if first else None,
+            "rss_last_minute_mb": float(np.median(last)) if last else None,
+            "answers": [{k: r[k]["probabilities"] for k in ("mer", "msa") if k in r} for r in meta["windows"]]}
+
+
+def agreement(a: dict, b: dict) -> dict:
+    """How two runs' answers compare: share of equal MER and MSA labels, largest and mean probability difference."""
+    pairs = [(x, y) for x, y in zip(a["answers"], b["answers"]) if x and y]
+    same = {task: float(np.mean([max(x[task], key=x[task].get) == max(y[task], key=y[task].get) for x, y in pairs]))
+            for task in ("mer", "msa")}
+    diffs = [abs(x[t][k] - y[t][k]) for x, y in pairs for t in ("mer", "msa") for k in x[t]]
+    return {"windows": len(pairs), "mer_labels_equal": same["mer"], "msa_labels_equal": same["msa"],
+            "max_probability_difference": float(max(diffs)), "mean_probability_difference": float(np.mean(diffs))}
+
+
+def side_by_side(video: Path, work: Path, model: str, name: str, speech_clips: str = "grid") -> dict:
+    """Sharing on and off on one video (hop 1 s), each in a child process, one after the other."""
+    runs = {}
+    for share in ("1", "0"):
+        print(f"  {name}: sharing {'on' if share == '1' else 'off'} ...", file=sys.stderr, flush=True)
+        runs["shared" if share == "1" else "unshared"] = _child(
+            "sharing", str(video), str(video.with_suffix(".srt")), str(work / f"sharing_{name}_{share}"), model, share,
+            speech_clips, "1.0")
+    shared, unshared = runs["shared"], runs["unshared"]
+    speed = shared["timing"]["video_seconds_per_second"] / unshared["timing"]["video_seconds_per_second"]
+    summary = {"speed_ratio": round(speed, 3), "agreement": agreement(shared, unshared)}
+    for run in runs.values():
+        run.pop("answers")
+    return {**runs, **summary}
+
+
+def sharing(args, corpus: Path, model: Path, work: Path) -> dict:
+    """Section 6 of the module docstring: shared encoder work against whole windows, and the speech clips' placement."""
+    tag = f"{args.minutes:g}min"
+    test = compose(corpus, work / f"test_{tag}.mp4", "test", args.minutes)
+    dev = compose(corpus, work / f"dev_{tag}.mp4", "dev", args.minutes)
+    out: dict = {"targets": SHARING_TARGETS, "hop": 1.0, "demo": side_by_side(test, work, str(model), "demo")}
+    print("  speech clips placed per window (dev) ...", file=sys.stderr, flush=True)
+    grid = _child("sharing", str(dev), str(dev.with_suffix(".srt")), str(work / "placement_grid"), str(model), "1",
+                  "grid", "1.0")
+    window = _child("sharing", str(dev), str(dev.with_suffix(".srt")), str(work / "placement_window"), str(model), "1",
+                    "window", "1.0")
+    from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH
+
+    truth = dev.with_suffix(".segments.csv")
+    accuracy = {name: scores(work / f"placement_{name}", truth, DEFAULT_SMOOTH, DEFAULT_MIN_SEGMENT)
+                for name in ("grid", "window")}
+    out["speech_placement_dev"] = {"grid_vs_window": agreement(grid, window),
+                                   "window_accuracy_raw": {k: v["window_accuracy_raw"] for k, v in accuracy.items()},
+                                   "time_accuracy": {k: v["time_accuracy"] for k, v in accuracy.items()},
+                                   "grid_video_seconds_per_second": grid["timing"]["video_seconds_per_second"],
+                                   "window_video_seconds_per_second": window["timing"]["video_seconds_per_second"],
+                                   "speech_clips_encoded": {"grid": grid["encoders"]["encoded"]["speech"],
+                                                            "window": window["encoders"]["encoded"]["speech"]}}
+    if not args.skip_paper:
+        short = compose(corpus, work / f"test_paper_{args.paper_seconds:g}s.mp4", "test", args.paper_seconds / 60)
+        out["paper_bf16"] = side_by_side(short, work, f"paper:{model / 'tokenizer'}", "paper")
+    if args.memory_minutes:
+        long = compose(corpus, work / f"test_{args.memory_minutes:g}min.mp4", "test", args.memory_minutes)
+        print(f"  {long.name} with sharing (memory) ...", file=sys.stderr, flush=True)
+        run = _child("sharing", str(long), str(long.with_suffix(".srt")), str(work / "sharing_long"), str(model), "1",
+                     "grid", "1.0")
+        run.pop("answers")
+        run["memory_last_over_first_minute"] = round(run["rss_last_minute_mb"] / run["rss_first_minute_mb"], 4)
+        out["long"] = run
+    return out
+
+
+def print_sharing(result: dict) -> None:
+    for name in ("demo", "paper_bf16"):
+        if name not in result:
+            continue
+        r = result[name]
+        on, off = r["shared"], r["unshared"]
+        print(f"{name}, hop 1 s: {on['timing']['video_seconds_per_second']:.2f} video s per s shared vs "
+              f"{off['timing']['video_seconds_per_second']:.2f} unshared ({r['speed_ratio']:.2f}x); encoder s per video s "
+              f"{on['encoder_seconds_per_video_second']:.3f} vs {off['encoder_seconds_per_video_second']:.3f}; windows/s "
+              f"{on['windows_per_second']:.2f} vs {off['windows_per_second']:.2f}; peak memory {on['peak_rss_mb']:.0f} vs "
+              f"{off['peak_rss_mb']:.0f} MB; labels equal MER {r['agreement']['mer_labels_equal']:.3f} "
+              f"MSA {r['agreement']['msa_labels_equal']:.3f}, max probability difference "
+              f"{r['agreement']['max_probability_difference']:.2e}")
+    placement = result["speech_placement_dev"]["grid_vs_window"]
+    print(f"speech clips grid vs window (dev): MER labels equal {placement['mer_labels_equal']:.3f}, MSA "
+          f"{placement['msa_labels_equal']:.3f}; probability difference max {placement['max_probability_difference']:.4f}, "
+          f"mean {placement['mean_probability_difference']:.5f}; dev window accuracy grid "
+          f"{result['speech_placement_dev']['window_accuracy_raw']['grid']:.3f}, window "
+          f"{result['speech_placement_dev']['window_accuracy_raw']['window']:.3f}")
+    if "long" in result:
+        long = result["long"]
+        print(f"long video ({long['timing']['video_seconds']:.0f} s): resident memory first minute "
+              f"{long['rss_first_minute_mb']:.0f} MB, last minute {long['rss_last_minute_mb']:.0f} MB "
+              f"({long['memory_last_over_first_minute']:.3f}x); {long['timing']['video_seconds_per_second']:.1f}x real time")
+
+
 def _child(*args: str) -> dict:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
@@ -144,6 +295,10 @@ def main(argv=None) -> int:
     p.add_argument("--extra-minutes", type=float, default=None,
                    help="also time a test video this long (memory and speed only), e.g. 30")
     p.add_argument("--skip-paper", action="store_true")
+    p.add_argument("--skip-sharing", action="store_true", help="leave out the shared-encoder comparison")
+    p.add_argument("--sharing-only", action="store_true", help="run only the shared-encoder comparison")
+    p.add_argument("--memory-minutes", type=float, default=None,
+                   help="also run a test video this long with sharing and compare its first and last minute's memory")
     p.add_argument("--work", default=None, help="folder for the videos and timelines (default: a temporary one)")
     p.add_argument("--out", default="benchmarks/results/timeline.json")
     p.add_argument("--figure", default="docs/timeline_demo.png",
@@ -152,7 +307,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        print(json.dumps(child_timeline(*rest) if kind == "timeline" else child_paper(*rest)))
+        child = {"timeline": child_timeline, "paper": child_paper, "sharing": child_sharing}[kind]
+        print(json.dumps(child(*rest)))
         return 0
     from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH
 
@@ -163,6 +319,16 @@ def main(argv=None) -> int:
     temp = None if args.work else tempfile.TemporaryDirectory()
     work = Path(args.work or temp.name)
     work.mkdir(parents=True, exist_ok=True)
+    if args.sharing_only:  # this section only; the other figures already in --out are kept
+        print("shared encoder work ...", file=sys.stderr, flush=True)
+        target = Path(args.out)
+        results = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
+        results["sharing"] = sharing(args, corpus, model, work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print_sharing(results["sharing"])
+        print(f"wrote {args.out}")
+        return 0
     tag = f"{args.minutes:g}min"
     videos = {
         "dev": compose(corpus, work / f"dev_{tag}.mp4", "dev", args.minutes),
@@ -201,6 +367,9 @@ def main(argv=None) -> int:
         short = compose(corpus, work / "test_paper.mp4", "test", args.paper_seconds / 60)
         tokenizer = model / "tokenizer"
         results["paper_bf16"] = _child("paper", str(short), str(tokenizer), str(work / "timeline_paper"))
+    if not args.skip_sharing:
+        print("shared encoder work ...", file=sys.stderr, flush=True)
+        results["sharing"] = sharing(args, corpus, model, work)
     for name, target in (("test_1min", args.figure), ("test", str(Path(args.out).with_suffix(".png")))):
         if target:
             figure(work / f"timeline_{name}", truth[name], Path(target))
@@ -226,6 +395,8 @@ def main(argv=None) -> int:
         pt = results["paper_bf16"]["timing"]
         print(f"paper preset bf16: {pt['video_seconds_per_second']:.2f}x real time over {pt['video_seconds']:.0f} s "
               f"({pt['windows']} windows in {pt['seconds']:.1f} s)")
+    if "sharing" in results:
+        print_sharing(results["sharing"])
     print(f"wrote {args.out}")
     if temp is not None:
         temp.cleanup()

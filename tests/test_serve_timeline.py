@@ -134,7 +134,7 @@ def test_refusals_keep_their_status(predictor, video, uploads):
         assert status(subtitles=("notes.txt", b"hello", "text/plain")) == 415
         for fields in ({"tasks": "mer,dreams"}, {"tasks": "erg"}, {"window": "abc"}, {"window": "0"}, {"hop": "-1"},
                        {"window": "inf"}, {"window": "nan"}, {"window": "3", "hop": "4"}, {"hop": "0.01"},
-                       {"window": "600"}, {"labels": ",".join(f"l{i}" for i in range(40))}):
+                       {"window": "600"}, {"labels": ",".join(f"l{i}" for i in range(40))}, {"speech_clips": "nearest"}):
             assert status(fields=fields) == 422, fields
         assert client.post("/v1/timeline", data={"window": "4"}).status_code == 422  # no clip
         assert client.post("/v1/timeline", json={"clip": "long.mp4"}).status_code == 422

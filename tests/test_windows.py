@@ -121,3 +121,21 @@ def test_memory_stays_bounded_over_a_long_stream(predictor):
         assert len(answerer.memory) <= bound
         assert all(key[0] >= start + 1.0 - 1e-9 for key in answerer.memory.scene)
     assert answerer.stats()["encoded"]["scene"] == cfg.num_frames + 119 * 2
+
+
+def test_timeline_command_takes_the_sharing_options_and_resume_keeps_the_placement(model_dir, long_video, tmp_path,
+                                                                                   capsys):
+    import json
+
+    from nanoemox.cli import main as cli
+
+    video, srt = long_video
+    out = tmp_path / "timeline"
+    base = ["timeline", str(video), "--model", str(model_dir), "--out", str(out), "--dtype", "float32", "--hop", "2"]
+    assert cli(base + ["--no-share", "--speech-clips", "window"]) == 0
+    meta = json.loads((out / "timeline.json").read_text(encoding="utf-8"))
+    assert meta["settings"]["speech_clips"] == "window"
+    assert meta["encoders"]["share"] is False and meta["encoders"]["encoded"]["scene"] == meta["window_count"] * 8
+    capsys.readouterr()
+    assert cli(base + ["--resume"]) == 2  # the default placement is "grid": another setting
+    assert "speech_clips" in capsys.readouterr().err

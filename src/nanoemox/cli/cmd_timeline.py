@@ -51,6 +51,13 @@ def register(subparsers) -> None:
                    help=f"shorter segments join a neighbour (seconds, default {DEFAULT_MIN_SEGMENT:g})")
     p.add_argument("--no-face-detection", action="store_true",
                    help="skip the face detector (faces_found is then 0; only with the processor's face_input=frames)")
+    p.add_argument("--speech-clips", choices=("grid", "window"), default="grid",
+                   help="where each window's speech clips start: on a grid shared by overlapping windows, so each "
+                        "clip is encoded once (default), or spread over each window as for a clip file "
+                        "(docs/timeline.md, \"Shared encoder work\")")
+    p.add_argument("--no-share", action="store_true",
+                   help="encode every window whole instead of once per frame and clip (same answers, slower; "
+                        "for comparisons)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the timeline in --out after its last window")
     group.add_argument("--overwrite", action="store_true", help="replace a timeline already in --out")
@@ -86,7 +93,8 @@ def run(args) -> int:
     try:
         options = TimelineOptions(window=args.window, hop=args.hop, tasks=tasks, labels=split_list(args.labels),
                                   batch_size=args.batch_size, smooth=args.smooth, min_segment=args.min_segment,
-                                  detect_faces=not args.no_face_detection)
+                                  detect_faces=not args.no_face_detection, share=not args.no_share,
+                                  speech_clips=args.speech_clips)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not Path(args.video).exists():

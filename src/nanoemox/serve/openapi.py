@@ -65,6 +65,9 @@ TIMELINE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-d
                    "description": "window length in seconds"},
         "hop": {"type": "number", "minimum": MIN_HOP_SECONDS, "maximum": MAX_WINDOW_SECONDS, "default": 2,
                 "description": "seconds between window starts; at most `window`"},
+        "speech_clips": {"type": "string", "enum": ["grid", "window"], "default": "grid",
+                         "description": "where each window's speech clips start: on a grid shared by overlapping "
+                                        "windows (each clip encoded once) or spread over each window as for a clip"},
     },
 }}}}}
 TIMELINE_200 = {

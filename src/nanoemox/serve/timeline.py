@@ -100,8 +100,10 @@ def timeline_options(form: FormData, batch_size: int) -> TimelineOptions:
     hop = _seconds(text_field(form, "hop"), "hop", TimelineOptions.hop)
     if problem := span_problem(window, hop):
         raise HTTPException(422, problem)
+    speech_clips = (text_field(form, "speech_clips") or TimelineOptions.speech_clips).strip()
     try:
-        return TimelineOptions(window=window, hop=hop, tasks=tuple(tasks), labels=labels, batch_size=batch_size)
+        return TimelineOptions(window=window, hop=hop, tasks=tuple(tasks), labels=labels, batch_size=batch_size,
+                               speech_clips=speech_clips)
     except ValueError as exc:  # unknown tasks, hop longer than the window
         raise HTTPException(422, str(exc)) from None
 
