@@ -1,4 +1,4 @@
-"""The model folder format: writing a folder (`save_model`) and reading its parts.
+"""The model folder format: writing a folder (`save_model`, `write_model_files`) and reading its parts.
 
 A model folder holds:
 
@@ -8,6 +8,10 @@ A model folder holds:
     scene_encoder/ speech_encoder/ face_encoder/ language/
                          backbones, only in a self-contained folder; otherwise config.json
                          refers to them by hub id or path
+
+`save_model` writes the backbones a folder needs, then everything else with
+`write_model_files`; the trainer writes a checkpoint's model files with `write_model_files`
+too, so a training checkpoint (train/checkpoint.py) is also a model folder.
 
 Backbone references in config.json that start with "./" are relative to the folder.
 A backbone without any reference (random weights, e.g. the tiny preset) is always
@@ -82,19 +86,41 @@ def save_model(
 ) -> Path:
     """Write a model folder atomically (built in a temp folder, then renamed into place).
 
+    The backbones go in first: all of them with `self_contained`, else those config.json could
+    not refer to otherwise; then `write_model_files` with the model's saved weights.
     `processor` (a NanoEmoXProcessor) is written with its tokenizer; else `tokenizer` alone.
     """
     folder = Path(folder)
-    config = copy.deepcopy(model.config)
+    config = copy.deepcopy(model.config)  # _save_backbones points the written backbones' references into the folder
     with atomic_directory(folder) as tmp:
         _save_backbones(model, tmp, config, self_contained)
-        if processor is not None:
-            processor.save_pretrained(tmp)
-        elif tokenizer is not None:
-            tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
-        atomic_save_safetensors(trainable_state_dict(model), tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        write_model_config(tmp, config, model.placeholder_ids)
+        write_model_files(tmp, config, model.placeholder_ids, trainable_state_dict(model), processor=processor,
+                          tokenizer=tokenizer)
     return folder
+
+
+def write_model_files(
+    folder: Path,
+    config: NanoEmoXConfig,
+    placeholder_ids: dict[str, int],
+    weights: dict[str, torch.Tensor],
+    *,
+    processor=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> None:
+    """Write a model folder's files, backbones aside, into the existing folder `folder`.
+
+    In this order: `processor` (a NanoEmoXProcessor, with its tokenizer) or else `tokenizer` alone
+    into tokenizer/; `weights` (a `trainable_state_dict`, whole tensors) as model.safetensors;
+    config.json (`write_model_config`: `config` must already refer to every backbone). Each file
+    is written atomically, the folder as a whole is not: callers write into a temp folder.
+    """
+    if processor is not None:
+        processor.save_pretrained(folder)
+    elif tokenizer is not None:
+        tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+    atomic_save_safetensors(weights, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    write_model_config(folder, config, placeholder_ids)
 
 
 def write_model_config(folder: Path, config: NanoEmoXConfig, placeholder_ids: dict[str, int]) -> None:

@@ -2,17 +2,19 @@
 
 A checkpoint folder `step_00000100/` holds
 
-    model.safetensors      trainable weights (the model folder's weights file)
+    model.safetensors      trainable weights
+    config.json tokenizer/ answer_budgets.json
+                           the rest of a model folder; with model.safetensors, written by
+                           the trainer (`model_files`: model/saving.py's `write_model_files`)
     optimizer.safetensors  the optimizer's tensors, flattened as state.<param>.<name>
     rng.safetensors        torch CPU (and CUDA) generator states; those of process r > 0
                            of a multi-process run prefixed `rank<r>.`
     state.json             step, data position, scheduler and optimizer hyper-parameters,
                            Python and NumPy RNG states (one per process), the phase name,
                            the loss history
-    config.json tokenizer/ answer_budgets.json
-                           written by the trainer beside them (`model_files`), so that a
-                           checkpoint is also a model folder: `nanoemox analyze --model
-                           .../checkpoints/step_00000100` loads it in one process
+
+So a checkpoint is also a model folder: `nanoemox analyze --model
+.../checkpoints/step_00000100` loads it in one process.
 
 Tensors are always whole, also from an FSDP run (train/sharding.py gathers them first).
 
@@ -105,27 +107,25 @@ def save_checkpoint(
     folder: Path,
     *,
     step: int,
-    model_weights: dict[str, torch.Tensor],
+    model_files: Callable[[Path], None],
     optimizer_state: dict[str, Any],
     scheduler,
     extra: dict[str, Any],
     keep_last: int,
     rng: tuple[dict[str, torch.Tensor], list[dict[str, Any]]],
-    model_files: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write `folder/step_<step>` atomically and prune older checkpoints.
 
+    `model_files(tmp)` writes the model's files into the temp folder, model.safetensors
+    among them (the trainer: model/saving.py's `write_model_files` and the answer budgets);
     `optimizer_state` is a one-process optimizer's state_dict (whole tensors); `rng` the RNG
-    states of every process (tensors, one meta per process; alone: `rng_state()`'s); `model_files(tmp)`
-    writes whatever else the folder should hold (the trainer: config.json and tokenizer/).
+    states of every process (tensors, one meta per process; alone: `rng_state()`'s).
     """
     target = folder / f"step_{step:08d}"
     opt_tensors, opt_meta = _flatten_optimizer(optimizer_state)
     rng_tensors, rng_metas = rng
     with atomic_directory(target) as tmp:
-        if model_files is not None:
-            model_files(tmp)
-        atomic_save_safetensors(model_weights, tmp / "model.safetensors")
+        model_files(tmp)
         atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
         files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)} for name in TENSOR_FILES}

@@ -10,6 +10,9 @@ the same samples an uninterrupted run would. Batches are laid out by index as
 so that N processes with micro-batch m see the same global batch as one process with
 micro-batch N*m. Media are decoded in DataLoader worker processes, or read from a
 feature cache of the frozen encoders.
+
+A run reads its records and opens its feature cache once (`RunData`); each phase's
+loader is made from them.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nanoemox.data.manifest import Record, load_manifest
 from nanoemox.data.mixture import TaskMixture, group_by_task
-from nanoemox.features import media_key, stack_features
+from nanoemox.features import FeatureCache, media_key, stack_features
 from nanoemox.media.errors import MediaError
+from nanoemox.train.absent import AbsentModalities
 from nanoemox.train.config import DataConfig, PhaseConfig
 
 logger = logging.getLogger(__name__)
@@ -179,3 +183,32 @@ def make_loader(dataset: PhaseDataset, sampler: StepBatchSampler, collate: Colla
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+class RunData:
+    """A training run's records and feature cache, read by the first `loader` and shared by every phase."""
+
+    def __init__(self, config: DataConfig, seed: int):
+        self.config = config
+        self.seed = seed
+        self.records: list[Record] | None = None
+        self.cache: FeatureCache | None = None  # when the config names one
+
+    def loader(self, phase: PhaseConfig, model: torch.nn.Module, processor, *, start_step: int, rank: int,
+               world_size: int) -> DataLoader:
+        """The phase's loader of micro-batches from optimizer step `start_step` on, for process `rank` of `world_size`.
+
+        `model` (whole, not yet prepared) and `processor` open the feature cache and, with modality
+        dropout, make the blank inputs (`AbsentModalities`, which run the encoders).
+        """
+        if self.records is None:
+            self.records = load_training_records(self.config)
+        if self.config.features and self.cache is None:
+            # The identity check refuses a cache made by other encoders or media settings.
+            self.cache = FeatureCache.open(self.config.features, model=model, processor=processor, verify="lazy")
+        mixture = phase_mixture(self.records, phase, self.seed)
+        absent = AbsentModalities(model, processor) if phase.modality_dropout else None
+        dataset = PhaseDataset(mixture, processor, self.config.root, self.seed, cache=self.cache,
+                               dropout=phase.modality_dropout, absent=absent)
+        sampler = StepBatchSampler(phase, start_step=start_step, rank=rank, world_size=world_size)
+        return make_loader(dataset, sampler, Collator(processor, cached=self.cache is not None), self.config.workers)

@@ -1,7 +1,9 @@
-"""A phase's progress (step, loss history, RNG states) and its round trip through checkpoints.
+"""A phase's parts while it trains, its progress, and the progress's round trip through checkpoints.
 
-The trainer keeps one `PhaseState` per phase; `save_phase_state` writes it with the
-model, optimizer and schedule as a checkpoint (checkpoint.py), and on `--resume`
+`Trainer.setup` makes one `PhaseRun` per phase: the prepared model and optimizer, the
+schedule, the data loader and the phase's `PhaseState` (step, loss history, RNG states).
+`save_phase_state` writes the state with the model, optimizer and schedule as a
+checkpoint (checkpoint.py), and on `--resume`
 `resume_checkpoint` finds the newest intact one and `restore_phase_state` loads it
 (the optimizer's states wait in `PhaseState.optimizer` until `accelerator.prepare` has
 made the optimizer's final parameters: under FSDP, their shards).
@@ -15,9 +17,12 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from nanoemox.model.saving import trainable_state_dict
+from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.train import checkpoint as ckpt
+from nanoemox.train.config import PhaseConfig
 from nanoemox.train.sharding import own_rng
 
 
@@ -27,6 +32,22 @@ class PhaseState:
     history: list[list[float]] = field(default_factory=list)  # [step, loss] pairs
     rng: tuple | None = None  # this process's RNG states, to restore once the data iterator exists
     optimizer: dict[str, Any] | None = None  # a checkpoint's optimizer state, to load after `prepare`
+
+
+@dataclass
+class PhaseRun:
+    """One phase while it trains: what `Trainer.setup` makes, taken by the training steps and
+    by train/phase_files.py, which writes the checkpoints and the hand-over from it."""
+
+    phase: PhaseConfig
+    folder: Path  # the phase folder, OUT/phases/NN_<name>
+    init_dir: Path  # the model folder the phase started from (it holds the frozen backbones)
+    model: nn.Module  # as `accelerator.prepare` returned it: wrapped under DDP, sharded under FSDP
+    processor: NanoEmoXProcessor  # init_dir's, written into each checkpoint and the phase's model folder
+    optimizer: torch.optim.Optimizer  # prepared like the model
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # the learning rate, stepped once per optimizer step
+    loader: DataLoader  # the phase's micro-batches from the step the phase starts (or resumes) at
+    state: PhaseState
 
 
 def resume_checkpoint(checkpoints: Path, *, clean: bool) -> Path | None:
@@ -57,19 +78,18 @@ def restore_phase_state(path: Path, model: nn.Module, scheduler, *, rank: int = 
                       optimizer=saved["optimizer_state"])
 
 
-def save_phase_state(folder: Path, weights: dict[str, torch.Tensor], optimizer_state: dict[str, Any], scheduler,
-                     state: PhaseState, *, keep_last: int, rng,
-                     model_files: Callable[[Path], None] | None = None) -> Path:
-    """Checkpoint the phase in `folder` (a phase folder) at `state.step`: the model's saved weights
-    (`trainable_state_dict`, whole) and a one-process optimizer state (see checkpoint.save_checkpoint)."""
+def save_phase_state(folder: Path, optimizer_state: dict[str, Any], scheduler, state: PhaseState, *,
+                     keep_last: int, rng, model_files: Callable[[Path], None]) -> Path:
+    """Checkpoint the phase in `folder` (a phase folder) at `state.step`: the model's files, which
+    `model_files(tmp)` writes (its saved weights whole), and a one-process optimizer state (see
+    checkpoint.save_checkpoint)."""
     return ckpt.save_checkpoint(
         folder / "checkpoints",
         step=state.step,
-        model_weights=weights,
+        model_files=model_files,
         optimizer_state=optimizer_state,
         scheduler=scheduler,
         extra={"history": state.history, "data_position": state.step, "phase": folder.name},
         keep_last=keep_last,
         rng=rng,
-        model_files=model_files,
     )

@@ -10,6 +10,10 @@ wrote (the first from the configured preset or folder) and writes its own:
         tensorboard/  loss.png     logs and the loss curve
     OUT/model -> the last phase's model folder (a copy of its path in OUT/run.json)
 
+`setup` gathers a phase's parts (model, processor, optimizer, schedule, loader, progress)
+into one `PhaseRun` that the training steps take; train/phase_files.py writes the
+checkpoints and the hand-over from it.
+
 The same code runs on one CPU, one GPU or many processes (`accelerate launch` /
 `torchrun`): Accelerate wraps the model for DDP/FSDP/DeepSpeed and handles mixed
 precision; gradient accumulation skips the all-reduce on all but the last micro-batch.
@@ -25,6 +29,7 @@ import logging
 import math
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +40,19 @@ from tqdm.auto import tqdm
 
 from nanoemox.config import get_preset
 from nanoemox.decoding import answer_budgets, write_budgets
-from nanoemox.features import FeatureCache
 from nanoemox.model import NanoEmoX, build_model, build_tokenizer, load_model, save_model, set_trainable
 from nanoemox.model.build import check_backbones, random_backbones_of
 from nanoemox.model.nanoemox import MediaFeatures
-from nanoemox.model.saving import trainable_state_dict, write_model_config
 from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.train import checkpoint as ckpt
-from nanoemox.train.absent import AbsentModalities
 from nanoemox.train.config import ModelSource, PhaseConfig, TrainConfig
-from nanoemox.train.data import Collator, PhaseDataset, StepBatchSampler, load_training_records, make_loader, phase_mixture
+from nanoemox.train.data import RunData
 from nanoemox.train.optim import build_optimizer, build_scheduler
+from nanoemox.train.phase_files import write_checkpoint, write_handover
 from nanoemox.train.plots import plot_loss
-from nanoemox.train.sharding import (SHARE_MESSAGE, check_sharded_optimizer, full_optimizer_state, full_tensors,
-                                     is_sharded, load_optimizer_state, make_accelerator, rank_rng)
-from nanoemox.train.state import PhaseState, restore_phase_state, resume_checkpoint, save_phase_state
+from nanoemox.train.sharding import (SHARE_MESSAGE, check_sharded_optimizer, is_sharded, load_optimizer_state,
+                                     make_accelerator)
+from nanoemox.train.state import PhaseRun, PhaseState, restore_phase_state, resume_checkpoint
 from nanoemox.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -100,10 +103,8 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
         )
         self._stop_signal: int | None = None
-        self._records = None
-        self._cache = None
+        self.data = RunData(config.data, config.seed)  # records and feature cache, read once for all phases
         self._budgets = None
-        self._processor: NanoEmoXProcessor | None = None  # the current phase's
         # The trained model of the latest phase, unwrapped; under FSDP, a whole copy on the main
         # process (the one its model folder was written from) and None on the others.
         self.model: NanoEmoX | None = None
@@ -159,44 +160,32 @@ class Trainer:
     # ------------------------------------------------------------------ one phase
 
     def run_phase(self, index: int, phase: PhaseConfig, init_dir: Path) -> Path:
+        """Train one phase from the model folder `init_dir`; returns the phase's model folder (its hand-over).
+
+        A phase already marked DONE is skipped; with `resume`, an interrupted one goes on from its newest
+        intact checkpoint (`setup`).
+        """
         folder = phase_dir(self.out, index, phase)
         final = folder / "model"
         if (final / "config.json").is_file() and (folder / "DONE").is_file():
             logger.info("phase %s already complete, handing over %s", phase.name, final)
             return final
-        model, processor, optimizer, scheduler, state, loader = self.setup(phase, init_dir, folder)
-        self._loop(phase, folder, model, optimizer, scheduler, loader, state)
-        self.model = self._whole_model(model, init_dir)
-        if self.is_main:
-            save_model(self.model, final, processor=processor)
-            self._save_budgets(final, processor)
-            atomic_write_json({"phase": phase.name, "steps": state.step, "history": state.history}, folder / "history.json")
-            self._plot(folder, state)
-            (folder / "DONE").write_text("complete\n")
-        self.accelerator.wait_for_everyone()
+        run = self.setup(phase, init_dir, folder)
+        self._loop(run)
+        self.model = write_handover(run, self.accelerator,
+                                    extra_files=partial(self._save_budgets, processor=run.processor))
         return final
-
-    def _whole_model(self, model, init_dir: Path) -> NanoEmoX | None:
-        """The trained model, unwrapped; under FSDP its saved weights gathered into a copy on the main process."""
-        if not is_sharded(self.accelerator):
-            return self.accelerator.unwrap_model(model)
-        weights = full_tensors(trainable_state_dict(model))  # every process takes part in the gather
-        if not self.is_main:
-            return None
-        whole = load_model(init_dir)  # the frozen backbones are those of the hand-over folder
-        whole.load_state_dict(weights, strict=False)
-        return whole
 
     def _save_budgets(self, folder: Path, processor) -> None:
         """Per-task answer budgets measured on the training targets, stored with the model."""
         if self._budgets is None:
-            self._budgets = answer_budgets(self._records, processor.tokenizer)
+            self._budgets = answer_budgets(self.data.records, processor.tokenizer)
             logger.info("answer budgets (new tokens) from the training targets: %s", self._budgets[0])
         budgets, stats = self._budgets
         if budgets:
             write_budgets(folder, budgets, stats)
 
-    def setup(self, phase: PhaseConfig, init_dir: Path, folder: Path):
+    def setup(self, phase: PhaseConfig, init_dir: Path, folder: Path) -> PhaseRun:
         """Model from the hand-over folder, phase groups applied, optimizer, schedule, resume state, data loader.
 
         The loader (and the blank inputs of modality dropout, which run the encoders) is made
@@ -205,7 +194,7 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         model = load_model(init_dir)
         check_backbones(model.config, allow=self.config.model.allow_random_backbones, purpose="training")
-        processor = self._processor = NanoEmoXProcessor.from_pretrained(init_dir)
+        processor = NanoEmoXProcessor.from_pretrained(init_dir)
         counts = set_trainable(model, phase.trainable)
         logger.info("phase %s trains %s", phase.name, {g: n for g, n in counts.items() if n})
         model.train()
@@ -217,7 +206,8 @@ class Trainer:
             state = restore_phase_state(latest, model, scheduler, rank=self.accelerator.process_index,
                                         world=self.accelerator.num_processes)
             logger.info("resumed phase %s from %s (step %d)", phase.name, latest, state.step)
-        loader = self._loader(phase, model, processor, state.step)
+        loader = self.data.loader(phase, model, processor, start_step=state.step,
+                                  rank=self.accelerator.process_index, world_size=self.accelerator.num_processes)
         model, optimizer = self.accelerator.prepare(model, optimizer)
         if state.optimizer is not None:
             load_optimizer_state(optimizer, state.optimizer)
@@ -225,24 +215,8 @@ class Trainer:
         if is_sharded(self.accelerator):
             held = check_sharded_optimizer(model, optimizer)
             logger.info(SHARE_MESSAGE, held["trainable"], held["local_elements"], held["full_elements"], held["frozen"])
-        return model, processor, optimizer, scheduler, state, loader
-
-    def _loader(self, phase: PhaseConfig, model: NanoEmoX, processor, start_step: int):
-        if self._records is None:
-            self._records = load_training_records(self.config.data)
-        if self.config.data.features and self._cache is None:
-            # The identity check refuses a cache made by other encoders or media settings.
-            self._cache = FeatureCache.open(self.config.data.features, model=model, processor=processor, verify="lazy")
-        mixture = phase_mixture(self._records, phase, self.config.seed)
-        absent = None
-        if phase.modality_dropout:
-            absent = AbsentModalities(model, processor)
-        dataset = PhaseDataset(mixture, processor, self.config.data.root, self.config.seed, cache=self._cache,
-                               dropout=phase.modality_dropout, absent=absent)
-        sampler = StepBatchSampler(
-            phase, start_step=start_step, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
-        )
-        return make_loader(dataset, sampler, Collator(processor, cached=self._cache is not None), self.config.data.workers)
+        return PhaseRun(phase=phase, folder=folder, init_dir=init_dir, model=model, processor=processor,
+                        optimizer=optimizer, scheduler=scheduler, loader=loader, state=state)
 
     # ------------------------------------------------------------------ steps
 
@@ -254,9 +228,13 @@ class Trainer:
         with self.accelerator.autocast():
             return model(**inputs, labels=batch["labels"], loss_only=True).loss
 
-    def _loop(self, phase, folder, model, optimizer, scheduler, loader, state: PhaseState) -> None:
-        writer = self._writer(folder)
-        batches = iter(loader)
+    def _loop(self, run: PhaseRun) -> None:
+        """Optimizer steps from `run.state.step` to the phase's last: logs the loss every `log_every` steps,
+        checkpoints every `save_every` steps (not after the last), and on a stop signal checkpoints and raises
+        TrainingInterrupted."""
+        phase, state = run.phase, run.state
+        writer = self._writer(run.folder)
+        batches = iter(run.loader)
         if state.rng is not None:
             # After creating the iterator: starting a DataLoader draws from the global generator.
             ckpt.set_rng_state(*state.rng)
@@ -266,11 +244,11 @@ class Trainer:
         started, done_samples = time.perf_counter(), 0
         try:
             for step in range(state.step, phase.steps):
-                loss = self._optimizer_step(phase, folder, model, optimizer, scheduler, batches, state, step)
+                loss = self._optimizer_step(run, batches, step)
                 state.step = step + 1
                 done_samples += phase.samples_per_step(self.accelerator.num_processes)
                 rate = done_samples / max(time.perf_counter() - started, 1e-9)
-                lr = scheduler.get_last_lr()[0]
+                lr = run.scheduler.get_last_lr()[0]
                 if state.step % self.config.log_every == 0 or state.step == phase.steps:
                     state.history.append([state.step, loss])
                     if writer is not None:
@@ -280,19 +258,24 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
                 bar.update(1)
                 if self._stop_signal is not None:
-                    self.save(folder, model, optimizer, scheduler, state)
+                    self.save(run)
                     raise TrainingInterrupted(
                         f"stopped by signal {self._stop_signal} at step {state.step} of phase {phase.name}; "
                         "run the same command with --resume to continue"
                     )
                 if state.step % self.config.save_every == 0 and state.step < phase.steps:
-                    self.save(folder, model, optimizer, scheduler, state)
+                    self.save(run)
         finally:
             bar.close()
             if writer is not None:
                 writer.close()
 
-    def _optimizer_step(self, phase, folder, model, optimizer, scheduler, batches, state, step) -> float:
+    def _optimizer_step(self, run: PhaseRun, batches, step: int) -> float:
+        """One optimizer step (index `step`) over `grad_accum` micro-batches from `batches`; their mean loss.
+
+        A NaN or infinite loss checkpoints the state before the step and raises TrainingDiverged.
+        """
+        phase, model = run.phase, run.model
         total = 0.0
         for micro in range(phase.grad_accum):
             batch = next(batches)
@@ -302,40 +285,26 @@ class Trainer:
                 loss = self.loss_step(model, batch)
                 value = self.accelerator.reduce(loss.detach(), reduction="mean").item()
                 if not math.isfinite(value):
-                    self.save(folder, model, optimizer, scheduler, state)
+                    self.save(run)
                     raise TrainingDiverged(
                         f"loss is {value} at step {step + 1} (micro-batch {micro + 1}) of phase {phase.name}, "
-                        f"batch ids {batch['ids']}; the last good state is checkpointed in {folder / 'checkpoints'}"
+                        f"batch ids {batch['ids']}; the last good state is checkpointed in {run.folder / 'checkpoints'}"
                     )
                 self.accelerator.backward(loss / phase.grad_accum)
             total += value / phase.grad_accum
         if phase.max_grad_norm:
             self.accelerator.clip_grad_norm_(model.parameters(), phase.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
         return total
 
     # ------------------------------------------------------------------ saving and logs
 
-    def save(self, folder: Path, model, optimizer, scheduler, state: PhaseState) -> None:
-        """A checkpoint of whole tensors (gathered by every process under FSDP), written by the main process."""
-        weights = full_tensors(trainable_state_dict(self.accelerator.unwrap_model(model)))
-        optimizer_state = full_optimizer_state(optimizer)
-        rng = rank_rng(self.accelerator, *ckpt.rng_state())
-        if self.is_main:
-            bare = self.accelerator.unwrap_model(model)
-            processor = self._processor
-
-            def model_files(tmp: Path) -> None:  # the checkpoint is also a model folder
-                write_model_config(tmp, bare.config, bare.placeholder_ids)
-                processor.save_pretrained(tmp)
-                self._save_budgets(tmp, processor)
-
-            save_phase_state(folder, weights, optimizer_state, scheduler, state, keep_last=self.config.keep_last,
-                             rng=rng, model_files=model_files)
-            self._plot(folder, state)
-        self.accelerator.wait_for_everyone()
+    def save(self, run: PhaseRun) -> None:
+        """A checkpoint of `run` at its step, with the answer budgets (`write_checkpoint`); every process calls it."""
+        write_checkpoint(run, self.accelerator, keep_last=self.config.keep_last,
+                         extra_files=partial(self._save_budgets, processor=run.processor))
 
     def _writer(self, folder: Path):
         if not self.is_main:
@@ -343,10 +312,6 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter  # here: tensorboard is slow to import, main process only
 
         return SummaryWriter(log_dir=str(folder / "tensorboard"))
-
-    def _plot(self, folder: Path, state: PhaseState) -> None:
-        if state.history:
-            plot_loss({folder.name: state.history}, folder / "loss.png")
 
     def _plot_run(self) -> None:
         curves = {}
