@@ -121,10 +121,12 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def child_sharing(video: str, subtitles: str, out: str, model: str, share: str, speech_clips: str, hop: str) -> dict:
+def child_sharing(video: str, subtitles: str, out: str, model: str, share: str, speech_clips: str, hop: str,
+                  dtype: str = "auto") -> dict:
     """One timeline with sharing on ("1") or off ("0"): timing, encoder work, memory over time, the answers.
 
-    `model`: a model folder, or "paper:<tokenizer folder>" for the random paper preset in bfloat16.
+    `model`: a model folder (loaded in `dtype`), or "paper:<tokenizer folder>" for the random
+    paper preset in bfloat16.
     """
     import torch
 
@@ -141,7 +143,7 @@ def child_sharing(video: str, subtitles: str, out: str, model: str, share: str, 
         net, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(model[len("paper:"):]))
         predictor = Predictor(net, processor, device="cpu", dtype=torch.bfloat16, batch_size=8)
     else:
-        predictor = Predictor.from_pretrained(model, dtype="auto")
+        predictor = Predictor.from_pretrained(model, dtype=dtype)
     options = TimelineOptions(hop=float(hop), share=share == "1", speech_clips=speech_clips)
     memory: list[tuple[float, float]] = []  # (window end in seconds, resident MB after it)
     timeline = Timeline(predictor, video, options, subtitles)
@@ -192,7 +194,28 @@ def sharing(args, corpus: Path, model: Path, work: Path) -> dict:
     tag = f"{args.minutes:g}min"
     test = compose(corpus, work / f"test_{tag}.mp4", "test", args.minutes)
     dev = compose(corpus, work / f"dev_{tag}.mp4", "dev", args.minutes)
-    out: dict = {"targets": SHARING_TARGETS, "hop": 1.0, "demo": side_by_side(test, work, str(model), "demo")}
+    parts = set(args.sharing_parts.split(","))
+    out: dict = {"targets": SHARING_TARGETS, "hop": 1.0}
+    if "demo" in parts:
+        out["demo"] = side_by_side(test, work, str(model), "demo")
+    if "placement" in parts:
+        out.update(placement(dev, work, model))
+    if "paper" in parts and not args.skip_paper:
+        short = compose(corpus, work / f"test_paper_{args.paper_seconds:g}s.mp4", "test", args.paper_seconds / 60)
+        out["paper_bf16"] = side_by_side(short, work, f"paper:{model / 'tokenizer'}", "paper")
+    if "long" in parts and args.memory_minutes:
+        long = compose(corpus, work / f"test_{args.memory_minutes:g}min.mp4", "test", args.memory_minutes)
+        print(f"  {long.name} with sharing (memory, {args.memory_dtype}) ...", file=sys.stderr, flush=True)
+        run = _child("sharing", str(long), str(long.with_suffix(".srt")), str(work / "sharing_long"), str(model), "1",
+                     "grid", "1.0", args.memory_dtype)
+        run.pop("answers")
+        run["memory_last_over_first_minute"] = round(run["rss_last_minute_mb"] / run["rss_first_minute_mb"], 4)
+        out["long"] = run
+    return out
+
+
+def placement(dev: Path, work: Path, model: Path) -> dict:
+    """Speech clips on the grid against per-window placement, both shared, on the dev video."""
     print("  speech clips placed per window (dev) ...", file=sys.stderr, flush=True)
     grid = _child("sharing", str(dev), str(dev.with_suffix(".srt")), str(work / "placement_grid"), str(model), "1",
                   "grid", "1.0")
@@ -203,25 +226,13 @@ def sharing(args, corpus: Path, model: Path, work: Path) -> dict:
     truth = dev.with_suffix(".segments.csv")
     accuracy = {name: scores(work / f"placement_{name}", truth, DEFAULT_SMOOTH, DEFAULT_MIN_SEGMENT)
                 for name in ("grid", "window")}
-    out["speech_placement_dev"] = {"grid_vs_window": agreement(grid, window),
+    return {"speech_placement_dev": {"grid_vs_window": agreement(grid, window),
                                    "window_accuracy_raw": {k: v["window_accuracy_raw"] for k, v in accuracy.items()},
                                    "time_accuracy": {k: v["time_accuracy"] for k, v in accuracy.items()},
                                    "grid_video_seconds_per_second": grid["timing"]["video_seconds_per_second"],
                                    "window_video_seconds_per_second": window["timing"]["video_seconds_per_second"],
                                    "speech_clips_encoded": {"grid": grid["encoders"]["encoded"]["speech"],
-                                                            "window": window["encoders"]["encoded"]["speech"]}}
-    if not args.skip_paper:
-        short = compose(corpus, work / f"test_paper_{args.paper_seconds:g}s.mp4", "test", args.paper_seconds / 60)
-        out["paper_bf16"] = side_by_side(short, work, f"paper:{model / 'tokenizer'}", "paper")
-    if args.memory_minutes:
-        long = compose(corpus, work / f"test_{args.memory_minutes:g}min.mp4", "test", args.memory_minutes)
-        print(f"  {long.name} with sharing (memory) ...", file=sys.stderr, flush=True)
-        run = _child("sharing", str(long), str(long.with_suffix(".srt")), str(work / "sharing_long"), str(model), "1",
-                     "grid", "1.0")
-        run.pop("answers")
-        run["memory_last_over_first_minute"] = round(run["rss_last_minute_mb"] / run["rss_first_minute_mb"], 4)
-        out["long"] = run
-    return out
+                                                            "window": window["encoders"]["encoded"]["speech"]}}}
 
 
 def print_sharing(result: dict) -> None:
@@ -237,12 +248,13 @@ def print_sharing(result: dict) -> None:
               f"{off['peak_rss_mb']:.0f} MB; labels equal MER {r['agreement']['mer_labels_equal']:.3f} "
               f"MSA {r['agreement']['msa_labels_equal']:.3f}, max probability difference "
               f"{r['agreement']['max_probability_difference']:.2e}")
-    placement = result["speech_placement_dev"]["grid_vs_window"]
-    print(f"speech clips grid vs window (dev): MER labels equal {placement['mer_labels_equal']:.3f}, MSA "
-          f"{placement['msa_labels_equal']:.3f}; probability difference max {placement['max_probability_difference']:.4f}, "
-          f"mean {placement['mean_probability_difference']:.5f}; dev window accuracy grid "
-          f"{result['speech_placement_dev']['window_accuracy_raw']['grid']:.3f}, window "
-          f"{result['speech_placement_dev']['window_accuracy_raw']['window']:.3f}")
+    placement = result.get("speech_placement_dev", {}).get("grid_vs_window")
+    if placement:
+        accuracy = result["speech_placement_dev"]["window_accuracy_raw"]
+        print(f"speech clips grid vs window (dev): MER labels equal {placement['mer_labels_equal']:.3f}, MSA "
+              f"{placement['msa_labels_equal']:.3f}; probability difference max "
+              f"{placement['max_probability_difference']:.4f}, mean {placement['mean_probability_difference']:.5f}; "
+              f"dev window accuracy grid {accuracy['grid']:.3f}, window {accuracy['window']:.3f}")
     if "long" in result:
         long = result["long"]
         print(f"long video ({long['timing']['video_seconds']:.0f} s): resident memory first minute "
@@ -299,6 +311,9 @@ def main(argv=None) -> int:
     p.add_argument("--sharing-only", action="store_true", help="run only the shared-encoder comparison")
     p.add_argument("--memory-minutes", type=float, default=None,
                    help="also run a test video this long with sharing and compare its first and last minute's memory")
+    p.add_argument("--memory-dtype", default="auto", help="dtype of the demo model in that run (default auto)")
+    p.add_argument("--sharing-parts", default="demo,placement,paper,long",
+                   help="parts of the sharing section to run (with --sharing-only, the others already in --out are kept)")
     p.add_argument("--work", default=None, help="folder for the videos and timelines (default: a temporary one)")
     p.add_argument("--out", default="benchmarks/results/timeline.json")
     p.add_argument("--figure", default="docs/timeline_demo.png",
@@ -323,7 +338,7 @@ def main(argv=None) -> int:
         print("shared encoder work ...", file=sys.stderr, flush=True)
         target = Path(args.out)
         results = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
-        results["sharing"] = sharing(args, corpus, model, work)
+        results["sharing"] = {**results.get("sharing", {}), **sharing(args, corpus, model, work)}
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         print_sharing(results["sharing"])
