@@ -20,8 +20,10 @@ a clip: its first sample and a digest of its samples), and its features are comp
 once and reused by every window that holds it. After each answer, pieces earlier than the
 next window's start are forgotten (no window still to come holds them), so memory does
 not grow with the length of the video. `share=False` encodes every window whole, as
-before sharing; the answers are the same (the encoders read each frame and clip on its
-own).
+before sharing. The answers are the same, since the encoders read each frame and clip on
+its own: exactly in float32; in bfloat16 an encoder's rounding depends slightly on how
+many pieces share its call, which moved the paper preset's probabilities by up to 0.007
+(docs/timeline.md, "Shared encoder work").
 
 Answering: MER and MSA are scored over their labels (closed-set probabilities: the
 softmax of each label's total log-likelihood) and OV-MER is generated, all from one
@@ -223,6 +225,10 @@ class Prepared:
                             "audio_values": np.stack([c.samples for c in self.clips])}
         return self._arrays
 
+    def forget_arrays(self) -> None:
+        """Drop the whole-window arrays made by `arrays` (they are made again if asked for)."""
+        self._arrays = None
+
 
 def prepare(window: Window, cfg: MediaConfig, subtitles=None, speech: SpeechClips | None = None) -> Prepared:
     """A window's pieces (see the module docstring); `speech` None: the window placement of clips."""
@@ -375,7 +381,7 @@ class WindowAnswerer:
                        for k in ("pixel_values", "face_pixel_values", "audio_values")]
             features = self.session.encode_media(*stacked)
             for p in ready:
-                p._arrays = None  # encoded: the pixels are not needed again
+                p.forget_arrays()  # encoded: the pixels are not needed again
             frames, clips = sum(len(p.frames) for p in ready), sum(len(p.clips) for p in ready)
             read = {"scene": frames, "face": frames, "speech": clips}
         self.encoder_seconds += time.perf_counter() - started
