@@ -64,7 +64,6 @@ class LiveSession:
     def __init__(self, predictor, options: LiveOptions, limits: LiveLimits | None = None):
         self.options, self.limits = options, limits or LiveLimits()
         media = predictor.processor.media
-        self.config = media
         self.media = LiveMedia(options.window, options.hop, media.num_frames, video=options.video, audio=options.audio,
                                source_rate=options.sample_rate, sample_rate=media.sample_rate,
                                detect_faces=options.detect_faces, detect_side=detect_side(media.face_input),
