@@ -65,6 +65,17 @@ def _model(preset: str, dtype: torch.dtype, tokenizer):
     return model, processor
 
 
+def paper_predictor(tokenizer_dir: str | Path):
+    """A Predictor of the random paper-preset model in bfloat16 on the CPU (batches of 8), as the
+    timeline and live benchmarks run it."""
+    from transformers import AutoTokenizer
+
+    from nanoemox.inference import Predictor
+
+    model, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(tokenizer_dir))
+    return Predictor(model, processor, device="cpu", dtype=torch.bfloat16, batch_size=8)
+
+
 def _naive(model, predictor, clip: Path) -> float:
     sample = predictor.sample("mer", video=clip, text="I cannot believe it actually worked")
     batch = predictor.source.collate(predictor.session, [sample])

@@ -58,18 +58,13 @@ def free_port() -> int:
 
 def _predictor(model: str):
     """A model folder's predictor, or "paper:<tokenizer folder>": the random paper preset in bfloat16."""
-    import torch
-
     from nanoemox.inference import Predictor
 
     if model.startswith("paper:"):
-        from transformers import AutoTokenizer
-
         sys.path.insert(0, str(Path(__file__).parent))
-        from analyze import _model  # the random paper-preset model of the analyze benchmark
+        from analyze import paper_predictor  # the random paper-preset model of the analyze benchmark
 
-        net, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(model.split(":", 1)[1]))
-        return Predictor(net, processor, device="cpu", dtype=torch.bfloat16)
+        return paper_predictor(model.split(":", 1)[1])
     return Predictor.from_pretrained(model)
 
 
@@ -117,14 +112,15 @@ def replay(model: str, video: Path, windows: int, label: str) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"replay failed:\n{done.stderr[-3000:]}")
         runs["shared" if share == "1" else "unshared"] = json.loads(done.stdout.strip().splitlines()[-1])
-    on, off = runs["shared"]["answers"], runs["unshared"]["answers"]
-    diffs = [abs(a[t][k] - b[t][k]) for a, b in zip(on, off) for t in a for k in a[t]]
-    same = float(np.mean([max(a["mer"], key=a["mer"].get) == max(b["mer"], key=b["mer"].get) for a, b in zip(on, off)]))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from timeline import agreement  # the timeline benchmark's comparison of two runs' answers
+
+    same = agreement(runs["shared"], runs["unshared"])
     for run in runs.values():
         run.pop("answers")
     ratio = runs["shared"]["cpu_seconds_per_window"] / runs["unshared"]["cpu_seconds_per_window"]
-    return {**runs, "cpu_per_window_shared_over_unshared": round(ratio, 3), "mer_labels_equal": same,
-            "max_probability_difference": float(max(diffs))}
+    return {**runs, "cpu_per_window_shared_over_unshared": round(ratio, 3), "mer_labels_equal": same["mer_labels_equal"],
+            "max_probability_difference": same["max_probability_difference"]}
 
 
 def serve_child(model: str, port: int) -> None:

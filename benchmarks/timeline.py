@@ -100,16 +100,13 @@ def child_timeline(video: str, subtitles: str, out: str, model: str) -> dict:
 def child_paper(video: str, tokenizer: str, out: str) -> dict:
     """Timeline throughput of the paper preset with random weights, bfloat16, on the CPU."""
     import torch
-    from transformers import AutoTokenizer
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from analyze import _model  # the random paper-preset model of the analyze benchmark
+    from analyze import paper_predictor  # the random paper-preset model of the analyze benchmark
 
-    from nanoemox.inference import Predictor
     from nanoemox.timeline import Timeline, TimelineOptions, write_timeline
 
-    model, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(tokenizer))
-    predictor = Predictor(model, processor, device="cpu", dtype=torch.bfloat16, batch_size=8)
+    predictor = paper_predictor(tokenizer)
     meta = write_timeline(Timeline(predictor, video, TimelineOptions()), out, overwrite=True, model_name="paper (random)")
     return {"timing": meta["timing"], "windows": meta["window_count"], "threads": torch.get_num_threads(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -135,13 +132,10 @@ def child_sharing(video: str, subtitles: str, out: str, model: str, share: str, 
 
     torch.manual_seed(0)
     if model.startswith("paper:"):
-        from transformers import AutoTokenizer
-
         sys.path.insert(0, str(Path(__file__).parent))
-        from analyze import _model  # the random paper-preset model of the analyze benchmark
+        from analyze import paper_predictor  # the random paper-preset model of the analyze benchmark
 
-        net, processor = _model("paper", torch.bfloat16, AutoTokenizer.from_pretrained(model[len("paper:"):]))
-        predictor = Predictor(net, processor, device="cpu", dtype=torch.bfloat16, batch_size=8)
+        predictor = paper_predictor(model[len("paper:"):])
     else:
         predictor = Predictor.from_pretrained(model, dtype=dtype)
     options = TimelineOptions(hop=float(hop), share=share == "1", speech_clips=speech_clips)

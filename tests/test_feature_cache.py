@@ -89,6 +89,18 @@ def _cached_items(cache: FeatureCache) -> dict[str, dict[str, torch.Tensor]]:
     return {key: cache.get(key) for key in cache.keys()}
 
 
+def _assert_same_features(folder, reference, model, processor) -> int:
+    """The cache in `folder` (opened for `model`) holds exactly the keys and tensors of the one in
+    `reference`; returns how many media they hold."""
+    got = _cached_items(FeatureCache.open(folder, model=model, processor=processor))
+    expected = _cached_items(FeatureCache.open(reference))
+    assert got.keys() == expected.keys()
+    for key in expected:
+        for name, value in expected[key].items():
+            assert torch.equal(got[key][name], value), (key, name)
+    return len(expected)
+
+
 def test_media_key_shares_clips_and_names_empty_media():
     a, b, c = _records()[:3]
     assert media_key(a) == media_key(b)  # "./clips/c0.mp4" is the same file as "clips/c0.mp4"
@@ -170,12 +182,7 @@ def test_resume_after_interruption_matches_single_run(parts, root, tmp_path):
     assert (stat_after.st_ino, stat_after.st_mtime_ns) == (stat_before.st_ino, stat_before.st_mtime_ns)
 
     build_cache(records, root, model, processor, tmp_path / "single", shard_size=2, batch_size=2)
-    resumed = _cached_items(FeatureCache.open(tmp_path / "resumed", model=model, processor=processor))
-    single = _cached_items(FeatureCache.open(tmp_path / "single"))
-    assert resumed.keys() == single.keys() and len(single) == 6
-    for key in single:
-        for name, value in single[key].items():
-            assert torch.equal(resumed[key][name], value), (key, name)
+    assert _assert_same_features(tmp_path / "resumed", tmp_path / "single", model, processor) == 6
 
     again = build_cache(records, root, model, processor, tmp_path / "resumed", shard_size=2, batch_size=2)
     assert again["cached"] == 0 and again["skipped"] == 6 and again["shards"] == []
@@ -401,12 +408,7 @@ def test_damaged_index_is_rebuilt_from_the_shards(parts, root, tmp_path, monkeyp
 
     # The rebuilt index is the one a clean build writes, and every feature reads back the same.
     assert read_index(tmp_path / "cache") == read_index(tmp_path / "clean")
-    rebuilt = _cached_items(FeatureCache.open(tmp_path / "cache", model=model, processor=processor))
-    clean = _cached_items(FeatureCache.open(tmp_path / "clean"))
-    assert rebuilt.keys() == clean.keys() and len(clean) == 6
-    for key in clean:
-        for name, value in clean[key].items():
-            assert torch.equal(rebuilt[key][name], value), (key, name)
+    assert _assert_same_features(tmp_path / "cache", tmp_path / "clean", model, processor) == 6
 
     again = build_cache(records, root, model, processor, tmp_path / "cache", shard_size=2, batch_size=2)
     assert again["recovered"] == [] and again["skipped"] == 6 and calls == []
@@ -449,12 +451,7 @@ def test_damaged_shards_are_set_aside_and_their_media_encoded_again(parts, root,
     assert {k for k, (s, _) in new_entries.items() if s != "shard-00000.safetensors"} == encoded_again
     assert (intact.stat().st_ino, intact.stat().st_mtime_ns) == (intact_stat.st_ino, intact_stat.st_mtime_ns)
 
-    rebuilt = _cached_items(FeatureCache.open(folder, model=model, processor=processor))
-    clean = _cached_items(FeatureCache.open(tmp_path / "clean"))
-    assert rebuilt.keys() == clean.keys()
-    for key in clean:
-        for name, value in clean[key].items():
-            assert torch.equal(rebuilt[key][name], value), (key, name)
+    _assert_same_features(folder, tmp_path / "clean", model, processor)
 
     # A shard with an altered value (header intact) fails the checksums of its own record.
     from nanoemox.features.recover import ShardUnusable, read_shard_record

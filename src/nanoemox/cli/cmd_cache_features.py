@@ -84,10 +84,8 @@ def _print_summary(summary: dict) -> None:
 
 
 def _print_recovery(report: dict) -> None:
-    """What rebuilding a damaged index did (see nanoemox.features.recover)."""
-    print(f"{report['index']}: {report['problem']}")
-    print(f"  rebuilt the index from {len(report['shards'])} intact shard(s) holding {report['entries']} media"
-          + (f"; the damaged index is kept as {report['kept_as']}" if report["kept_as"] else ""))
-    for name, reason in report["dropped"].items():
-        aside = f" (renamed {report['moved'][name]})" if name in report["moved"] else ""
-        print(f"  dropped {name}{aside}: {reason}; its media were encoded again")
+    """What rebuilding a damaged index did (`IndexRecovery.lines`, see nanoemox.features.recover)."""
+    from nanoemox.features.recover import IndexRecovery
+
+    for line in IndexRecovery(**report).lines():
+        print(line)

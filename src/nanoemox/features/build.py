@@ -301,7 +301,7 @@ def build_cache(
     recovered: list[IndexRecovery] = []
     if shard.main:  # what an interrupted run of several processes left
         with _writer_lock(folder):
-            _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size, recovered), recovered)
+            _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size, recovered), shard_size, recovered)
     shard.wait()
     target = folder
     if shard.world > 1:  # this process's share of the media not yet cached, into its own part folder
@@ -322,7 +322,8 @@ def build_cache(
     shard.wait()
     if shard.world > 1 and shard.main:
         with _writer_lock(folder):
-            index = _fold_parts(folder, _open_for_writing(folder, identity, dtype, shard_size, recovered), recovered)
+            index = _open_for_writing(folder, identity, dtype, shard_size, recovered)
+            index = _fold_parts(folder, index, shard_size, recovered)
     return {
         "out_dir": str(folder),
         "records": len(records),
@@ -339,7 +340,7 @@ def build_cache(
     }
 
 
-def _fold_parts(folder: Path, index: dict[str, Any], recovered: list[IndexRecovery]) -> dict[str, Any]:
+def _fold_parts(folder: Path, index: dict[str, Any], shard_size: int, recovered: list[IndexRecovery]) -> dict[str, Any]:
     """Move the shards of the part folders that several processes wrote into `folder`'s index
     (renamed to follow its own), with their entries, errors and media; remove the parts.
     A part's damaged index is rebuilt from its shards first, as the folder's own would be."""
@@ -347,7 +348,7 @@ def _fold_parts(folder: Path, index: dict[str, Any], recovered: list[IndexRecove
     for part in parts:
         with _writer_lock(part):
             _remove_temp_files(part)
-            other = _read_or_rebuild(part, index["identity"], DTYPES[index["dtype"]], index.get("shard_size", 256), recovered)
+            other = _read_or_rebuild(part, index["identity"], DTYPES[index["dtype"]], shard_size, recovered)
             if other is not None:
                 differences = identity_differences(other["identity"], index["identity"])
                 if differences or other["dtype"] != index["dtype"]:

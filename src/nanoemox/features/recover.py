@@ -89,7 +89,7 @@ class IndexRecovery:
 
     def lines(self) -> list[str]:
         """A readable account, one line per fact."""
-        lines = [(f"{self.index}: {self.problem}; rebuilt it from {len(self.shards)} intact shard(s) "
+        lines = [(f"{self.index}: {self.problem}; rebuilt the index from {len(self.shards)} intact shard(s) "
                   f"holding {self.entries} media")]
         if self.kept_as:
             lines.append(f"  the damaged index is kept as {self.kept_as}")

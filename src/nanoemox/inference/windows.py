@@ -48,10 +48,9 @@ import torch
 
 from nanoemox.inference.common import candidate_labels
 from nanoemox.inference.prefetch import prefetched
-from nanoemox.media import transforms
-from nanoemox.media.audio import clip_starts, normalize_clips
-from nanoemox.media.faces import crop_faces, fill_missing
-from nanoemox.media.pipeline import MediaConfig, scene_images
+from nanoemox.media.audio import clip_starts, cut_clips, normalize_clips
+from nanoemox.media.faces import fill_missing
+from nanoemox.media.pipeline import MediaConfig, frames_to_images
 from nanoemox.media.stream import Window, frame_targets
 from nanoemox.model.nanoemox import MediaFeatures
 from nanoemox.tasks import SENTIMENTS, TIMELINE_TASKS, default_candidates, get_task
@@ -146,13 +145,8 @@ class FramePiece:
         if self.rgb is None:
             blank = np.zeros((3, cfg.image_size, cfg.image_size), np.float32)
             return blank, blank
-        scene, squares = scene_images([self.rgb], cfg)
-        face = squares
-        if cfg.face_input != "frames":
-            crops, _ = crop_faces([self.rgb], cfg.face_margin, [self.box])
-            if crops[0] is not None:
-                face = transforms.resize_square(crops[0], cfg.image_size)[None]
-        return scene[0], transforms.normalize(face, cfg.face_mean, cfg.face_std)[0]
+        scene, face, _ = frames_to_images([self.rgb], cfg, boxes=[self.box])  # the box is already filled
+        return scene[0], face[0]
 
 
 @dataclass
@@ -184,15 +178,12 @@ def clip_pieces(window: Window, cfg: MediaConfig, speech: SpeechClips | None) ->
         return [ClipPiece((BLANK, 0, "silence"), silence) for _ in range(cfg.num_clips)]
     waveform = window.waveform
     starts = speech.starts(window, cfg) if speech is not None else clip_starts(waveform.size, clip, cfg.num_clips)
+    clips, valid = cut_clips(waveform, clip, starts)
     origin = int(round(window.start * cfg.sample_rate))
     pieces = []
-    for s in starts:
-        raw = np.zeros(clip, np.float32)
-        piece = waveform[s : s + clip]
-        raw[: piece.size] = piece
-        samples = normalize_clips(raw[None], np.asarray([piece.size]))[0]
+    for s, n, samples in zip(starts, valid, normalize_clips(clips, valid)):
         digest = hashlib.blake2b(samples.tobytes(), digest_size=16).hexdigest()
-        pieces.append(ClipPiece(((origin + int(s)) / cfg.sample_rate, int(piece.size), digest), samples))
+        pieces.append(ClipPiece(((origin + int(s)) / cfg.sample_rate, int(n), digest), samples))
     return pieces
 
 
@@ -342,7 +333,7 @@ class WindowAnswerer:
         prepared = prepare(window, self.config, subtitles, self.speech)
         if prepared.answerable:
             if not self.share:
-                prepared.arrays
+                prepared.arrays  # the whole window's arrays, made now (in the reading thread)
             else:
                 for piece in prepared.frames:
                     if piece.target > self._prepared_until:

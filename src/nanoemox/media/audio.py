@@ -125,14 +125,19 @@ def load_waveform(path: str | os.PathLike, sample_rate: int = 16000, max_bytes: 
     return _to_mono(array, rate, sample_rate), rate, channels
 
 
-def _cut(waveform: np.ndarray, clip: int, num_clips: int) -> tuple[np.ndarray, np.ndarray]:
-    clips = np.zeros((num_clips, clip), np.float32)
-    valid = np.zeros(num_clips, np.int64)
-    for i, s in enumerate(clip_starts(waveform.size, clip, num_clips)):
+def cut_clips(waveform: np.ndarray, clip: int, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clips of `clip` samples from each start sample (zero-padded past the end) -> (clips, valid samples)."""
+    clips = np.zeros((len(starts), clip), np.float32)
+    valid = np.zeros(len(starts), np.int64)
+    for i, s in enumerate(starts):
         piece = waveform[s : s + clip]
         clips[i, : piece.size] = piece
         valid[i] = piece.size
     return clips, valid
+
+
+def _cut(waveform: np.ndarray, clip: int, num_clips: int) -> tuple[np.ndarray, np.ndarray]:
+    return cut_clips(waveform, clip, clip_starts(waveform.size, clip, num_clips))
 
 
 def clips_from_waveform(waveform: np.ndarray, clip: int, num_clips: int) -> tuple[np.ndarray, np.ndarray]:
