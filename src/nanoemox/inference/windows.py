@@ -15,8 +15,9 @@ have not seen.
 
 Sharing encoder work (`FeatureMemory`): neighbouring windows hold many of the same
 frames and, with grid-placed clips, the same speech clips. Each piece has a key made of
-what decides its encoder input (a frame: its frame time, plus the face box its crop uses;
-a clip: its first sample and a digest of its samples), and its features are computed
+what decides its encoder input (a frame: the frame time it was taken for and the time of
+the frame shown then, plus the face box its crop uses; a clip: its start in seconds, its
+valid samples and a digest of its samples), and its features are computed
 once and reused by every window that holds it. After each answer, pieces earlier than the
 next window's start are forgotten (no window still to come holds them), so memory does
 not grow with the length of the video. `share=False` encodes every window whole, as
