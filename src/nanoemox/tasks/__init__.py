@@ -6,47 +6,41 @@
     task.format_target("happy")                     # answer text to train on
     task.parse("I think they look happy.")          # "happy"
 
-`TASKS` keeps the paper's order: msa, mer, ovmer, eri, mir, erg. Label sets of the
-datasets live in `nanoemox.tasks.labels` (`label_set(name)`).
+`TASKS` keeps the paper's order: msa, mer, ovmer, eri, mir, erg; `register_task` adds
+one (`nanoemox.tasks.registry`). What the project decides per task is asked of the
+`Task` (`nanoemox.tasks.base`). Label sets of the datasets live in
+`nanoemox.tasks.labels` (`label_set(name)`).
 """
 
 from __future__ import annotations
 
-import re
-
 from nanoemox.tasks.base import Task
-from nanoemox.tasks.definitions import ALL_TASKS, ERG_FIELDS, SENTIMENTS
+from nanoemox.tasks.definitions import ERG_FIELDS, SENTIMENTS
 from nanoemox.tasks.labels import LABEL_SETS, coarse_emotion, label_set, normalise_avamerg_emotion
-
-TASKS: dict[str, Task] = {task.name: task for task in ALL_TASKS}
-TASK_NAMES: tuple[str, ...] = tuple(TASKS)
-# Tasks with a fixed answer set, which closed-set scoring can rank (msa, mer, mir).
-SCORABLE_TASKS: tuple[str, ...] = tuple(task.name for task in ALL_TASKS if task.scorable)
-# Tasks a timeline can ask of every window (mer, msa, ovmer), in the timeline's order.
-TIMELINE_TASKS: tuple[str, ...] = ("mer", "msa", "ovmer")
-assert set(TIMELINE_TASKS) == {task.name for task in ALL_TASKS if task.timeline}
-# Answer budget per task when neither the caller nor the model folder sets one.
-DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {task.name: task.max_new_tokens for task in ALL_TASKS}
-
-# Identifier spellings accepted when reading prompts (the authors' code writes
-# "[Recogn_OV]"; this project emits the paper's "[Recog_OV]").
-IDENTIFIERS: dict[str, str] = {
-    "[recognition]": "mer",
-    "[recog_ov]": "ovmer",
-    "[recogn_ov]": "ovmer",
-    "[inference]": "eri",
-    "[intent]": "mir",
-    "[interaction]": "erg",
-}
-_IDENTIFIER_RE = re.compile(r"\[[A-Za-z_]+\]")
-
-
-def get_task(name: str) -> Task:
-    """The task called `name` (case-insensitive); ValueError listing valid names otherwise."""
-    key = str(name).strip().lower()
-    if key not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
-    return TASKS[key]
+from nanoemox.tasks.registry import (
+    CANDIDATE_TASKS,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_WINDOW_TASKS,
+    EMOTION_TASK,
+    INTENT_TASK,
+    REPLY_TASK,
+    SCORABLE_TASKS,
+    SENTIMENT_TASK,
+    TASK_NAMES,
+    TASKS,
+    TIMELINE_TASKS,
+    TaskFacts,
+    TaskNames,
+    describe_tasks,
+    get_task,
+    phase3_weights,
+    register_task,
+    registered,
+    task_from_identifier,
+    tasks_of_level,
+    tasks_scored_by,
+    unregister_task,
+)
 
 
 def default_candidates(task: str) -> list[str] | None:
@@ -54,30 +48,35 @@ def default_candidates(task: str) -> list[str] | None:
     return get_task(task).default_candidates()
 
 
-def task_from_identifier(text: str) -> str | None:
-    """Name of the task whose identifier opens or appears in `text`, or None (MSA has none)."""
-    for match in _IDENTIFIER_RE.finditer(text or ""):
-        found = IDENTIFIERS.get(match.group(0).lower())
-        if found:
-            return found
-    return None
-
-
 __all__ = [
+    "CANDIDATE_TASKS",
     "DEFAULT_MAX_NEW_TOKENS",
+    "DEFAULT_WINDOW_TASKS",
+    "EMOTION_TASK",
     "ERG_FIELDS",
-    "IDENTIFIERS",
+    "INTENT_TASK",
     "LABEL_SETS",
+    "REPLY_TASK",
     "SCORABLE_TASKS",
     "SENTIMENTS",
+    "SENTIMENT_TASK",
     "TASKS",
     "TASK_NAMES",
     "TIMELINE_TASKS",
     "Task",
+    "TaskFacts",
+    "TaskNames",
     "coarse_emotion",
     "default_candidates",
+    "describe_tasks",
     "get_task",
     "label_set",
     "normalise_avamerg_emotion",
+    "phase3_weights",
+    "register_task",
+    "registered",
     "task_from_identifier",
+    "tasks_of_level",
+    "tasks_scored_by",
+    "unregister_task",
 ]

@@ -20,11 +20,25 @@ class Task:
     `templates` are plain instructions; `candidate_templates` (closed-set tasks only)
     contain `{candidates}`, replaced by the comma-separated candidate labels.
 
-    Facts that inference reads from the task: `candidates` are the labels offered when
-    a caller gives none (a closed answer set, so closed-set scoring can rank them:
-    `scorable`); `max_new_tokens` is the answer budget used when neither the caller nor
-    the model folder sets one (`nanoemox.decoding`); `timeline` says whether a timeline
-    can ask the task of each window of a long video.
+    Everything the rest of the project decides per task is asked of the task, never of
+    its name:
+    - prompts: `identifier` (and older spellings in `identifier_aliases`), `dialogue`
+      (the prompt frames the dialogue so far rather than a subtitle), `takes_candidates`
+      (a caller may list the labels to choose from);
+    - answers: `candidates` are the labels offered when a caller gives none (a closed
+      answer set, so closed-set scoring can rank them: `scorable`); `max_new_tokens` is
+      the answer budget when neither the caller nor the model folder sets one
+      (`nanoemox.decoding`); `reply` says the answer is a reply with a `<think>` part;
+    - data: `target_problem` checks a manifest target, `answer_class` is the class a
+      balanced draw evens out (`balanceable`), `phase3_weight` the task's share of the
+      phase-3 mixture (0: not drawn);
+    - evaluation: `metric` names the scorer of `nanoemox.eval.scoring`, `judged` says an
+      LLM judge scores the free-text answer, `level` is the paper's level (MER-UniBench
+      scores the perception tasks);
+    - timelines: `timeline` says a timeline can ask the task of each window of a long
+      video, `timeline_rank` its place among those (columns, summaries); a window's
+      answer, its CSV columns and its one-line summary come from `window_answer`,
+      `csv_columns`/`csv_cells` and `window_summary`.
     """
 
     name: str
@@ -35,11 +49,40 @@ class Task:
     candidates: tuple[str, ...] = ()
     max_new_tokens: int = 16
     timeline: bool = False
+    identifier_aliases: tuple[str, ...] = ()
+    level: str = ""  # "perception" | "understanding" | "interaction"
+    metric: str = ""  # scorer kind of nanoemox.eval.scoring: hit, waf, ovf, intent, erg, emer
+    judged: bool = False
+    dialogue: bool = False
+    reply: bool = False
+    phase3_weight: float = 0.0
+    timeline_rank: int = 100
 
     @property
     def scorable(self) -> bool:
         """Whether the task has a fixed answer set that closed-set scoring can rank."""
         return bool(self.candidates)
+
+    @property
+    def takes_candidates(self) -> bool:
+        """Whether a caller may list the labels to choose from (the task has prompts that list them)."""
+        return bool(self.candidate_templates)
+
+    @property
+    def balanceable(self) -> bool:
+        """Whether a balanced draw can even out the task's answer classes (a fixed answer set)."""
+        return self.scorable
+
+    @property
+    def identifiers(self) -> tuple[str, ...]:
+        """Every spelling of the identifier read in prompts, lower-cased (none for a task without one)."""
+        return tuple(s.lower() for s in (self.identifier, *self.identifier_aliases) if s)
+
+    def describe(self) -> dict[str, Any]:
+        """The task as the service lists it (`GET /v1/tasks`)."""
+        return {"name": self.name, "description": self.description, "identifier": self.identifier,
+                "candidates": self.default_candidates(), "takes_candidates": self.takes_candidates,
+                "timeline": self.timeline, "reply": self.reply}
 
     def default_candidates(self) -> list[str] | None:
         """The labels offered when the caller gives none (a new list), or None for an open answer."""
@@ -75,6 +118,48 @@ class Task:
 
     def parse(self, text: str | None, candidates: Sequence[str] | None = None) -> Any:
         raise NotImplementedError
+
+    def target_problem(self, target: Any) -> str | None:
+        """What is wrong with a manifest target of this task, or None when it can be trained on."""
+        try:
+            self.format_target(target)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def answer_class(self, target: Any) -> str:
+        """The class of a target that a balanced draw evens out (the label, lower-cased)."""
+        return str(target).strip().lower()
+
+    # ------------------------------------------------------------------ timeline windows
+
+    def window_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """A window's answer (`Predictor.answer_shared`'s) as the timeline reports it: the most
+        likely label, its probability and all of them when scored, else the text."""
+        if "scores" in answer:
+            probs = answer["scores"]
+            label = max(probs, key=probs.get)
+            return {"label": label, "confidence": probs[label], "probabilities": probs}
+        return {"text": answer["text"], "truncated": answer["truncated"]}
+
+    def csv_columns(self, labels: Sequence[str] | None) -> list[str]:
+        """The task's columns in timeline.csv (`labels`: the labels offered, one probability column each)."""
+        if self.scorable:
+            return ["label", "confidence"] + [f"p_{label}" for label in labels or ()]
+        return ["text"]
+
+    def csv_cells(self, answer: dict[str, Any], labels: Sequence[str] | None) -> dict[str, Any]:
+        """The cells of `csv_columns` for one window's answer (`window_answer`)."""
+        if "probabilities" in answer:
+            return {"label": answer["label"], "confidence": f"{answer['confidence']:.4f}",
+                    **{f"p_{label}": f"{answer['probabilities'][label]:.4f}" for label in labels or ()}}
+        return {"text": answer["text"]}
+
+    def window_summary(self, answer: dict[str, Any]) -> str:
+        """One window's answer in a few words (the live client's printed line)."""
+        if "label" in answer:
+            return f"{answer['label']} {answer['confidence']:.2f}"
+        return answer["text"]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, identifier={self.identifier!r})"

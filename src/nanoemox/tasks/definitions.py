@@ -45,6 +45,32 @@ class SentimentTask(Task):
     def parse(self, text: str | None, candidates: Sequence[str] | None = None) -> str | None:
         return P.find_label(P.strip_identifiers(text), SENTIMENTS)
 
+    def target_problem(self, target: Any) -> str | None:
+        if isinstance(target, bool) or not isinstance(target, (int, float, str)):
+            return f"{self.name} target must be a number (valence) or a sentiment word"
+        if isinstance(target, str) and target.lower() not in SENTIMENTS:
+            return f"{self.name} target word must be one of {SENTIMENTS}, got {target!r}"
+        return None
+
+    def answer_class(self, target: Any) -> str:
+        """The sentiment word; a valence by its sign."""
+        return self.format_target(target) if not isinstance(target, str) else target.strip().lower()
+
+    def window_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The most likely sentiment, the valence p(positive) - p(negative) and the probabilities."""
+        probs = answer["scores"]
+        return {"sentiment": max(probs, key=probs.get), "valence": probs["positive"] - probs["negative"],
+                "probabilities": probs}
+
+    def csv_columns(self, labels: Sequence[str] | None) -> list[str]:
+        return ["sentiment", "valence"]
+
+    def csv_cells(self, answer: dict[str, Any], labels: Sequence[str] | None) -> dict[str, Any]:
+        return {"sentiment": answer["sentiment"], "valence": f"{answer['valence']:.4f}"}
+
+    def window_summary(self, answer: dict[str, Any]) -> str:
+        return f"{answer['sentiment']} {answer['valence']:+.2f}"
+
 
 @dataclass(frozen=True, repr=False)
 class LabelTask(Task):
@@ -67,6 +93,11 @@ class LabelTask(Task):
                 return found
         return P.short_answer(body)
 
+    def target_problem(self, target: Any) -> str | None:
+        if not isinstance(target, str) or not target.strip():
+            return f"{self.name} target must be a non-empty string"
+        return None
+
 
 @dataclass(frozen=True, repr=False)
 class OpenVocabTask(Task):
@@ -84,6 +115,24 @@ class OpenVocabTask(Task):
     def parse(self, text: str | None, candidates: Sequence[str] | None = None) -> list[str]:
         return P.split_word_list(text)
 
+    def target_problem(self, target: Any) -> str | None:
+        if not isinstance(target, list) or not all(isinstance(w, str) for w in target):
+            return f"{self.name} target must be a list of strings"
+        return None
+
+    def window_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """The generated words, the raw text and whether the budget cut it."""
+        return {"words": self.parse(answer["text"]), "text": answer["text"], "truncated": answer["truncated"]}
+
+    def csv_columns(self, labels: Sequence[str] | None) -> list[str]:
+        return ["words"]
+
+    def csv_cells(self, answer: dict[str, Any], labels: Sequence[str] | None) -> dict[str, Any]:
+        return {"words": "; ".join(answer["words"])}
+
+    def window_summary(self, answer: dict[str, Any]) -> str:
+        return ", ".join(answer["words"]) or "(no words)"
+
 
 @dataclass(frozen=True, repr=False)
 class ReasonTask(Task):
@@ -98,6 +147,11 @@ class ReasonTask(Task):
         body = P.strip_identifiers(text)
         body = re.sub(r"</?think>", " ", body, flags=re.I)
         return " ".join(body.split())
+
+    def target_problem(self, target: Any) -> str | None:
+        if not isinstance(target, str) or not target.strip():
+            return f"{self.name} target must be a non-empty string"
+        return None
 
 
 def _clause(text: Any) -> str:
@@ -129,6 +183,14 @@ class EmpathyTask(Task):
         emotion = P.speaker_emotion(think if think is not None else reply)
         return {"think": think, "reply": reply, "emotion": emotion}
 
+    def target_problem(self, target: Any) -> str | None:
+        if not isinstance(target, dict):
+            return f"{self.name} target must be an object with keys " + ", ".join(ERG_FIELDS)
+        missing = [k for k in ERG_FIELDS if not isinstance(target.get(k), str)]
+        if missing:
+            return f"{self.name} target lacks string field(s) " + ", ".join(missing)
+        return None
+
 
 MSA = SentimentTask(
     name="msa",
@@ -136,6 +198,9 @@ MSA = SentimentTask(
     candidates=SENTIMENTS,
     max_new_tokens=16,
     timeline=True,
+    timeline_rank=1,
+    level="perception",
+    metric="waf",
     description="multimodal sentiment analysis",
     templates=(
         "Judge the overall sentiment this person conveys through face, voice and words. "
@@ -155,6 +220,10 @@ MER = LabelTask(
     candidates=tuple(L.label_set("ferv39k")),  # the 7 basic emotions: anger, disgust, fear, happy, neutral, sad, surprise
     max_new_tokens=16,
     timeline=True,
+    timeline_rank=0,
+    level="perception",
+    metric="hit",
+    phase3_weight=18,
     description="multimodal emotion recognition",
     vocabulary=_EMOTION_VOCAB,
     templates=(
@@ -180,8 +249,13 @@ MER = LabelTask(
 OVMER = OpenVocabTask(
     name="ovmer",
     identifier="[Recog_OV]",
+    identifier_aliases=("[Recogn_OV]",),  # the authors' code writes this; the paper's spelling is emitted
     max_new_tokens=32,
     timeline=True,
+    timeline_rank=2,
+    level="perception",
+    metric="ovf",
+    phase3_weight=28,
     description="open-vocabulary multimodal emotion recognition",
     templates=(
         "List all the emotions the person in this clip seems to feel. Write them as emotion "
@@ -198,6 +272,10 @@ ERI = ReasonTask(
     name="eri",
     identifier="[Inference]",
     max_new_tokens=96,
+    level="understanding",
+    metric="emer",
+    judged=True,
+    phase3_weight=31,
     description="emotion reason inference",
     templates=(
         "Explain what the person in this clip is feeling and why: point out the facial, "
@@ -216,6 +294,9 @@ MIR = LabelTask(
     identifier="[Intent]",
     candidates=tuple(L.label_set("mintrec")),  # the 20 MIntRec intents
     max_new_tokens=16,
+    level="understanding",
+    metric="intent",
+    phase3_weight=5,
     description="multimodal intent recognition",
     vocabulary=_INTENT_VOCAB,
     templates=(
@@ -242,6 +323,11 @@ ERG = EmpathyTask(
     name="erg",
     identifier="[Interaction]",
     max_new_tokens=160,
+    level="interaction",
+    metric="erg",
+    dialogue=True,
+    reply=True,
+    phase3_weight=18,
     description="empathetic response generation",
     templates=(
         "You are the listener in this conversation. Think step by step about the situation, "

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 from nanoemox.tasks.base import Task
-from nanoemox.tasks.definitions import ALL_TASKS
+from nanoemox.tasks.registry import TASKS
 
 __all__ = ["TaskRequest", "read_request"]
 
@@ -44,7 +44,7 @@ def read_request(text: str | None) -> TaskRequest | None:
     body = (text or "").strip()
     if not body:
         return None
-    for task in ALL_TASKS:
+    for task in TASKS.values():
         if task.identifier and body.lower().startswith(task.identifier.lower()):
             rest = body[len(task.identifier):]
             found = _find_instruction(task, rest)
@@ -52,7 +52,7 @@ def read_request(text: str | None) -> TaskRequest | None:
                 return TaskRequest(task.name, _rest(rest), None)
             start, end, candidates = found
             return TaskRequest(task.name, _rest(rest[:start] + "\n" + rest[end:]), candidates)
-    for task in ALL_TASKS:
+    for task in TASKS.values():
         found = _find_instruction(task, body)
         if found is not None:
             start, end, candidates = found
