@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from nanoemox.data.manifest import Record
-from nanoemox.data.mixture import PHASE3_WEIGHTS, TaskMixture, group_by_task, size_weights
+from nanoemox.data.mixture import TaskMixture, group_by_task, size_weights
+from nanoemox.tasks import phase3_weights
 
 
 def _records(counts: dict[tuple[str, str], int]) -> list[Record]:
@@ -23,8 +24,10 @@ def test_frequencies_follow_weights():
     mix = TaskMixture(group_by_task(_records(PHASE3)), seed=7)
     n = 20000
     freq = Counter(r.task for r in mix.take(n))
-    total = sum(PHASE3_WEIGHTS.values())
-    for task, w in PHASE3_WEIGHTS.items():
+    weights = phase3_weights()
+    assert weights == {"mer": 18, "ovmer": 28, "mir": 5, "eri": 31, "erg": 18}  # the paper's phase-3 mixture
+    total = sum(weights.values())
+    for task, w in weights.items():
         assert abs(freq[task] / n - w / total) < 0.015, (task, freq[task] / n)
     assert mix.position == n
 

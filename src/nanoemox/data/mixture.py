@@ -30,20 +30,20 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from nanoemox.data.manifest import TASKS, Record
+from nanoemox.data.manifest import Record
+from nanoemox.tasks import TASK_NAMES, TaskNames, get_task, phase3_weights
 
 log = logging.getLogger(__name__)
 
-PHASE3_WEIGHTS: dict[str, float] = {"mer": 18, "ovmer": 28, "mir": 5, "eri": 31, "erg": 18}
 MODES = ("task", "dataset")
 
 
 def group_by_task(records: Iterable[Record]) -> dict[str, list[Record]]:
-    """Records grouped by their `task`, in the order of `manifest.TASKS`."""
+    """Records grouped by their `task`, in the registry's order (`nanoemox.tasks.TASK_NAMES`)."""
     groups: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         groups[record.task].append(record)
-    return {t: groups[t] for t in TASKS if t in groups}
+    return {t: groups[t] for t in TASK_NAMES if t in groups}
 
 
 def size_weights(records_by_task: Mapping[str, Sequence[Record]]) -> dict[str, float]:
@@ -51,15 +51,13 @@ def size_weights(records_by_task: Mapping[str, Sequence[Record]]) -> dict[str, f
     return {t: float(len(r)) for t, r in records_by_task.items() if r}
 
 
-BALANCEABLE = ("mer", "mir", "msa")
+# The closed-set tasks whose draws can be balanced over their answer classes (msa, mer, mir).
+BALANCEABLE = TaskNames(lambda task: task.balanceable)
 
 
 def answer_class(record: Record) -> str:
-    """The class a balanced draw evens out: MER's and MIR's label, the sign of MSA's target."""
-    if record.task == "msa" and not isinstance(record.target, str):
-        value = float(record.target)
-        return "positive" if value > 0 else "negative" if value < 0 else "neutral"
-    return str(record.target).strip().lower()
+    """The class a balanced draw evens out (`Task.answer_class`): MER's and MIR's label, the sign of MSA's target."""
+    return get_task(record.task).answer_class(record.target)
 
 
 def _uniforms(seed: int, index: int, salt: int = 0) -> np.ndarray:
@@ -80,7 +78,7 @@ class TaskMixture:
     """Deterministic endless sampler over records grouped by task.
 
     records_by_task: task name -> records (e.g. from `group_by_task`).
-    weights: task -> relative weight for mode "task" (default `PHASE3_WEIGHTS`);
+    weights: task -> relative weight for mode "task" (default `nanoemox.tasks.phase3_weights()`);
         tasks with weight 0 or absent are not drawn. Every task with a positive
         weight must have records.
     mode: "task" or "dataset" (see the module docstring).
@@ -108,7 +106,7 @@ class TaskMixture:
         self.mode = mode
         self.seed = int(seed)
         self.position = 0
-        self.weights = dict(PHASE3_WEIGHTS if weights is None else weights)
+        self.weights = dict(phase3_weights() if weights is None else weights)
         if mode == "task":
             self._groups, probs = self._task_groups(records_by_task)
         else:
@@ -126,9 +124,9 @@ class TaskMixture:
 
     # -- construction -------------------------------------------------------------
     def _task_groups(self, records_by_task: Mapping[str, Sequence[Record]]):
-        unknown = [t for t in self.weights if t not in TASKS]
+        unknown = [t for t in self.weights if t not in TASK_NAMES]
         if unknown:
-            raise ValueError(f"mixture weights name unknown task(s) {unknown}; tasks: {TASKS}")
+            raise ValueError(f"mixture weights name unknown task(s) {unknown}; tasks: {TASK_NAMES}")
         if any(w < 0 for w in self.weights.values()):
             raise ValueError(f"mixture weights must be >= 0, got {self.weights}")
         active = {t: w for t, w in self.weights.items() if w > 0}
@@ -145,7 +143,7 @@ class TaskMixture:
         if ignored:
             log.warning("records of task(s) %s are not drawn: their weight is 0 or absent", ignored)
         total = float(sum(active.values()))
-        groups = {t: list(records_by_task[t]) for t in TASKS if t in active}
+        groups = {t: list(records_by_task[t]) for t in TASK_NAMES if t in active}
         return groups, [active[t] / total for t in groups]
 
     def _balanced(self, balance: Sequence[str]) -> dict[str, list[list[Record]]]:
@@ -169,7 +167,7 @@ class TaskMixture:
 
     def _dataset_groups(self, records_by_task: Mapping[str, Sequence[Record]], fractions):
         groups: dict[str, list[Record]] = {}
-        for task in TASKS:
+        for task in TASK_NAMES:
             by_dataset: dict[str, list[Record]] = defaultdict(list)
             for record in records_by_task.get(task, ()):
                 by_dataset[record.dataset].append(record)

@@ -53,8 +53,11 @@ class SentimentTask(Task):
         return None
 
     def answer_class(self, target: Any) -> str:
-        """The sentiment word; a valence by its sign."""
-        return self.format_target(target) if not isinstance(target, str) else target.strip().lower()
+        """The sentiment word; a valence by its sign (NaN, which has none, as neutral)."""
+        if isinstance(target, str):
+            return target.strip().lower()
+        value = float(target)
+        return "positive" if value > 0 else "negative" if value < 0 else "neutral"
 
     def window_answer(self, answer: dict[str, Any]) -> dict[str, Any]:
         """The most likely sentiment, the valence p(positive) - p(negative) and the probabilities."""
