@@ -5,8 +5,10 @@ emotional prosody and a templated subtitle; the emotion is carried by a recorded
 subset of those modalities (the others stay neutral), so a model must use every
 branch. `generate(out_dir, n, seed)` writes manifests and media; the label
 vocabulary (`EMOTIONS`, `INTENTS`, `VALENCE`, `ovmer_words`, ...) is exported for
-tests and evaluation. `compose_long_video(corpus, out)` strings a corpus's clips into
-one long video with known emotions per stretch. See docs/synthaffect.md.
+tests and evaluation. `generate(..., people=2)` writes two-person clips instead (a
+speaker and a silent listener side by side, `people.py`) for evaluating per-person
+answers. `compose_long_video(corpus, out)` strings a corpus's clips into one long video
+with known emotions per stretch. See docs/synthaffect.md.
 """
 
 from nanoemox.data.synth.generate import GENERATOR_VERSION, MediaConfig, generate

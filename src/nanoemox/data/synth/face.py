@@ -136,6 +136,9 @@ def expression_track(peak: Expression, n_frames: int, rng: np.random.Generator) 
     return track
 
 
+# Half width and half height of the head ellipse in face units.
+HEAD = (1.0, 1.2)
+
 # Skin tints and the colour each one pulls the skin toward.
 _TINTS = (("flush", (235, 40, 30)), ("green", (120, 200, 70)), ("pale", (240, 245, 255)), ("blue", (110, 140, 210)),
           ("glow", (255, 205, 90)))
@@ -187,11 +190,21 @@ def _eyes_and_brows(draw: ImageDraw.ImageDraw, p, e: Expression, s: float) -> No
             draw.ellipse([p(0.55 * side - cr, 0.25 - cr), p(0.55 * side + cr, 0.25 + cr)], fill=(240, 120, 140))
 
 
+def face_centre(look: Look, t: float) -> tuple[float, float]:
+    """Pixel position of the face centre at normalised time `t` (the slow drift moves it)."""
+    return look.cx + look.drift[0] * look.size * t, look.cy + look.drift[1] * look.size * t
+
+
+def head_box(look: Look, t: float) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) in pixels of the head ellipse at normalised time `t`, unclipped."""
+    cx, cy = face_centre(look, t)
+    return cx - HEAD[0] * look.scale, cy - HEAD[1] * look.scale, cx + HEAD[0] * look.scale, cy + HEAD[1] * look.scale
+
+
 def render_frame(look: Look, e: Expression, t: float) -> np.ndarray:
     """One RGB frame [H, W, 3] uint8 of the face with expression `e` at normalised time `t`."""
     s = look.scale
-    cx = look.cx + look.drift[0] * look.size * t
-    cy = look.cy + look.drift[1] * look.size * t
+    cx, cy = face_centre(look, t)
 
     def p(x: float, y: float) -> tuple[float, float]:
         return (cx + x * s, cy + y * s)
@@ -199,7 +212,7 @@ def render_frame(look: Look, e: Expression, t: float) -> np.ndarray:
     img = Image.fromarray(look.background.copy())
     draw = ImageDraw.Draw(img)
     draw.ellipse([p(-1.05, -1.35), p(1.05, 0.6)], fill=look.hair)  # hair behind the head
-    draw.ellipse([p(-1.0, -1.2), p(1.0, 1.2)], fill=_skin_colour(look.skin, e), outline=(40, 30, 30))
+    draw.ellipse([p(-HEAD[0], -HEAD[1]), p(HEAD[0], HEAD[1])], fill=_skin_colour(look.skin, e), outline=(40, 30, 30))
     _eyes_and_brows(draw, p, e, s)
     draw.line([p(0.0, -0.05), p(-0.08, 0.25), p(0.06, 0.27)], fill=(90, 60, 50), width=max(1, int(0.05 * s)))
     if e.nose_wrinkle > 0.3:

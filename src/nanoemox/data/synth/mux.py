@@ -32,8 +32,8 @@ def video_codec() -> str:
 
 def write_clip(path: str | Path, frames: np.ndarray, fps: int, wave: np.ndarray, sample_rate: int) -> None:
     """Encode `frames` [F, H, W, 3] uint8 and `wave` [S] float32 in [-1, 1] into `path`."""
-    if frames.ndim != 4 or frames.shape[1] != frames.shape[2] or frames.shape[3] != 3:
-        raise ValueError(f"{path}: frames must be [F, S, S, 3] uint8, got shape {frames.shape}")
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"{path}: frames must be [F, H, W, 3] uint8 with even H and W, got shape {frames.shape}")
     with StreamWriter(path, fps, frames.shape[2], frames.shape[1], sample_rate) as writer:
         for image in frames:
             writer.add_frame(image)

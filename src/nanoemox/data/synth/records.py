@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from nanoemox.data.manifest import TASKS, Record
+from nanoemox.data.manifest import Record
 from nanoemox.data.synth import text as wording
 from nanoemox.data.synth.plan import ClipPlan
 from nanoemox.data.synth.vocab import EMOTIONS, INTENTS, ovmer_words, valence
+from nanoemox.tasks import TASK_NAMES
 
 DATASET = "SynthAffect"
 
@@ -29,10 +30,10 @@ def _target(plan: ClipPlan, task: str):
         return plan.intent
     if task == "erg":
         return wording.empathy_target(event, plan.emotion, plan.variant["reply"])
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    raise ValueError(f"unknown task {task!r}; expected one of {TASK_NAMES}")
 
 
-def clip_records(plan: ClipPlan, tasks: tuple[str, ...] = TASKS) -> list[Record]:
+def clip_records(plan: ClipPlan, tasks: tuple[str, ...] = TASK_NAMES) -> list[Record]:
     """The manifest lines of one clip, one per task in `tasks`."""
     extra = plan.to_extra()
     records = []
