@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nanoemox.data.manifest import TASKS
 from nanoemox.inference import Predictor, clip_records
 from nanoemox.inference.multitask import common_prefix
 from nanoemox.media.synth import write_video
+from nanoemox.tasks import TASK_NAMES
 
 
 def _liven(predictor):
@@ -30,7 +30,7 @@ def clips(tmp_path_factory):
 def _records(clips):
     records = []
     for k, clip in enumerate(clips):
-        records += clip_records(clip, TASKS, clip_id=f"c{k}", subtitle=f"I never thought this would happen {k}")
+        records += clip_records(clip, TASK_NAMES, clip_id=f"c{k}", subtitle=f"I never thought this would happen {k}")
     for r in records:
         r.id = f"{r.id}_{r.task}"
     return records

@@ -35,8 +35,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from nanoemox.data.manifest import TASKS, Record
-from nanoemox.tasks import DEFAULT_MAX_NEW_TOKENS, get_task
+from nanoemox.data.manifest import Record
+from nanoemox.tasks import DEFAULT_MAX_NEW_TOKENS, TASK_NAMES, get_task
 from nanoemox.utils import atomic_write_json
 
 SAMPLING_KNOBS = ("temperature", "top_p", "top_k", "repetition_penalty")
@@ -68,10 +68,10 @@ class Decoding:
     def __post_init__(self) -> None:
         given = self.max_new_tokens
         given = dict(given) if isinstance(given, Mapping) else parse_max_new_tokens(given)
-        per_task = {task: given for task in TASKS} if isinstance(given, int) else dict(given or {})
-        unknown = sorted(set(per_task) - set(TASKS))
+        per_task = {task: given for task in TASK_NAMES} if isinstance(given, int) else dict(given or {})
+        unknown = sorted(set(per_task) - set(TASK_NAMES))
         if unknown or not all(isinstance(n, int) and n >= 1 for n in per_task.values()):
-            raise ValueError(f"max_new_tokens must map tasks ({', '.join(TASKS)}) to budgets of at least 1, "
+            raise ValueError(f"max_new_tokens must map tasks ({', '.join(TASK_NAMES)}) to budgets of at least 1, "
                              f"got {self.max_new_tokens!r}")
         object.__setattr__(self, "max_new_tokens", given or None)
         object.__setattr__(self, "model_budgets", dict(self.model_budgets))
@@ -106,12 +106,12 @@ class Decoding:
 
     def budgets(self) -> dict[str, int]:
         """The budget of every task."""
-        return {task: self.budget(task) for task in TASKS}
+        return {task: self.budget(task) for task in TASK_NAMES}
 
     def budget_sources(self) -> dict[str, str]:
         """Where each task's budget comes from: "caller", "model folder" or "default"."""
         return {task: "caller" if task in self._caller_budgets else "model folder" if task in self.model_budgets
-                else "default" for task in TASKS}
+                else "default" for task in TASK_NAMES}
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `NanoEmoX.generate` (unset knobs left out: they are off)."""
@@ -150,8 +150,8 @@ def parse_max_new_tokens(text: str | int | None) -> int | dict[str, int] | None:
     for part in filter(None, (p.strip() for p in text.split(","))):
         task, sep, value = part.partition("=")
         task = task.strip().lower()
-        if not sep or task not in TASKS or not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"--max-new-tokens: {part!r} is not TASK=N with TASK one of {', '.join(TASKS)} "
+        if not sep or task not in TASK_NAMES or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--max-new-tokens: {part!r} is not TASK=N with TASK one of {', '.join(TASK_NAMES)} "
                              "and N >= 1 (e.g. eri=256,erg=384, or one number for every task)")
         budgets[task] = int(value)
     if not budgets:
@@ -194,7 +194,7 @@ def read_budgets(folder: str | os.PathLike) -> dict[str, int]:
         return {}
     try:
         budgets = json.loads(path.read_text(encoding="utf-8"))["budgets"]
-        if not all(t in TASKS and isinstance(n, int) and n >= 1 for t, n in budgets.items()):
+        if not all(t in TASK_NAMES and isinstance(n, int) and n >= 1 for t, n in budgets.items()):
             raise ValueError("budgets must map task names to positive integers")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: not a valid answer-budget file ({exc}); delete it to use the defaults") from None

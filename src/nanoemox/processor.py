@@ -199,9 +199,9 @@ class NanoEmoXProcessor:
             ids += self._ids(MODALITY_INTROS[m]) + [self.placeholder_ids[m]] * self.token_counts[m]
         return ids
 
-    def _context_turns(self, task: str, text: str | None, history: Sequence[dict] | None) -> tuple[list[int], list[list[int]]]:
-        """(intro ids, token runs oldest first): one run per dialogue turn, or the subtitle alone."""
-        if task == "erg" or history:
+    def _context_turns(self, dialogue: bool, text: str | None, history: Sequence[dict] | None) -> tuple[list[int], list[list[int]]]:
+        """(intro ids, token runs oldest first): one run per dialogue turn (`dialogue`), or the subtitle alone."""
+        if dialogue:
             turns = [self._ids(f"\n{turn['role']}: {turn['text']}") for turn in history or []]
             if text:
                 turns.append(self._ids(f"\n{CURRENT_TURN}: {text}"))
@@ -221,7 +221,7 @@ class NanoEmoXProcessor:
     def framed_prompt_ids(self, text: str | None, history: Sequence[dict] | None, request: str) -> list[int]:
         """The prompt framing of `encode_text` (modality placeholders, then the subtitle or the
         conversation so far) around any request in place of a task instruction; not truncated."""
-        intro, turns = self._context_turns("erg" if history else "mer", text, history)
+        intro, turns = self._context_turns(bool(history), text, history)
         return (self._head_ids + intro + [t for run in turns for t in run]
                 + self._ids(INSTRUCTION_INTRO + request) + self._ids(ASSISTANT))
 
@@ -241,7 +241,7 @@ class NanoEmoXProcessor:
         answer: list[int] = []
         if target is not None:
             answer = self._ids(get_task(task).format_target(target)) + [self.tokenizer.eos_token_id]
-        intro, turns = self._context_turns(task, text, history)
+        intro, turns = self._context_turns(get_task(task).dialogue or bool(history), text, history)
         fixed = len(head) + len(tail)
         if fixed > self.max_length:
             raise ValueError(f"placeholders and instruction need {fixed} tokens, more than max_length={self.max_length}")

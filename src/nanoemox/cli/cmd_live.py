@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from nanoemox.cli.options import UsageError, split_list
+from nanoemox.tasks import DEFAULT_WINDOW_TASKS, TIMELINE_TASKS, get_task
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="folder for windows.jsonl, timeline.csv and live.json")
     p.add_argument("--window", type=float, default=4.0, help="window length in seconds (default 4)")
     p.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default 1)")
-    p.add_argument("--tasks", default="mer,msa", help="comma-separated subset of mer,msa,ovmer (default mer,msa)")
+    tasks = ",".join(DEFAULT_WINDOW_TASKS)
+    p.add_argument("--tasks", default=tasks, help=f"comma-separated subset of {','.join(TIMELINE_TASKS)} (default {tasks})")
     p.add_argument("--labels", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
     p.add_argument("--speed", type=float, default=1.0, help="pace relative to real time (default 1: real time)")
     p.add_argument("--seconds", type=float, default=None, help="stream only the first N seconds of the file")
@@ -49,12 +51,7 @@ def _line(message: dict) -> str | None:
         parts = [f"{message['start']:7.1f}-{message['end']:.1f} s"]
         if "error" in message:
             parts.append(f"error: {message['error']}")
-        if "mer" in message:
-            parts.append(f"{message['mer']['label']} {message['mer']['confidence']:.2f}")
-        if "msa" in message:
-            parts.append(f"{message['msa']['sentiment']} {message['msa']['valence']:+.2f}")
-        if "ovmer" in message:
-            parts.append(", ".join(message["ovmer"]["words"]) or "(no words)")
+        parts += [get_task(task).window_summary(message[task]) for task in TIMELINE_TASKS if task in message]
         parts.append(f"faces {message['faces_found']}/{message['frames']}")
         parts.append(f"latency {message['client_latency']:.2f} s")
         if message.get("skipped"):

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     # imported when the command runs, not at every start of the command line
-    from nanoemox.timeline import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, DEFAULT_TASKS, TIMELINE_TASKS, TimelineOptions
+    from nanoemox.timeline import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, DEFAULT_WINDOW_TASKS, TIMELINE_TASKS, TimelineOptions
 
     p = subparsers.add_parser("timeline", help="emotion over time of a long video: CSV, segments, plot",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     window, hop = TimelineOptions.window, TimelineOptions.hop
     p.add_argument("--window", type=float, default=window, help=f"window length in seconds (default {window:g})")
     p.add_argument("--hop", type=float, default=hop, help=f"seconds between window starts (default {hop:g})")
-    tasks = ",".join(DEFAULT_TASKS)
+    tasks = ",".join(DEFAULT_WINDOW_TASKS)
     p.add_argument("--tasks", default=tasks, help=f"comma-separated subset of {','.join(TIMELINE_TASKS)} (default {tasks})")
     p.add_argument("--labels", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
     p.add_argument("--subtitles", default=None, metavar="FILE",

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from nanoemox.inference.common import media_flags, media_for
 from nanoemox.inference.predictor import Predictor
-from nanoemox.tasks import get_task
+from nanoemox.tasks import REPLY_TASK, get_task
 
 
 def chat_reply(
@@ -26,10 +26,10 @@ def chat_reply(
             raise ValueError(f"history turn {i} must be {{'role': 'speaker' | 'listener', 'text': str}}, got {turn!r}")
     media = media_for(clip) if clip is not None else {}
     sample = predictor.sample(
-        "erg", video=media.get("video"), audio=media.get("audio"), text=message, history=list(history or [])
+        REPLY_TASK, video=media.get("video"), audio=media.get("audio"), text=message, history=list(history or [])
     )
-    text = predictor.generate([sample], "erg")[0]
-    parsed = get_task("erg").parse(text)
+    text = predictor.generate([sample], REPLY_TASK)[0]
+    parsed = get_task(REPLY_TASK).parse(text)
     return {**parsed, "text": text, "flags": media_flags(sample)}
 
 

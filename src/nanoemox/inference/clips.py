@@ -8,30 +8,32 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from nanoemox.data.manifest import TASKS, Record
+from nanoemox.data.manifest import Record
 from nanoemox.inference.common import Prediction, default_candidates, media_for
 from nanoemox.inference.predictor import Predictor
-from nanoemox.tasks import get_task
+from nanoemox.tasks import EMOTION_TASK, INTENT_TASK, TASK_NAMES, get_task
 
 
 def clip_records(
     path: str | os.PathLike | None,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] = TASK_NAMES,
     *,
     clip_id: str | None = None,
     subtitle: str | None = None,
     candidates: Sequence[str] | None = None,
     intents: Sequence[str] | None = None,
 ) -> list[Record]:
-    """One record per task for one clip (or audio file); MER and MIR get candidate lists.
+    """One record per task for one clip (or audio file); the tasks that take candidates (MER, MIR) get lists.
 
-    `candidates` (MER) and `intents` (MIR) default to `default_candidates`. With `path`
+    `candidates` (MER) and `intents` (MIR) default to `default_candidates`, as do the lists of
+    other tasks that take candidates. With `path`
     None the model answers from the subtitle alone (media flags say so).
     """
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; valid tasks: {', '.join(TASKS)}")
-    offered = {"mer": list(candidates or default_candidates("mer")), "mir": list(intents or default_candidates("mir"))}
+        raise ValueError(f"unknown task(s) {unknown}; valid tasks: {', '.join(TASK_NAMES)}")
+    given = {EMOTION_TASK: candidates, INTENT_TASK: intents}
+    offered = {task: list(given.get(task) or default_candidates(task)) for task in tasks if get_task(task).takes_candidates}
     return [
         Record(
             id=clip_id or (Path(path).stem if path is not None else "text"),

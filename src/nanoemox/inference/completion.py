@@ -22,12 +22,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from nanoemox.data.manifest import TASKS
 from nanoemox.decoding import Decoding
 from nanoemox.inference.common import DECODE_MODES, candidate_labels, media_flags, scores_of
 from nanoemox.inference.sources import MediaSource
 from nanoemox.inference.streaming import AnswerText, TokenLogprob, TokenWatcher
-from nanoemox.tasks import SCORABLE_TASKS, default_candidates, get_task
+from nanoemox.tasks import REPLY_TASK, SCORABLE_TASKS, TASK_NAMES, default_candidates, get_task
 
 __all__ = ["Completion", "CompletionRequest", "CompletionResult", "Delta", "complete"]
 
@@ -46,7 +45,7 @@ class CompletionRequest:
     holds the sampling settings and budgets; `max_tokens` overrides the task's budget.
     """
 
-    task: str = "erg"
+    task: str = REPLY_TASK
     text: str | None = None
     history: Sequence[dict] = ()
     video: str | os.PathLike | None = None
@@ -60,8 +59,8 @@ class CompletionRequest:
     top_logprobs: int = 0
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASK_NAMES)}")
         if self.decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -75,7 +74,7 @@ class CompletionRequest:
 
     def offered(self) -> list[str] | None:
         """The candidates the prompt lists (MER, MIR: the given ones, else the task's default)."""
-        if self.task not in ("mer", "mir"):
+        if not get_task(self.task).takes_candidates:
             return None
         return candidate_labels(self.candidates) if self.candidates else default_candidates(self.task)
 

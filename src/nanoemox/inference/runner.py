@@ -14,12 +14,12 @@ import collections
 import os
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from nanoemox.data.manifest import TASKS, Record
+from nanoemox.data.manifest import Record
 from nanoemox.decoding import Decoding
 from nanoemox.inference.common import DECODE_MODES, Loaded, Prediction, candidate_labels, chunks, scores_of
 from nanoemox.inference.prefetch import prefetched
 from nanoemox.inference.session import Session
-from nanoemox.tasks import SCORABLE_TASKS, default_candidates, get_task
+from nanoemox.tasks import SCORABLE_TASKS, TASK_NAMES, default_candidates, get_task
 
 
 class Runner:
@@ -43,9 +43,9 @@ class Runner:
         """
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
-        unknown = sorted(set(tasks or ()) - set(TASKS))
+        unknown = sorted(set(tasks or ()) - set(TASK_NAMES))
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; valid tasks: {', '.join(TASKS)}")
+            raise ValueError(f"unknown task(s) {unknown}; valid tasks: {', '.join(TASK_NAMES)}")
         selected = (r for r in records if tasks is None or r.task in tasks)
         loading = prefetched(chunks(selected, self.batch_size), lambda chunk: [self.load(r, root) for r in chunk],
                              ahead=1, name="nanoemox-media")

@@ -25,6 +25,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from nanoemox.tasks import get_task
 from nanoemox.tasks.parsing import split_think, strip_identifiers
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class AnswerText:
 
     def __init__(self, task: str, stop: Sequence[str] = ()):
         self.task = task
+        self.reply = get_task(task).reply  # a reply with a <think> part: reasoning and content come apart
         self.stop = tuple(s for s in stop if s)
         self.sent_reasoning = ""
         self.sent_content = ""
@@ -74,7 +76,7 @@ class AnswerText:
         """(text, reasoning, content, stopped) of a whole answer, exactly as it is returned unstreamed."""
         text, stopped = cut_at_stop(raw.strip(), self.stop)
         text = text.strip()
-        if self.task == "erg":
+        if self.reply:
             reasoning, content = split_think(text)
             return text, reasoning, content, stopped
         return text, None, text, stopped
@@ -107,7 +109,7 @@ class AnswerText:
         if not stopped:
             text = text[: len(text) - max((_partial_suffix(text, s) for s in self.stop), default=0)]
         text = text.rstrip().rstrip("\ufffd").rstrip()
-        if self.task != "erg":
+        if not self.reply:
             return "", text
         opened = text.rfind("[")
         if opened >= 0 and "]" not in text[opened:]:

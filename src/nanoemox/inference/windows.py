@@ -54,11 +54,10 @@ from nanoemox.media.faces import fill_missing
 from nanoemox.media.pipeline import MediaConfig, frames_to_images
 from nanoemox.media.stream import Window, frame_targets
 from nanoemox.model.nanoemox import MediaFeatures
-from nanoemox.tasks import SENTIMENTS, TIMELINE_TASKS, default_candidates, get_task
+from nanoemox.tasks import EMOTION_TASK, REPLY_TASK, SENTIMENTS, TIMELINE_TASKS, default_candidates, get_task
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TASKS = ("mer", "msa")
 SPEECH_PLACEMENTS = ("grid", "window")
 BLANK = math.inf  # the time of pieces that stand for no media (kept: every window without video or audio uses them)
 
@@ -317,7 +316,7 @@ class WindowAnswerer:
         self.session = predictor.session
         self.config: MediaConfig = predictor.processor.media
         self.tasks = list(check_tasks(tasks))
-        self.labels = candidate_labels(labels or default_candidates("mer"))
+        self.labels = candidate_labels(labels or default_candidates(EMOTION_TASK))  # the emotion task's labels
         self.sentiments = list(SENTIMENTS)
         self.hop, self.share = float(hop), bool(share)
         self.speech = SpeechClips(float(window), float(hop), speech_clips)
@@ -381,35 +380,27 @@ class WindowAnswerer:
             self.encoded[name] += count
         return features
 
+    def offered(self, task: str) -> list[str] | None:
+        """The labels a task is scored over in each window: the emotion task's `labels`, another
+        closed-set task's own (MSA: the sentiments); None for a generated task (OV-MER)."""
+        return self.labels if task == EMOTION_TASK else get_task(task).default_candidates()
+
     def _prompts(self, text: str | None) -> list[list[int]]:
-        return [self.session.encode_text(task, text, None, self.labels if task == "mer" else None) for task in self.tasks]
+        return [self.session.encode_text(task, text, None, self.labels if task == EMOTION_TASK else None)
+                for task in self.tasks]
 
     def _answer_one(self, features: MediaFeatures, text: str | None) -> dict[str, Any]:
-        offered = {"mer": self.labels, "msa": self.sentiments}
         answers = self.predictor.answer_shared(features, self._prompts(text), self.tasks,
-                                               [offered.get(task) for task in self.tasks], "score")
-        out: dict[str, Any] = {}
-        for task, answer in zip(self.tasks, answers):
-            if task == "mer":
-                probs = answer["scores"]
-                label = max(probs, key=probs.get)
-                out["mer"] = {"label": label, "confidence": probs[label], "probabilities": probs}
-            elif task == "msa":
-                probs = answer["scores"]
-                out["msa"] = {"sentiment": max(probs, key=probs.get), "valence": probs["positive"] - probs["negative"],
-                              "probabilities": probs}
-            else:  # ovmer: generated
-                out["ovmer"] = {"words": get_task("ovmer").parse(answer["text"]), "text": answer["text"],
-                                "truncated": answer["truncated"]}
-        return out
+                                               [self.offered(task) for task in self.tasks], "score")
+        return {task: get_task(task).window_answer(answer) for task, answer in zip(self.tasks, answers)}
 
     def reply(self) -> dict[str, Any] | None:
         """An empathetic reply (ERG) to the last answered window, from its kept features; None before any answer."""
         if self.last is None:
             return None
         prepared, features = self.last
-        prompt = self.session.encode_text("erg", prepared.text, None, None)
-        answer = self.predictor.answer_shared(features, [prompt], ["erg"], [None], "generate")[0]
+        prompt = self.session.encode_text(REPLY_TASK, prepared.text, None, None)
+        answer = self.predictor.answer_shared(features, [prompt], [REPLY_TASK], [None], "generate")[0]
         return {"index": prepared.window.index, "text": answer["text"], "truncated": answer["truncated"]}
 
     def stats(self) -> dict[str, Any]:

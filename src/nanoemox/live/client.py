@@ -27,6 +27,7 @@ import numpy as np
 
 from nanoemox.live.protocol import pack_audio, pack_frame
 from nanoemox.media.stream import WindowReader
+from nanoemox.tasks import DEFAULT_WINDOW_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def stream_file(
     *,
     window: float = 4.0,
     hop: float = 1.0,
-    tasks: Sequence[str] = ("mer", "msa"),
+    tasks: Sequence[str] = DEFAULT_WINDOW_TASKS,
     labels: Sequence[str] | None = None,
     speed: float = 1.0,
     frame_format: str = "png",

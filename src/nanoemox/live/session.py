@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from nanoemox.live.protocol import AUDIO, FRAME, ProtocolError, audio_samples
-from nanoemox.inference.windows import DEFAULT_TASKS, SPEECH_PLACEMENTS, WindowAnswerer, check_tasks
+from nanoemox.inference.windows import SPEECH_PLACEMENTS, WindowAnswerer, check_tasks
 from nanoemox.media.live import FrameRefused, LiveLimits, LiveMedia, PickedWindow
 from nanoemox.media.stream import detect_side, frame_targets
+from nanoemox.tasks import DEFAULT_WINDOW_TASKS, EMOTION_TASK, SENTIMENT_TASK
 from nanoemox.timeline.table import csv_columns, csv_row, csv_text
 
 AUDIO_RATES = (8000, 48000)  # the sample rates a client may send (inclusive)
@@ -34,7 +35,7 @@ class LiveOptions:
 
     window: float = 4.0
     hop: float = 1.0
-    tasks: tuple[str, ...] = DEFAULT_TASKS
+    tasks: tuple[str, ...] = DEFAULT_WINDOW_TASKS
     labels: list[str] | None = None
     video: bool = True
     audio: bool = True
@@ -70,7 +71,7 @@ class LiveSession:
                                limits=self.limits)
         self.answerer = WindowAnswerer(predictor, options.tasks, options.labels, window=options.window,
                                        hop=options.hop, share=options.share, speech_clips=options.speech_clips)
-        self.columns = csv_columns(options.tasks, self.answerer.labels if "mer" in options.tasks else None)
+        self.columns = csv_columns(options.tasks, self.answerer.labels if EMOTION_TASK in options.tasks else None)
         self.next_index = 0  # windows before this are answered or skipped
         self.newest = -1  # newest window whose media are all in
         self.ready_at: dict[int, float] = {}  # monotonic time at which a window became the newest ready one
@@ -79,10 +80,10 @@ class LiveSession:
     def describe(self) -> dict[str, Any]:
         """The `ready` message's settings: what the session answers and how clients should send."""
         o = self.options
-        labels = self.answerer.labels if "mer" in o.tasks else None
+        labels = self.answerer.labels if EMOTION_TASK in o.tasks else None
         spacing = o.window / self.media.num_frames
         return {"window": o.window, "hop": o.hop, "tasks": list(o.tasks), "labels": labels,
-                "sentiments": self.answerer.sentiments if "msa" in o.tasks else None,
+                "sentiments": self.answerer.sentiments if SENTIMENT_TASK in o.tasks else None,
                 "num_frames": self.media.num_frames, "frame_times": frame_targets(0.0, o.window, self.media.num_frames),
                 "frame_rate": round(FRAMES_PER_TARGET / spacing, 3), "video": o.video, "audio": o.audio,
                 "sample_rate": o.sample_rate, "columns": self.columns,

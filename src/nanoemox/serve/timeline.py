@@ -25,7 +25,7 @@ from nanoemox.serve.limits import ClosingStream, Held, ModelGate
 from nanoemox.serve.openapi import TIMELINE_200, TIMELINE_BODY, error_responses
 from nanoemox.serve.settings import labels_problem, span_problem
 from nanoemox.serve.uploads import StoredFile, Uploads, file_problem, hide_paths
-from nanoemox.timeline import DEFAULT_TASKS, SubtitleError, Timeline, TimelineOptions
+from nanoemox.timeline import DEFAULT_WINDOW_TASKS, SubtitleError, Timeline, TimelineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ async def timeline_inputs(
 
 def timeline_options(form: FormData, batch_size: int) -> TimelineOptions:
     """The fields of a timeline request, checked (422 for any bad one)."""
-    tasks = split_list(text_field(form, "tasks")) or list(DEFAULT_TASKS)
+    tasks = split_list(text_field(form, "tasks")) or list(DEFAULT_WINDOW_TASKS)
     labels = split_list(text_field(form, "labels"))
     if problem := labels_problem(labels):
         raise HTTPException(422, problem)

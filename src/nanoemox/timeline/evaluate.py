@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from nanoemox.tasks import EMOTION_TASK
 from nanoemox.timeline.segments import smoothed
 
 EVEN_SPLIT = 1e-6  # coverage differences below this (seconds) are a tie
@@ -52,8 +53,9 @@ def true_labels(start: float, end: float, truth: Sequence[tuple[float, float, st
 
 def window_accuracy(windows: Sequence[dict[str, Any]], truth, labels: Sequence[str], smooth: int = 1) -> dict[str, Any]:
     """Accuracy of the windows' MER labels (answered windows only), raw (`smooth=1`) or smoothed."""
-    answered = np.array(["mer" in w for w in windows])
-    probs = np.array([[w["mer"]["probabilities"][label] for label in labels] if "mer" in w else [0.0] * len(labels)
+    answered = np.array([EMOTION_TASK in w for w in windows])
+    probs = np.array([[w[EMOTION_TASK]["probabilities"][label] for label in labels] if EMOTION_TASK in w
+                      else [0.0] * len(labels)
                       for w in windows], dtype=np.float64)
     chosen = smoothed(probs, answered, smooth) if smooth > 1 else probs
     hits = [labels[int(np.argmax(chosen[i]))] in true_labels(w["start"], w["end"], truth)

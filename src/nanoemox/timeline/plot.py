@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
+from nanoemox.tasks import EMOTION_TASK, SENTIMENT_TASK  # noqa: E402
 from nanoemox.utils import atomic_write_bytes  # noqa: E402
 
 
@@ -62,16 +63,17 @@ def plot_timeline(path: str | os.PathLike, windows: Sequence[dict[str, Any]], se
     segment_labels = sorted({s["label"] for s in segments if s.get("label")})
     colours = _colours(list(labels) if labels else segment_labels)
     if labels:
-        stacks = [[w["mer"]["probabilities"][label] if "mer" in w else 0.0 for w in windows] for label in labels]
+        stacks = [[w[EMOTION_TASK]["probabilities"][label] if EMOTION_TASK in w else 0.0 for w in windows]
+                  for label in labels]
         top.stackplot(centres, stacks, labels=list(labels), colors=[colours[label] for label in labels], alpha=0.85)
         top.set_ylabel("emotion probability")
         top.set_ylim(0, 1)
     for w in windows:
-        if "error" in w and "mer" not in w and "msa" not in w:
+        if "error" in w and EMOTION_TASK not in w and SENTIMENT_TASK not in w:
             top.axvspan(w["start"], w["end"], facecolor="none", edgecolor="0.5", hatch="///", linewidth=0)
-    if any("msa" in w for w in windows):
+    if any(SENTIMENT_TASK in w for w in windows):
         valence_ax = top.twinx() if labels else top
-        points = [(c, w["msa"]["valence"]) for c, w in zip(centres, windows) if "msa" in w]
+        points = [(c, w[SENTIMENT_TASK]["valence"]) for c, w in zip(centres, windows) if SENTIMENT_TASK in w]
         valence_ax.plot([p[0] for p in points], [p[1] for p in points], color="black", linewidth=1.4, label="valence")
         valence_ax.axhline(0, color="black", linewidth=0.5, linestyle=":")
         valence_ax.set_ylim(-1.05, 1.05)

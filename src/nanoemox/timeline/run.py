@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from nanoemox.media.stream import WindowReader, detect_side
 from nanoemox.results_file import ResultsFile
-from nanoemox.inference.windows import DEFAULT_TASKS, SPEECH_PLACEMENTS, WindowAnswerer, answer_windows, check_tasks
+from nanoemox.tasks import DEFAULT_WINDOW_TASKS, EMOTION_TASK, TIMELINE_TASKS, get_task
+from nanoemox.inference.windows import SPEECH_PLACEMENTS, WindowAnswerer, answer_windows, check_tasks
 from nanoemox.timeline.plot import plot_timeline
 from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
 from nanoemox.timeline.subtitles import Subtitles
@@ -52,7 +53,7 @@ class TimelineOptions:
 
     window: float = 4.0
     hop: float = 2.0
-    tasks: tuple[str, ...] = DEFAULT_TASKS
+    tasks: tuple[str, ...] = DEFAULT_WINDOW_TASKS
     labels: list[str] | None = None  # MER labels (default: the 7 basic emotions)
     batch_size: int = 8
     smooth: int = DEFAULT_SMOOTH
@@ -101,7 +102,7 @@ class Timeline:
 
     @property
     def labels(self) -> list[str] | None:
-        return self.answerer.labels if "mer" in self.options.tasks else None
+        return self.answerer.labels if EMOTION_TASK in self.options.tasks else None
 
     def header(self) -> dict[str, Any]:
         """What the run is: the video, its windows, tasks, labels (the first line the service streams)."""
@@ -116,12 +117,13 @@ class Timeline:
         yield from answer_windows(self.answerer, prepared, self.options.batch_size)
 
     def segments(self, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Segments of the MER label when MER ran, else of the sentiment (`segments.segment`)."""
-        task, labels = ("mer", self.labels) if "mer" in self.options.tasks else ("msa", self.answerer.sentiments)
-        if task not in self.options.tasks:
+        """Segments of the first scored task asked, in the timeline's order: the MER label when MER
+        ran, else the sentiment (`segments.segment`); none when only generated tasks ran."""
+        task = next((t for t in TIMELINE_TASKS if t in self.options.tasks and get_task(t).scorable), None)
+        if task is None:
             return []
         probabilities = [r[task]["probabilities"] if task in r else None for r in results]
-        return segment(results, labels, probabilities, self.reader.duration, self.options.smooth, self.options.min_segment)
+        return segment(results, self.answerer.offered(task), probabilities, self.reader.duration, self.options.smooth, self.options.min_segment)
 
 
 def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
@@ -134,7 +136,8 @@ def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
             "duration": round(timeline.reader.duration, 3), "model": model_name,
             "subtitles": None if timeline.subtitles is None else str(Path(timeline.subtitles).resolve()),
             "labels": timeline.labels, "dtype": settings["dtype"], "decoding": settings["decoding"],
-            "max_new_tokens_ovmer": settings["max_new_tokens"]["ovmer"] if "ovmer" in timeline.options.tasks else None,
+            **{f"max_new_tokens_{task}": settings["max_new_tokens"][task] if task in timeline.options.tasks else None
+               for task in TIMELINE_TASKS if not get_task(task).scorable},  # the budgets of generated answers (OV-MER)
             **{k: options[k] for k in ("window", "hop", "tasks", "detect_faces", "speech_clips")}}
 
 

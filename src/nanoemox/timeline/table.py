@@ -1,5 +1,11 @@
 """The CSV form of window results: one row per window, the same in `timeline.csv`, the
-service's timeline stream and a live session's `csv` lines (columns in docs/timeline.md)."""
+service's timeline stream and a live session's `csv` lines (columns in docs/timeline.md).
+
+Each task brings its own columns (`Task.csv_columns`, `Task.csv_cells`), in the timeline's
+order of tasks: those of scored tasks (MER, MSA) before the media flags, those of generated
+ones (OV-MER's words, free text that can be long) after them. `labels` are the emotion
+task's labels, one probability column each.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,21 @@ import csv
 import io
 from typing import Any, Sequence
 
+from nanoemox.tasks import EMOTION_TASK, TIMELINE_TASKS, get_task
+
+
+def _labels_of(task: str, labels: Sequence[str] | None) -> Sequence[str] | None:
+    return labels if task == EMOTION_TASK else get_task(task).default_candidates()
+
 
 def csv_columns(tasks: Sequence[str], labels: Sequence[str] | None) -> list[str]:
+    asked = [get_task(task) for task in TIMELINE_TASKS if task in tasks]
     columns = ["start", "end"]
-    if "mer" in tasks:
-        columns += ["label", "confidence"] + [f"p_{label}" for label in labels or ()]
-    if "msa" in tasks:
-        columns += ["sentiment", "valence"]
+    for task in (t for t in asked if t.scorable):
+        columns += task.csv_columns(_labels_of(task.name, labels))
     columns += ["faces_found", "audio_present"]
-    if "ovmer" in tasks:
-        columns += ["words"]
+    for task in (t for t in asked if not t.scorable):
+        columns += task.csv_columns(None)
     return columns + ["error"]
 
 
@@ -24,14 +35,9 @@ def csv_row(result: dict[str, Any], labels: Sequence[str] | None) -> dict[str, A
     row: dict[str, Any] = {"start": f"{result['start']:.3f}", "end": f"{result['end']:.3f}",
                            "faces_found": result["faces_found"], "audio_present": int(result["audio_present"]),
                            "error": result.get("error", "")}
-    if "mer" in result:
-        mer = result["mer"]
-        row.update(label=mer["label"], confidence=f"{mer['confidence']:.4f}",
-                   **{f"p_{label}": f"{mer['probabilities'][label]:.4f}" for label in labels or ()})
-    if "msa" in result:
-        row.update(sentiment=result["msa"]["sentiment"], valence=f"{result['msa']['valence']:.4f}")
-    if "ovmer" in result:
-        row["words"] = "; ".join(result["ovmer"]["words"])
+    for task in TIMELINE_TASKS:
+        if task in result:
+            row.update(get_task(task).csv_cells(result[task], _labels_of(task, labels)))
     return row
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from nanoemox.data.manifest import TASKS
 from nanoemox.model.groups import SAVED_GROUPS, check_groups
 from nanoemox.train.absent import DROPPABLE
+from nanoemox.tasks import TASK_NAMES
 
 SCHEDULES = ("constant", "linear", "cosine", "constant_with_warmup")
 
@@ -68,9 +68,9 @@ class PhaseConfig:
             if modality not in DROPPABLE or not 0.0 <= float(p) < 1.0:
                 raise ValueError(f"phase {self.name!r}: modality_dropout takes face/voice/text with a probability "
                                  f"in [0, 1), got {modality!r}: {p!r}")
-        unknown = [t for t in self.tasks if t not in TASKS]
+        unknown = [t for t in self.tasks if t not in TASK_NAMES]
         if unknown:
-            raise ValueError(f"phase {self.name!r}: unknown task(s) {unknown}; known: {TASKS}")
+            raise ValueError(f"phase {self.name!r}: unknown task(s) {unknown}; known: {TASK_NAMES}")
         if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
             raise ValueError(f"phase {self.name!r}: task weights must be non-negative and not all zero")
         if self.schedule not in SCHEDULES:
