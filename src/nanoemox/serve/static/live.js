@@ -1,7 +1,7 @@
 // The Live view: the camera and the microphone streamed over a WebSocket to /v1/live
 // (the protocol: docs/live.md), each answer shown as it arrives, the session's timeline
 // offered for download at the end. Uses byId, svg, EMOTION_COLOURS, SPARE_COLOURS and
-// DAMAGED_COLOUR from timeline.js. No libraries.
+// DAMAGED_COLOUR from timeline.js, serviceTasks from app.js, PeopleOverlay from people.js. No libraries.
 "use strict";
 
 const FRAME = 1;
@@ -13,6 +13,7 @@ const AUDIO_CHUNK_SECONDS = 0.1;
 const AUDIO_RATES = [8000, 48000]; // the sample rates the service takes (its `limits.audio_rates`)
 const AUDIO_CONSTRAINTS = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
 const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 } };
+const DEFAULT_LIVE_TASKS = ["mer", "msa"]; // when the service does not list its tasks
 
 const live = {
   ws: null,
@@ -36,6 +37,17 @@ const live = {
   ended: false,
 };
 window.liveAnswers = []; // the window messages of this session, in order (downloads are made from them)
+// The preview is shown mirrored; the frames sent, and so the boxes of the answers, are not.
+const livePeople = new PeopleOverlay(byId("live-preview"), true);
+
+// The tasks ticked in the Clip form that a window can be asked (the service's `timeline` tasks).
+function liveTasks() {
+  if (!serviceTasks) return DEFAULT_LIVE_TASKS;
+  const windowTasks = new Set(serviceTasks.filter((task) => task.timeline).map((task) => task.name));
+  const ticked = [...document.querySelectorAll("#tasks input[name=task]:checked")]
+    .map((box) => box.value).filter((name) => windowTasks.has(name));
+  return ticked.length ? ticked : DEFAULT_LIVE_TASKS;
+}
 
 function liveSay(text, isError) {
   const status = byId("live-status");
@@ -116,6 +128,7 @@ function releaseDevices() {
   if (live.audio) live.audio.close().catch(() => {});
   live.audio = null;
   byId("live-preview").srcObject = null;
+  livePeople.clear();
 }
 
 // ---------------------------------------------------------------- sending media
@@ -270,6 +283,12 @@ function showWindow(message) {
     byId("live-probs").replaceChildren();
   }
   if (message.msa) showValence(message.msa);
+  // The latest answer's people, whatever the preview's time; none when it has none.
+  if (Array.isArray(message.people) && message.frame_size) {
+    livePeople.show(message.frame_size, () => message.people);
+  } else {
+    livePeople.clear();
+  }
   const face = byId("live-face");
   face.dataset.found = String(message.faces_found > 0);
   face.textContent = message.faces_found > 0 ? `face found (${message.faces_found} of ${message.frames} frames)` : "no face";
@@ -385,6 +404,7 @@ async function openAudio() {
 
 function resetDisplay() {
   window.liveAnswers = [];
+  livePeople.clear();
   byId("live-strip").replaceChildren();
   byId("live-legend").replaceChildren();
   byId("live-probs").replaceChildren();
@@ -448,8 +468,10 @@ async function startLive(event) {
   const ws = new WebSocket(live.url);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
-  ws.onopen = () => ws.send(JSON.stringify({ type: "start", window: windowSeconds, hop, tasks: ["mer", "msa"],
-    video: hasVideo, audio: hasAudio, sample_rate: sampleRate }));
+  const start = { type: "start", window: windowSeconds, hop, tasks: liveTasks(), video: hasVideo, audio: hasAudio,
+    sample_rate: sampleRate };
+  if (byId("live-per-person").checked) start.per_person = true;
+  ws.onopen = () => ws.send(JSON.stringify(start));
   ws.onmessage = (message) => {
     if (typeof message.data === "string") handleMessage(JSON.parse(message.data));
   };

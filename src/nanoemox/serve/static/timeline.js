@@ -17,7 +17,7 @@ const MIN_LABEL_PIXELS = 56; // a segment narrower than this shows its label onl
 
 const timeline = {
   header: null, // the stream's header line
-  stackTask: "mer", // whose probabilities are stacked (msa when MER was not asked)
+  stackTask: null, // whose probabilities are stacked (`stackedTask`), null until known
   labels: [],
   colours: {},
   layers: null, // SVG groups of the chart
@@ -26,7 +26,9 @@ const timeline = {
   windows: 0,
   stopAt: null, // the player pauses here (end of a clicked segment)
   controller: null, // aborts the running request
+  people: [], // [{ centre, people }] of the windows answered per person, in order
 };
+const timelinePeople = new PeopleOverlay(document.getElementById("timeline-player"), false);
 
 function byId(id) {
   return document.getElementById(id);
@@ -175,7 +177,7 @@ function tooltip(result) {
   const answer = result[timeline.stackTask];
   const lines = [span(result.start, result.end)];
   if (result.error) lines.push(`damaged: ${result.error}`);
-  if (answer && timeline.stackTask === "mer") lines.push(`${answer.label} ${percent(answer.confidence)}`);
+  if (answer && answer.label) lines.push(`${answer.label} ${percent(answer.confidence)}`);
   if (result.msa) lines.push(`${result.msa.sentiment}, valence ${result.msa.valence.toFixed(2)}`);
   if (result.text) lines.push(`“${result.text}”`);
   return lines.join("\n");
@@ -278,6 +280,8 @@ function chooseVideo() {
   const file = byId("timeline-video").files[0];
   if (player.src) URL.revokeObjectURL(player.src);
   timeline.stopAt = null;
+  timeline.people = []; // they were of the previous video
+  timelinePeople.clear();
   if (file) {
     player.src = URL.createObjectURL(file);
   } else {
@@ -314,24 +318,62 @@ async function readLines(response, onLine) {
   if (buffer.trim()) onLine(JSON.parse(buffer));
 }
 
+// Which task's probabilities are stacked, and their labels: the header's `labels` are those of the
+// emotion task (MER) when it ran; otherwise the first of the header's tasks whose answer has
+// probabilities (the sentiment), its labels as the first such answer gives them. null: not yet known.
+function stackedTask(header, result) {
+  if (header.labels) return { task: "mer", labels: header.labels };
+  const task = result && header.tasks.find((name) => result[name] && result[name].probabilities);
+  return task ? { task, labels: Object.keys(result[task].probabilities) } : null;
+}
+
+function chooseStack(stack) {
+  timeline.stackTask = stack.task;
+  timeline.labels = stack.labels;
+  timeline.colours = {};
+  timeline.labels.forEach((label, i) => {
+    timeline.colours[label] = EMOTION_COLOURS[label] || SPARE_COLOURS[i % SPARE_COLOURS.length];
+  });
+  drawLegend();
+}
+
+// The people of the window whose centre is nearest to `seconds` (none before the first such window).
+function peopleAt(seconds) {
+  const nearest = nearestInTime(timeline.people, seconds, (entry) => entry.centre);
+  return nearest ? nearest.people : [];
+}
+
+function keepPeople(result) {
+  if (!Array.isArray(result.people)) return;
+  timeline.people.push({ centre: (result.start + result.end) / 2, people: result.people });
+  if (timeline.header.frame_size && timeline.people.length === 1) {
+    timelinePeople.show(timeline.header.frame_size, peopleAt);
+  } else {
+    timelinePeople.draw();
+  }
+}
+
 // Handles one line of the stream; true once the run is over (end or error).
 function handleLine(line) {
   const header = timeline.header;
   if (line.type === "header") {
     timeline.header = line;
-    timeline.stackTask = line.tasks.includes("mer") ? "mer" : "msa";
-    timeline.labels = timeline.stackTask === "mer" ? line.labels : ["negative", "neutral", "positive"];
+    timeline.stackTask = null;
+    timeline.labels = [];
     timeline.colours = {};
-    timeline.labels.forEach((label, i) => {
-      timeline.colours[label] = EMOTION_COLOURS[label] || SPARE_COLOURS[i % SPARE_COLOURS.length];
-    });
     drawFrame(line);
-    drawLegend();
+    const stack = stackedTask(line, null);
+    if (stack) chooseStack(stack); else drawLegend();
     say(`${line.input}: ${line.window_count} windows of ${line.window} s every ${line.hop} s; computing window 1 of ${line.window_count}…`);
     return false;
   }
   if (line.type === "window") {
+    if (timeline.stackTask === null) {
+      const stack = stackedTask(header, line);
+      if (stack) chooseStack(stack);
+    }
     drawWindow(line);
+    keepPeople(line);
     say(`${header.input}: window ${line.index + 1} of ${header.window_count}`);
     return false;
   }
@@ -352,6 +394,8 @@ function handleLine(line) {
 function resetChart() {
   timeline.header = null;
   timeline.layers = null;
+  timeline.people = [];
+  timelinePeople.clear();
   byId("timeline-chart").replaceChildren();
   byId("timeline-segments").replaceChildren();
   byId("timeline-legend").replaceChildren();
@@ -367,6 +411,7 @@ async function startTimeline(event) {
   if (subtitles) data.append("subtitles", subtitles);
   data.append("window", byId("timeline-window").value);
   data.append("hop", byId("timeline-hop").value);
+  if (byId("timeline-per-person").checked) data.append("per_person", "true");
   resetChart();
   const start = byId("timeline-start");
   const stop = byId("timeline-stop");
