@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from conftest import SchemathesisRun, serving, wait_until
-from nanoemox.data.manifest import TASKS
 from nanoemox.inference import Predictor, analyze, chat_reply, clip_records, default_candidates
 from nanoemox.media.synth import write_audio, write_video
 from nanoemox.serve import ServeSettings, create_app
-from nanoemox.tasks import get_task
+from nanoemox.tasks import TASK_NAMES, get_task
 
 NAME = "chatty"
 
@@ -158,8 +157,8 @@ def test_two_turn_conversation_equals_chat(client, predictor):
 
 
 def test_each_task_by_its_extension_field_equals_analyze(client, predictor, media):
-    expected = next(analyze(predictor, [clip_records(str(media["video"]), list(TASKS), subtitle="We won")]))
-    for task in TASKS:
+    expected = next(analyze(predictor, [clip_records(str(media["video"]), list(TASK_NAMES), subtitle="We won")]))
+    for task in TASK_NAMES:
         response = ask(client, [video_part(media["video"]), {"type": "text", "text": "We won"}], extra_body={"task": task})
         ext = extension(response)
         assert ext["task"] == task and ext["text"] == expected["answers"][task]["text"], task

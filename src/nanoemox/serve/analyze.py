@@ -8,12 +8,12 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from nanoemox.data.manifest import TASKS
 from nanoemox.inference import DECODE_MODES, analyze, clip_records
 from nanoemox.serve.forms import attached_file, is_form, split_list, text_field
 from nanoemox.serve.limits import ModelGate
 from nanoemox.serve.openapi import ANALYZE_BODY, error_responses
 from nanoemox.serve.uploads import StoredFile, Uploads, hide_paths
+from nanoemox.tasks import TASK_NAMES
 
 
 def analyze_router(predictor, gate: ModelGate, uploads: Uploads) -> APIRouter:
@@ -52,10 +52,10 @@ def analyze_router(predictor, gate: ModelGate, uploads: Uploads) -> APIRouter:
 
 def parse_tasks(text: str | None) -> list[str]:
     """The tasks of a comma-separated field (all of them when empty); 422 for an unknown one."""
-    tasks = split_list(text) or list(TASKS)
-    unknown = [t for t in tasks if t not in TASKS]
+    tasks = split_list(text) or list(TASK_NAMES)
+    unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown:
-        raise HTTPException(422, f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+        raise HTTPException(422, f"unknown task(s) {unknown}; choose from {', '.join(TASK_NAMES)}")
     return tasks
 
 

@@ -11,6 +11,8 @@
                                parts, streaming, logprobs; errors in OpenAI's shape
     WS   /v1/live      live analysis: media as they are captured in, one answer per hop of a
                        rolling window out (`live`; the protocol in docs/live.md)
+    GET  /v1/tasks     the tasks the model answers (the task registry): name, description,
+                       identifier, default candidates, whether candidates, timelines, a reply apply
     GET  /health       liveness and load
     GET  /             the web page (static HTML + JS in nanoemox/serve/static)
     GET  /openapi.json the API description (FastAPI)
@@ -41,16 +43,17 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from nanoemox import __version__
-from nanoemox.data.manifest import TASKS
 from nanoemox.serve.analyze import analyze_router
 from nanoemox.serve.chat import chat_router
 from nanoemox.serve.limits import BodyLimitMiddleware, ModelGate
 from nanoemox.serve.live import live_router
 from nanoemox.serve.openai_api import OPENAI_PATHS, openai_router
 from nanoemox.serve.openai_errors import OpenAIError, openai_error_handler, validation_problem
+from nanoemox.serve.openapi import TaskList
 from nanoemox.serve.settings import FORM_SLACK, ServeSettings
 from nanoemox.serve.timeline import timeline_router
 from nanoemox.serve.uploads import Uploads
+from nanoemox.tasks import TASK_NAMES, describe_tasks
 
 __all__ = ["ServeSettings", "create_app"]
 
@@ -93,7 +96,12 @@ def create_app(predictor, settings: ServeSettings | None = None, model_name: str
     async def health() -> dict[str, Any]:
         """Liveness, the loaded model and how many model calls are running."""
         return {"status": "ok", "model": model_name, "device": str(predictor.device), "running": gate.running,
-                "max_concurrency": gate.limit, "tasks": list(TASKS)}
+                "max_concurrency": gate.limit, "tasks": list(TASK_NAMES)}
+
+    @app.get("/v1/tasks", response_model=TaskList)
+    async def tasks() -> dict[str, Any]:
+        """The tasks the model answers, in the registry's order (`nanoemox.tasks.Task.describe`)."""
+        return {"tasks": describe_tasks()}
 
     for router in (analyze_router, chat_router, timeline_router):
         app.include_router(router(predictor, gate, uploads))

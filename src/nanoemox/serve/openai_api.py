@@ -35,6 +35,7 @@ from nanoemox.serve.openai_errors import OpenAIError, openai_error_responses
 from nanoemox.serve.openai_media import ClipFiles, store_clip
 from nanoemox.serve.openai_request import ChatCompletionRequest, Turn, read_turn, stop_strings
 from nanoemox.serve.uploads import Uploads, file_problem
+from nanoemox.tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class _Answer:
 
     def body(self, result: CompletionResult) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": result.content}
-        if result.task == "erg":
+        if get_task(result.task).reply:
             message["reasoning_content"] = result.reasoning
         logprobs = {"content": [t.to_dict() for t in result.logprobs]} if result.logprobs is not None else None
         choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": result.finish_reason,

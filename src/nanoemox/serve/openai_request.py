@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nanoemox.data.manifest import TASKS
 from nanoemox.serve.openai_errors import OpenAIError
+from nanoemox.tasks import CANDIDATE_TASKS, REPLY_TASK, TASK_NAMES, get_task
 from nanoemox.tasks.requests import read_request
 
 MAX_STOP_STRINGS = 4
@@ -110,8 +110,10 @@ class ChatCompletionRequest(BaseModel):
     tools: list[Any] | None = None
     response_format: dict[str, Any] | None = None
     # extensions (the openai client sends them with extra_body=...)
-    task: str | None = Field(None, description="extension: the task to run (" + ", ".join(TASKS) + ")")
-    candidates: list[str] | None = Field(None, description="extension: MER emotions or MIR intents to choose from")
+    task: str | None = Field(None, description="extension: the task to run (a name GET /v1/tasks lists: "
+                                                 + ", ".join(TASK_NAMES) + ", ...)")
+    candidates: list[str] | None = Field(None, description="extension: MER emotions or MIR intents to choose from "
+                                                           "(the tasks GET /v1/tasks lists with takes_candidates)")
     decode: Literal["generate", "score"] = Field("generate", description="extension: score answers a closed-set "
                                                  "task with its most likely candidate")
 
@@ -149,18 +151,18 @@ def read_turn(body: ChatCompletionRequest) -> Turn:
                           f"messages[{last_index}].role")
     text, media = _message_content(last, last_index)
     asked = read_request(text)
-    task = _task_name(body.task) if body.task is not None else (asked.task if asked else "erg")
+    task = _task_name(body.task) if body.task is not None else (asked.task if asked else REPLY_TASK)
     candidates = body.candidates
     if asked is not None and asked.task == task:
         text = asked.text
         candidates = candidates or asked.candidates
-    if candidates is not None and task not in ("mer", "mir"):
-        raise OpenAIError(400, f"candidates apply to mer and mir only, not {task}", "candidates")
+    if candidates is not None and not get_task(task).takes_candidates:
+        raise OpenAIError(400, f"candidates apply to {' and '.join(CANDIDATE_TASKS)} only, not {task}", "candidates")
     turn = Turn(task, text, media=media, candidates=candidates)
     earlier = body.messages[:-1]
     turn.ignored["system"] = sum(m.role in ("system", "developer") for m in earlier)
     dialogue = [m for m in earlier if m.role in ("user", "assistant")]
-    if task == "erg":
+    if get_task(task).dialogue:
         turn.history = [{"role": "speaker" if m.role == "user" else "listener", "text": _text_of(m)} for m in dialogue]
         turn.ignored["earlier_media"] = sum(isinstance(p, _MEDIA_TYPES) for m in dialogue
                                             if isinstance(m.content, list) for p in m.content)
@@ -201,8 +203,8 @@ _MEDIA_TYPES = (VideoURLPart, ImageURLPart, AudioURLPart, InputAudioPart)
 
 def _task_name(name: str) -> str:
     task = name.strip().lower()
-    if task not in TASKS:
-        raise OpenAIError(400, f"unknown task {name!r}; choose from {', '.join(TASKS)}", "task")
+    if task not in TASK_NAMES:
+        raise OpenAIError(400, f"unknown task {name!r}; choose from {', '.join(TASK_NAMES)}", "task")
     return task
 
 

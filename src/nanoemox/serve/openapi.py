@@ -6,10 +6,12 @@ they are written out here and passed to each route as `openapi_extra`.
 
 from __future__ import annotations
 
-from nanoemox.data.manifest import TASKS
+from pydantic import BaseModel, Field
+
 from nanoemox.inference import DECODE_MODES
 from nanoemox.serve.settings import MAX_LABEL_CHARS, MAX_LABELS, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS
-from nanoemox.timeline import DEFAULT_TASKS, TIMELINE_TASKS
+from nanoemox.tasks import TASK_NAMES
+from nanoemox.timeline import DEFAULT_WINDOW_TASKS, TIMELINE_TASKS
 from nanoemox.timeline.subtitles import SUFFIXES as SUBTITLE_SUFFIXES
 
 STATUS = {
@@ -20,6 +22,23 @@ STATUS = {
     504: "the model did not answer within the request timeout",
 }
 ERROR_BODY = {"type": "object", "properties": {"detail": {"type": "string"}, "error": {"type": "string"}}}
+
+
+class TaskInfo(BaseModel):
+    """One task the model answers, as `GET /v1/tasks` lists it (`nanoemox.tasks.Task.describe`)."""
+
+    name: str
+    description: str
+    identifier: str = Field(description="the bracketed identifier that opens its instruction (empty for MSA)")
+    candidates: list[str] | None = Field(description="the labels offered when the caller gives none; null for "
+                                                     "an open answer")
+    takes_candidates: bool = Field(description="whether a caller may list the labels to choose from")
+    timeline: bool = Field(description="whether a timeline or live session can ask it of each window")
+    reply: bool = Field(description="whether the answer is a reply with a reasoning part (<think>)")
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
 
 
 def error_responses(*codes: int) -> dict[int, dict]:
@@ -35,7 +54,7 @@ ANALYZE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
     "anyOf": [{"required": ["clip"]}, {"required": ["subtitle"]}],  # something to analyze
     "properties": {
         "clip": {"type": "string", "format": "binary", "description": "video or audio file"},
-        "tasks": {"type": "string", "description": "comma-separated subset of " + ",".join(TASKS), "default": ",".join(TASKS)},
+        "tasks": {"type": "string", "description": "comma-separated subset of " + ",".join(TASK_NAMES), "default": ",".join(TASK_NAMES)},
         "subtitle": {"type": "string", "description": "what is said in the clip"},
         "candidates": {"type": "string", "description": "MER labels, comma-separated (default: 7 basic emotions)"},
         "intents": {"type": "string", "description": "MIR labels, comma-separated (default: 20 MIntRec intents)"},
@@ -58,7 +77,7 @@ TIMELINE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-d
         "subtitles": {"type": "string", "format": "binary",
                       "description": f"subtitle file ({', '.join(SUBTITLE_SUFFIXES)}, UTF-8, at most 2 MiB)"},
         "tasks": {"type": "string", "description": "comma-separated subset of " + ",".join(TIMELINE_TASKS),
-                  "default": ",".join(DEFAULT_TASKS)},
+                  "default": ",".join(DEFAULT_WINDOW_TASKS)},
         "labels": {"type": "string", "description": f"MER labels, comma-separated (default: 7 basic emotions; "
                                                    f"at most {MAX_LABELS} of {MAX_LABEL_CHARS} characters)"},
         "window": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WINDOW_SECONDS, "default": 4,
