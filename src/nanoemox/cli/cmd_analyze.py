@@ -28,9 +28,10 @@ from tqdm import tqdm
 from nanoemox.cli.options import (
     EXIT_FAILED, EXIT_OK, UsageError, add_predictor_arguments, check_model_folder, predictor_from_args, split_list,
 )
-from nanoemox.data.manifest import TASKS, ManifestError, load_manifest
+from nanoemox.data.manifest import ManifestError, load_manifest
 from nanoemox.media.errors import MediaError, MediaNotFound, UnusableInput
 from nanoemox.results_file import ResultsFile
+from nanoemox.tasks import TASK_NAMES, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video/audio files, a folder of them, or one manifest .jsonl")
     add_predictor_arguments(p)
-    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)} (default: all)")
+    p.add_argument("--tasks", default=",".join(TASK_NAMES), help=f"comma-separated subset of {','.join(TASK_NAMES)} (default: all)")
     p.add_argument("--subtitle", default=None, help="what is said in the clip (single clip; else CLIP.txt beside each clip)")
     p.add_argument("--candidates", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
     p.add_argument("--intents", default=None, help="MIR labels, comma-separated (default: the 20 MIntRec intents)")
@@ -62,9 +63,9 @@ def register(subparsers) -> None:
 
 def _parse_tasks(text: str) -> list[str]:
     tasks = split_list(text) or []
-    unknown = [t for t in tasks if t not in TASKS]
+    unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown or not tasks:
-        raise UsageError(f"--tasks {text!r}: unknown or empty task list; choose from {','.join(TASKS)}")
+        raise UsageError(f"--tasks {text!r}: unknown or empty task list; choose from {','.join(TASK_NAMES)}")
     return tasks
 
 
@@ -166,7 +167,7 @@ def _readable(result: dict) -> str:
         if "probabilities" in entry:
             best = f"  (p={max(entry['probabilities'].values()):.2f})"
         lines.append(f"  {task:<6} {shown if shown not in (None, '') else '(no answer)'}{best}")
-        if entry["text"] != shown and task not in ("eri",):
+        if entry["text"] != shown and not get_task(task).judged:  # a judged answer is its own text
             lines.append(f"         raw: {entry['text']!r}")
     for task, message in result.get("errors", {}).items():
         lines.append(f"  {task:<6} error: {message}")

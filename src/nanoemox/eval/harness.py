@@ -42,7 +42,7 @@ from nanoemox.shards import current_shard, merge_parts, parts_of, shard_sets
 from nanoemox.inference import Predictor, pick_device, pick_dtype
 from nanoemox.model.build import check_backbones, read_model_config
 from nanoemox.results_file import ResultsFile
-from nanoemox.tasks import get_task
+from nanoemox.tasks import TASKS, get_task
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +260,13 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
 
 
-def reason_overlap(prediction: str | None, reference: str) -> float:
-    """Token F1 of a predicted reason against the reference (lower-cased word tokens); 0 if missing."""
+def reason_overlap(prediction: str | None, reference: str, task: str | None = None) -> float:
+    """Token F1 of a predicted reason (read by `task`'s parser; default the first judged task, ERI)
+    against the reference (lower-cased word tokens); 0 if missing."""
     if not prediction:
         return 0.0
-    pred, ref = Counter(_tokens(get_task("eri").parse(prediction))), Counter(_tokens(reference))
+    reader = get_task(task) if task else next(t for t in TASKS.values() if t.judged)
+    pred, ref = Counter(_tokens(reader.parse(prediction))), Counter(_tokens(reference))
     common = sum((pred & ref).values())
     if not common:
         return 0.0
@@ -273,7 +275,7 @@ def reason_overlap(prediction: str | None, reference: str) -> float:
 
 
 def _overlap_column(records: list[Record], predictions: dict[str, str]) -> dict:
-    scores = [reason_overlap(predictions.get(r.id), str(r.target)) for r in records]
+    scores = [reason_overlap(predictions.get(r.id), str(r.target), r.task) for r in records]
     missing = sum(r.id not in predictions for r in records)
     return {"name": "ERI token overlap", "metric": "token F1", "value": 100.0 * sum(scores) / len(scores),
             "paper": None, "n": len(records), "missing": missing, "scale": "percent",
@@ -286,9 +288,9 @@ def score_run(benchmark: str, predictions: dict[str, str], records: list[Record]
     """`score_predictions`, plus SynthAffect's offline ERI proxy and closed-set MER accuracy."""
     if benchmark != "synthaffect":
         return score_predictions(benchmark, predictions, records, extractor=extractor, judge=judge)
-    eri = [r for r in records if r.task == "eri"]
-    # Without a judge the ERI records are scored by the token-overlap proxy only.
-    scored = records if judge is not None else [r for r in records if r.task != "eri"]
+    eri = [r for r in records if get_task(r.task).judged]
+    # Without a judge the judged (ERI) records are scored by the token-overlap proxy only.
+    scored = records if judge is not None else [r for r in records if not get_task(r.task).judged]
     coarse = {e: e for e in EMOTIONS}  # SynthAffect's emotions are their own coarse classes
     result = score_predictions(benchmark, predictions, scored, extractor=extractor, judge=judge,
                                coarse_map=coarse)
@@ -315,7 +317,7 @@ def _confusions(benchmark: str, records: list[Record], predictions: dict[str, st
 def _add_accuracy_columns(result: dict, tables: list[dict]) -> None:
     """SynthAffect MER/MIR: closed-set accuracy beside the wheel hit rate / WAF."""
     for table in tables:
-        if table["task"] in ("mer", "mir") and table["accuracy"] is not None:
+        if get_task(table["task"]).takes_candidates and table["accuracy"] is not None:
             result["columns"].append({
                 "name": f"{table['name']} accuracy", "metric": "accuracy", "value": 100.0 * table["accuracy"],
                 "paper": None, "n": table["n"], "missing": None, "scale": "percent",

@@ -23,12 +23,11 @@ from sklearn.metrics import confusion_matrix
 
 from nanoemox.data.manifest import Record
 from nanoemox.eval.scoring import MER_UNIBENCH
-from nanoemox.tasks import get_task, label_set
+from nanoemox.tasks import SCORABLE_TASKS, get_task, label_set, tasks_scored_by
 
 log = logging.getLogger(__name__)
 
 OTHER = "other"
-SENTIMENT_LABELS = ("positive", "negative", "neutral")
 
 
 @dataclass
@@ -36,7 +35,7 @@ class ClosedSet:
     """Records of one closed-set group, the task that parses them and the label order."""
 
     name: str
-    task: str  # "mer" | "mir" | "msa"
+    task: str  # a closed-set task: mer, mir, msa
     labels: list[str]
     records: list[Record]
 
@@ -53,9 +52,10 @@ def _known_label_set(name: str) -> list[str] | None:
 
 
 def _labels_for(name: str, task: str, records: Sequence[Record]) -> list[str]:
-    """The task's label set: a known dataset set, else the records' candidates, else the references."""
-    if task == "msa":
-        return list(SENTIMENT_LABELS)
+    """The task's label set: its own fixed set when callers cannot change it (MSA's sentiments), else a
+    known dataset set, else the records' candidates, else the references."""
+    if not get_task(task).takes_candidates:
+        return list(get_task(task).candidates)
     labels = _known_label_set(name)
     if labels is None:
         with_candidates = next((r.candidates for r in records if r.candidates), None)
@@ -74,23 +74,20 @@ def closed_sets(benchmark: str, records: Sequence[Record]) -> list[ClosedSet]:
             if spec.kind not in ("hit", "waf"):
                 continue
             chosen = [r for r in records if squash(r.dataset) in spec.aliases]
-            groups.append((spec.column, "mer" if spec.kind == "hit" else "msa", chosen))
+            groups.append((spec.column, tasks_scored_by(spec.kind)[0], chosen))  # hit: MER, WAF: MSA
     elif benchmark in ("mintrec", "mintrec2"):
-        groups.append(({"mintrec": "MIntRec", "mintrec2": "MIntRec2.0"}[benchmark], "mir",
-                       [r for r in records if r.task == "mir"]))
+        intent = tasks_scored_by("intent")[0]
+        groups.append(({"mintrec": "MIntRec", "mintrec2": "MIntRec2.0"}[benchmark], intent,
+                       [r for r in records if r.task == intent]))
     elif benchmark == "synthaffect":
-        for task in ("msa", "mer", "mir"):
+        for task in SCORABLE_TASKS:
             groups.append((task.upper(), task, [r for r in records if r.task == task]))
     return [ClosedSet(name, task, _labels_for(name, task, recs), recs) for name, task, recs in groups if recs]
 
 
 def reference_label(record: Record) -> str:
-    """The gold label of a closed-set record; MSA valences become their sentiment word."""
-    target = record.target
-    if record.task == "msa" and not isinstance(target, str):
-        value = float(target)
-        return "positive" if value > 0 else "negative" if value < 0 else "neutral"
-    return str(target).strip().lower()
+    """The gold label of a closed-set record (`Task.answer_class`); MSA valences become their sentiment word."""
+    return get_task(record.task).answer_class(record.target)
 
 
 def predicted_label(text: str | None, task: str, labels: Sequence[str]) -> str:

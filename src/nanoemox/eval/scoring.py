@@ -19,12 +19,12 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from nanoemox.data.manifest import TASKS, Record, iter_jsonl
+from nanoemox.data.manifest import Record, iter_jsonl
 from nanoemox.eval import BENCHMARKS
 from nanoemox.eval.extract import EmotionExtractor
 from nanoemox.eval.sentiment import sentiment_classifier
 from nanoemox.metrics import erg_scores, hit_rate, intent_scores, ov_fscore, sentiment_waf
-from nanoemox.tasks import get_task
+from nanoemox.tasks import REPLY_TASK, TASK_NAMES, get_task, tasks_of_level, tasks_scored_by
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ MER_UNIBENCH = (
     DatasetSpec("SIMSv2", "waf", ("simsv2", "chsimsv2")),
     DatasetSpec("OV-MERD+", "ovf", ("ovmerd", "ovmerdplus", "ovmerd+", "mer2025ov")),
 )
-_KIND_OF_TASK = {"mer": "hit", "msa": "waf", "ovmer": "ovf", "mir": "intent", "erg": "erg", "eri": "emer"}
 
 
 class PredictionsError(ValueError):
@@ -106,8 +105,8 @@ def check_prediction(obj: Any, seen: dict[str, str]) -> str | None:
         return 'needs the fields "id" and "prediction"'
     if obj["prediction"] is not None and not isinstance(obj["prediction"], str):
         return '"prediction" must be a string'
-    if "task" in obj and obj["task"] not in TASKS:
-        return f'"task" must be one of {TASKS}, got {obj["task"]!r}'
+    if "task" in obj and obj["task"] not in TASK_NAMES:
+        return f'"task" must be one of {TASK_NAMES}, got {obj["task"]!r}'
     if str(obj["id"]) in seen:
         return f"duplicate id {obj['id']!r}"
     return None
@@ -116,14 +115,15 @@ def check_prediction(obj: Any, seen: dict[str, str]) -> str | None:
 # ---------------------------------------------------------------- parsing generations
 
 def _intent(text: str | None, record: Record) -> str | None:
-    return get_task("mir").parse(text, candidates=record.candidates) if text is not None else None
+    """The label an intent answer names (the record's task's parser, with its candidates)."""
+    return get_task(record.task).parse(text, candidates=record.candidates) if text is not None else None
 
 
-def parse_erg(text: str | None) -> tuple[str | None, str | None]:
-    """(speaker emotion, reply) of an ERG generation; (None, None) when missing."""
+def parse_erg(text: str | None, task: str = REPLY_TASK) -> tuple[str | None, str | None]:
+    """(speaker emotion, reply) of an ERG generation (`task`'s parser); (None, None) when missing."""
     if text is None:
         return None, None
-    parsed = get_task("erg").parse(text)
+    parsed = get_task(task).parse(text)
     return parsed.get("emotion"), parsed.get("reply")
 
 
@@ -192,7 +192,7 @@ def score_intent(name, records, texts, ctx) -> list[dict]:
 
 
 def score_erg(name, records, texts, ctx) -> list[dict]:
-    parsed = [parse_erg(t) for t in texts]
+    parsed = [parse_erg(t, r.task) for t, r in zip(texts, records)]
     refs = [erg_reference(r) for r in records]
     # A missing reply becomes "", which has no n-grams and so is left out of Dist-n.
     res = erg_scores([reply or "" for _, reply in parsed], [e for e, _ in parsed], refs,
@@ -245,9 +245,9 @@ def _mer_unibench_groups(records: Sequence[Record]) -> "OrderedDict[tuple[str, s
         spec = by_alias.get(_squash(record.dataset))
         if spec is not None:
             groups[(spec.column, spec.kind)].append(record)
-        elif record.task in ("mer", "msa", "ovmer"):
-            # A set outside the nine still gets the metric its task implies.
-            groups.setdefault((record.dataset, _KIND_OF_TASK[record.task]), []).append(record)
+        elif record.task in tasks_of_level("perception"):
+            # A set outside the nine still gets the metric its (perception) task names.
+            groups.setdefault((record.dataset, get_task(record.task).metric), []).append(record)
     return OrderedDict((k, v) for k, v in groups.items() if v)
 
 
@@ -257,17 +257,18 @@ def _task_groups(records: Sequence[Record], tasks: Sequence[str], label: str | N
     for task in tasks:
         chosen = [r for r in records if r.task == task]
         if chosen:
-            groups[(label or task.upper(), _KIND_OF_TASK[task])] = chosen
+            groups[(label or task.upper(), get_task(task).metric)] = chosen
     return groups
 
 
 _LAYOUT = {
     "mer-unibench": lambda recs: _mer_unibench_groups(recs),
-    "emer": lambda recs: _task_groups(recs, ["eri"], "EMER"),
-    "mintrec": lambda recs: _task_groups(recs, ["mir"], "MIntRec"),
-    "mintrec2": lambda recs: _task_groups(recs, ["mir"], "MIntRec2.0"),
-    "avamerg": lambda recs: _task_groups(recs, ["erg"], "AvaMERG"),
-    "synthaffect": lambda recs: _task_groups(recs, TASKS),
+    # Each of these benchmarks scores the tasks its metric applies to (EMER: ERI; MIntRec: MIR; AvaMERG: ERG).
+    "emer": lambda recs: _task_groups(recs, tasks_scored_by("emer"), "EMER"),
+    "mintrec": lambda recs: _task_groups(recs, tasks_scored_by("intent"), "MIntRec"),
+    "mintrec2": lambda recs: _task_groups(recs, tasks_scored_by("intent"), "MIntRec2.0"),
+    "avamerg": lambda recs: _task_groups(recs, tasks_scored_by("erg"), "AvaMERG"),
+    "synthaffect": lambda recs: _task_groups(recs, TASK_NAMES),
 }
 
 

@@ -25,13 +25,13 @@ from typing import Sequence
 
 from nanoemox.eval.llm import LLMError, load_template, user_message
 from nanoemox.metrics.valence import CITATION, words_sentiment
-from nanoemox.tasks import SENTIMENTS, get_task
+from nanoemox.tasks import SENTIMENT_TASK, SENTIMENTS, get_task
 
 log = logging.getLogger(__name__)
 
 
 def _direct(text: str | None) -> str | None:
-    return get_task("msa").parse(text) if text else None
+    return get_task(SENTIMENT_TASK).parse(text) if text else None
 
 
 class LexiconSentiment:
