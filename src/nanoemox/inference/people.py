@@ -1,0 +1,234 @@
+"""Per-person answers: who is in a clip or window, who speaks, and how each person feels.
+
+    people = PeopleAnswerer(predictor, ["mer", "msa"])
+    dense = people.reader(path, window=4.0, hop=2.0)      # a WindowReader with `density` times the frames
+    for window in dense.windows():
+        found = people.find(window)                        # tracks and voices of the window's frames
+        entries = people.answer(found)                     # one JSON-ready entry per person
+
+Finding people (`nanoemox.media.people`): every face of every frame the reader took
+(`density` frames per model frame, so that mouth motion can be followed), linked into
+tracks; the speaker is the track whose mouth moves with the voice.
+
+Answering: each person is answered from the frames the model reads (every `density`-th
+frame of the dense ones, the same times a plain window uses) cropped to that person: a
+square around the person's face box, `crop_scale` times the box width, moved to lie
+inside the frame (`person_square`: what a one-person frame of that face shows). Both image
+branches read the crop (a model with `face_input="crops"` gets the face box inside it).
+The speaker gets the window's voice and words; every other person gets silence and no
+words, which is what a masked modality is in training (`nanoemox.train.absent`: the demo
+trains with modality dropout, so it reads them as carrying no cue). The audio is encoded
+once for all people, and the encoders run once per distinct piece (`FeatureMemory`).
+With one person or none found, the person's entry holds the plain window answer: exactly
+the answer without people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+from nanoemox.inference.windows import BLANK, ClipPiece, FramePiece, Prepared, WindowAnswerer
+from nanoemox.media.people import Box, Track, TrackerSettings, Voices, detect_faces, person_square, speaking, track_faces
+from nanoemox.media.stream import Window, WindowReader, detect_side
+from nanoemox.tasks import DEFAULT_WINDOW_TASKS, get_task
+
+DENSITY = 3  # dense frames per model frame (odd: the model's frame times are among the dense ones)
+CROP_SCALE = 1.35  # a person's square, in widths of the face box (a one-person SynthAffect frame: about 1.33)
+
+
+@dataclass
+class Found:
+    """A window's people: the dense window, the model's window (every `density`-th frame),
+    the tracks over the dense frames and who speaks."""
+
+    dense: Window
+    window: Window
+    tracks: list[Track]
+    voices: Voices
+    frame_size: tuple[int, int] | None
+
+
+@dataclass
+class PersonFrame(FramePiece):
+    """A frame piece cut to one person's square (`region`, x, y, side in the frame); its keys hold the region."""
+
+    region: tuple | None = None
+
+    def scene_key(self) -> tuple:
+        return (*super().scene_key(), self.region)
+
+    def face_key(self) -> tuple:
+        return (*super().face_key(), self.region)
+
+
+def model_window(dense: Window, density: int) -> Window:
+    """The plain window inside a dense one: every `density`-th frame, starting at the middle of the first group."""
+    if dense.frames is None or density == 1:
+        return dense
+    pick = slice(density // 2, None, density)
+    return replace(dense, frames=dense.frames[pick], frame_times=dense.frame_times[pick], faces=dense.faces[pick],
+                   targets=dense.targets[pick])
+
+
+@dataclass
+class PeopleAnswerer:
+    """Finds and answers the people of windows with one `WindowAnswerer` (see the module docstring)."""
+
+    answerer: WindowAnswerer
+    density: int = DENSITY
+    crop_scale: float = CROP_SCALE
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
+
+    def __post_init__(self) -> None:
+        if self.density < 1 or self.density % 2 == 0:
+            raise ValueError(f"density must be an odd number >= 1, got {self.density}")
+
+    @property
+    def config(self):
+        return self.answerer.config
+
+    def reader(self, path, window: float, hop: float, detect_faces: bool = True) -> WindowReader:
+        """A reader of `density` times the model's frames per window (the largest face per frame too)."""
+        cfg = self.config
+        return WindowReader(path, window, hop, cfg.num_frames * self.density, cfg.sample_rate, cfg.max_file_bytes,
+                            detect_faces=detect_faces, detect_side=detect_side(cfg.face_input))
+
+    def find(self, dense: Window) -> Found:
+        """The tracks and the speaker of a dense window's frames."""
+        window = model_window(dense, self.density)
+        if dense.frames is None or dense.problems:
+            return Found(dense, window, [], Voices(None), None)
+        present = [(f, t) for f, t in zip(dense.frames, dense.frame_times) if f is not None]
+        frames, times = [f for f, _ in present], [float(t) for _, t in present]
+        tracks = track_faces([detect_faces(f) for f in frames], times, self.tracker)
+        voices = speaking(tracks, frames, times, dense.waveform, self.config.sample_rate, origin=dense.start)
+        size = (int(frames[0].shape[1]), int(frames[0].shape[0])) if frames else None
+        return Found(dense, window, tracks, voices, size)
+
+    def prepared(self, found: Found, subtitles=None) -> list[Prepared]:
+        """One prepared window per person (one plain window for one person or none)."""
+        plain = self.answerer.prepare(found.window, subtitles)
+        if len(found.tracks) <= 1 or not plain.answerable:
+            return [plain]
+        silence = [ClipPiece((BLANK, 0, "silence"), np.zeros(self.config.clip_samples, np.float32))
+                   for _ in range(self.config.num_clips)]
+        out = []
+        for track in found.tracks:
+            speaks = track.id == found.voices.speaker
+            out.append(Prepared(plain.window, plain.text if speaks else None, plain.video_present,
+                                plain.audio_present and speaks, self.config, frames=self.person_frames(plain, track),
+                                clips=plain.clips if speaks else silence))
+        return out
+
+    def person_frames(self, plain: Prepared, track: Track) -> list[PersonFrame]:
+        """The plain window's frames cut to one person's square."""
+        pieces = []
+        for piece in plain.frames:
+            if piece.rgb is None:
+                pieces.append(PersonFrame(piece.target, piece.time, None, None))
+                continue
+            height, width = piece.rgb.shape[:2]
+            face = track.box_at(piece.time if piece.time is not None else piece.target)
+            x0, y0, side, _ = person_square(face, width, height, self.crop_scale)
+            crop = piece.rgb[y0:y0 + side, x0:x0 + side]
+            inner = None
+            if self.config.face_input != "frames":
+                inner = (face[0] - x0, face[1] - y0, face[2], face[3])
+            pieces.append(PersonFrame(piece.target, piece.time, crop, inner, region=(x0, y0, side)))
+        return pieces
+
+    def answer(self, found: Found, subtitles=None) -> list[dict[str, Any]]:
+        """One JSON-ready entry per person: id, box (mean over the window), speaking, share and the answers.
+
+        No person found: an empty list (the window's plain answer still says what it shows).
+        """
+        prepared = self.prepared(found, subtitles)
+        results = self.answerer.answer_prepared(prepared)
+        entries = []
+        for track in found.tracks:
+            answers = results[track.id] if len(found.tracks) > 1 else results[0]
+            entries.append({"id": track.id, "box": _box(track.mean_box()), "speaking": track.id == found.voices.speaker,
+                            "speaking_share": found.voices.shares.get(track.id, 0.0), **(answers or {})})
+        return entries
+
+
+def _box(box: Box | None) -> list[int] | None:
+    return None if box is None else [int(v) for v in box]
+
+
+def describe(found: Found) -> dict[str, Any]:
+    """The JSON of a clip's people: frame size, speaker and per track its boxes over time."""
+    return {
+        "frame_size": list(found.frame_size) if found.frame_size else None,
+        "speaker": found.voices.speaker,
+        "voiced": found.voices.voiced,
+        "tracks": [{"id": t.id, "boxes": [[round(time, 3), *map(int, box)] for time, box in zip(t.times, t.boxes)],
+                    "detected": round(t.presence, 3), "speaking": t.id == found.voices.speaker,
+                    "speaking_share": found.voices.shares.get(t.id, 0.0),
+                    "speaking_score": found.voices.scores.get(t.id, 0.0)} for t in found.tracks],
+    }
+
+
+# ---------------------------------------------------------------------- one clip
+
+WHOLE = 1e9  # a window longer than any clip: the clip is read as one window
+
+
+@dataclass(frozen=True)
+class Said:
+    """What is said over a whole clip, as a window asks subtitles for it."""
+
+    text: str | None
+
+    def between(self, start: float, end: float) -> str | None:
+        return self.text
+
+
+def person_tasks(tasks: Sequence[str]) -> list[str]:
+    """The tasks answered per person: those a window can be asked (the registry's timeline tasks)."""
+    return [t for t in tasks if get_task(t).timeline]
+
+
+def analyze_people(predictor, path, tasks: Sequence[str], *, clip_id: str | None = None, subtitle: str | None = None,
+                   candidates: Sequence[str] | None = None, intents: Sequence[str] | None = None,
+                   density: int = DENSITY) -> dict[str, Any]:
+    """`nanoemox analyze --per-person` for one clip: the plain result (`analyze`, scored) plus `people`.
+
+    One person or none: every task is answered for the clip as without people, and the
+    person's answers are the clip's. Several people: the per-person tasks (`person_tasks`)
+    are answered per person instead of for the clip; the other tasks for the clip.
+    """
+    from nanoemox.inference.clips import analyze, clip_records
+
+    per_person = person_tasks(tasks)
+    people = PeopleAnswerer(WindowAnswerer(predictor, per_person or DEFAULT_WINDOW_TASKS, candidates), density=density)
+    found = people.find(next(people.reader(path, WHOLE, WHOLE).windows()))
+    several = len(found.tracks) > 1
+    clip_tasks = [t for t in tasks if not (several and t in per_person)]
+    records = clip_records(path, clip_tasks or per_person, clip_id=clip_id, subtitle=subtitle, candidates=candidates,
+                           intents=intents)
+    result = next(analyze(predictor, [records], decode="score"))
+    if not clip_tasks:
+        result.pop("answers", None)
+    described = describe(found)
+    if several:
+        entries = {e["id"]: e for e in people.answer(found, Said(subtitle))}
+        for track in described["tracks"]:
+            entry = entries[track["id"]]
+            track["answers"] = {t: entry[t] for t in per_person if t in entry}
+    elif found.tracks:
+        plain = result.get("answers", {})
+        described["tracks"][0]["answers"] = {t: _window_form(t, plain[t]) for t in per_person if t in plain}
+    result["people"] = {**described, "per_person_tasks": per_person}
+    return result
+
+
+def _window_form(task: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A clip answer of `analyze` in the form a window's answer takes (`Task.window_answer`)."""
+    answer = {"text": entry["text"], "truncated": bool(entry.get("truncated", False))}
+    if "probabilities" in entry:
+        answer["scores"] = entry["probabilities"]
+    return get_task(task).window_answer(answer)

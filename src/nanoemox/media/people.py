@@ -1,0 +1,288 @@
+"""People in a clip: every face per frame, faces linked into tracks, and who is speaking.
+
+    boxes = [detect_faces(frame) for frame in frames]        # every frontal face, (x, y, w, h)
+    tracks = track_faces(boxes, times)                       # one `Track` per person, left to right
+    voices = speaking(tracks, frames, times, waveform, 16000)  # who speaks, and how much
+
+Detection: the frontal-face Haar cascade of `nanoemox.media.faces`, asked for every face
+with a lower vote threshold than the largest-face search (`MIN_NEIGHBOURS`: more faces
+found, more false ones, which the tracker then drops); boxes overlapping an already kept,
+larger box by more than half of the smaller one are the same face found twice.
+
+Tracking (`track_faces`), a greedy tracker stated in full: frames are visited in time
+order; each detection joins the live track whose last box overlaps it most (IoU >=
+`TrackerSettings.min_iou`) or, failing that, whose last box centre is nearest within
+`max_shift` of the box width; a track stays live for `max_gap` seconds without a
+detection; a detection that joins no track starts one. Tracks seen in fewer than
+`min_presence` of the frames are dropped (false detections are brief), and a track's
+frames without a detection take the box of its nearest detection. Track ids number the
+kept tracks left to right by their mean box centre.
+
+Who speaks (`speaking`): the mouth region of each track (the lower part of its box,
+smoothed over neighbouring frames so that detector jitter is not read as motion) is
+compared frame to frame; the mean absolute change of its grey levels is the track's mouth
+motion between two frames. The audio's RMS envelope over the same intervals says when
+there is voice (above `VOICED` of its peak). A track's speaking score is its mouth motion
+weighted by the envelope; the speaker is the track with the highest score, and a track's
+speaking share is the fraction of voiced intervals in which its mouth moved most. Limits:
+this reads motion, not speech: someone chewing, laughing silently or turning the head
+while another talks off screen can be taken for the speaker; a speaker seen from the side
+or too small for the detector is not a track at all; with no audio, or audio without
+voice, nobody is the speaker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from nanoemox.media.faces import DETECT_MAX_SIDE, _cascade
+
+Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+SCALE_STEP = 1.05  # the cascade's scale step (the largest-face search uses 1.1: this finds more faces)
+MIN_NEIGHBOURS = 2  # cascade votes a face needs (the largest-face search asks 5)
+VOICED = 0.15  # a frame is voiced when the RMS around it is above this fraction of the peak RMS
+SILENT_RMS = 1e-3  # audio whose peak RMS is below this holds no voice
+SEGMENT = 1.0  # seconds per stretch when sharing out the voiced time
+DETREND = 7  # frames of the moving average taken off mouth opening and loudness before comparing them
+DARK = 0.6  # a mouth pixel is dark below this fraction of its region's median grey level
+MOUTH = (0.22, 0.62, 0.78, 0.95)  # mouth region in box units: x0, y0, x1, y1 (a frontal box ends below the lips)
+MOUTH_SIZE = (32, 16)  # the mouth region is compared at this size (w, h), whatever the face size
+
+
+def detect_faces(frame: np.ndarray, min_size: int = 24, max_side: int = DETECT_MAX_SIDE) -> list[Box]:
+    """Every frontal face in an RGB frame as (x, y, w, h) in pixels, largest first.
+
+    The frame is scaled down to `max_side` for the search (faces smaller than `min_size`
+    pixels at that scale are not found); a box covering most of a larger kept box is dropped.
+    """
+    h, w = frame.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    gray = cv2.equalizeHist(gray)
+    found = _cascade().detectMultiScale(gray, scaleFactor=SCALE_STEP, minNeighbors=MIN_NEIGHBOURS, minSize=(min_size, min_size))
+    boxes = sorted((tuple(int(round(v / scale)) for v in b) for b in found), key=lambda b: -b[2] * b[3])
+    kept: list[Box] = []
+    for box in boxes:
+        if all(_overlap_of_smaller(box, k) <= 0.5 for k in kept):
+            kept.append(box)
+    return kept
+
+
+def _intersection(a: Box, b: Box) -> float:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return float(max(0, w) * max(0, h))
+
+
+def _overlap_of_smaller(a: Box, b: Box) -> float:
+    return _intersection(a, b) / max(1.0, min(a[2] * a[3], b[2] * b[3]))
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    inter = _intersection(a, b)
+    return inter / max(1.0, a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """The tracker's thresholds (see the module docstring)."""
+
+    min_iou: float = 0.3
+    max_shift: float = 0.5   # centre distance, in widths of the track's last box
+    max_gap: float = 1.0     # seconds a track waits for its next detection
+    min_presence: float = 0.25  # fraction of the frames a kept track must be detected in
+
+
+@dataclass
+class Track:
+    """One person: `boxes[k]` is the face box at `times[k]` (filled where not detected),
+    `detected[k]` whether the detector found it there."""
+
+    id: int
+    times: list[float]
+    boxes: list[Box]
+    detected: list[bool]
+
+    @property
+    def presence(self) -> float:
+        return sum(self.detected) / max(1, len(self.detected))
+
+    def box_at(self, time: float) -> Box:
+        """The box of the frame nearest to `time`."""
+        k = int(np.argmin([abs(t - time) for t in self.times]))
+        return self.boxes[k]
+
+    def mean_box(self, start: float = -np.inf, end: float = np.inf) -> Box | None:
+        """The mean box over the frames in [start, end] (None where the track has no frame there)."""
+        chosen = [b for t, b in zip(self.times, self.boxes) if start - 1e-9 <= t <= end + 1e-9]
+        if not chosen:
+            return None
+        return tuple(int(round(v)) for v in np.mean(np.asarray(chosen, np.float64), axis=0))
+
+
+def track_faces(detections: list[list[Box]], times: list[float], settings: TrackerSettings = TrackerSettings()) -> list[Track]:
+    """Tracks of the faces detected per frame (see the module docstring), ids left to right."""
+    if len(detections) != len(times):
+        raise ValueError(f"{len(detections)} frames of detections but {len(times)} frame times")
+    live: list[dict] = []  # {"last": box, "seen": time, "hits": {frame index: box}}
+    done: list[dict] = []
+    for k, (boxes, time) in enumerate(zip(detections, times)):
+        for track in [t for t in live if time - t["seen"] > settings.max_gap]:
+            live.remove(track)
+            done.append(track)
+        pairs = []
+        for d, box in enumerate(boxes):
+            for j, track in enumerate(live):
+                overlap = iou(box, track["last"])
+                shift = _centre_distance(box, track["last"]) / max(1, track["last"][2])
+                if overlap >= settings.min_iou or shift <= settings.max_shift:
+                    pairs.append((-overlap, shift, d, j))
+        used_d, used_j = set(), set()
+        for _, _, d, j in sorted(pairs):
+            if d in used_d or j in used_j:
+                continue
+            used_d.add(d)
+            used_j.add(j)
+            live[j]["last"], live[j]["seen"] = boxes[d], time
+            live[j]["hits"][k] = boxes[d]
+        for d, box in enumerate(boxes):
+            if d not in used_d:
+                live.append({"last": box, "seen": time, "hits": {k: box}})
+    kept = [t for t in done + live if len(t["hits"]) >= settings.min_presence * max(1, len(times))]
+    kept.sort(key=lambda t: np.mean([b[0] + b[2] / 2 for b in t["hits"].values()]))
+    tracks = []
+    for n, track in enumerate(kept):
+        hits = track["hits"]
+        known = sorted(hits)
+        boxes = [hits[min(known, key=lambda i: (abs(i - k), i))] for k in range(len(times))]
+        tracks.append(Track(n, list(times), boxes, [k in hits for k in range(len(times))]))
+    return tracks
+
+
+def _centre_distance(a: Box, b: Box) -> float:
+    return float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2))
+
+
+def smoothed_boxes(track: Track, radius: int = 5) -> list[Box]:
+    """The track's boxes, each the median of its detected neighbours within `radius` frames."""
+    out = []
+    for k in range(len(track.boxes)):
+        lo, hi = max(0, k - radius), min(len(track.boxes), k + radius + 1)
+        near = [track.boxes[i] for i in range(lo, hi) if track.detected[i]] or [track.boxes[k]]
+        out.append(tuple(int(round(v)) for v in np.median(np.asarray(near, np.float64), axis=0)))
+    return out
+
+
+def mouth_region(frame: np.ndarray, box: Box) -> np.ndarray:
+    """The grey mouth region of a face box, resized to `MOUTH_SIZE`, as float32 in [0, 1]."""
+    x, y, w, h = box
+    x0, y0 = max(0, int(x + MOUTH[0] * w)), max(0, int(y + MOUTH[1] * h))
+    x1, y1 = min(frame.shape[1], int(x + MOUTH[2] * w)), min(frame.shape[0], int(y + MOUTH[3] * h))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.zeros(MOUTH_SIZE[::-1], np.float32)
+    gray = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, MOUTH_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def mouth_opening(frames: list[np.ndarray], track: Track) -> np.ndarray:
+    """How open the track's mouth looks in each frame [K]: the fraction of its mouth region
+    darker than `DARK` of the region's median (an open mouth shows its dark inside)."""
+    out = []
+    for frame, box in zip(frames, smoothed_boxes(track)):
+        region = mouth_region(frame, box)
+        out.append(float((region < DARK * max(float(np.median(region)), 1e-3)).mean()))
+    return np.asarray(out, np.float64)
+
+
+def frame_rms(waveform: np.ndarray | None, sample_rate: int, times: list[float], origin: float = 0.0) -> np.ndarray:
+    """RMS of the waveform around each frame time [K] (half the median frame spacing either side;
+    zeros without audio). `origin` is the time of the waveform's first sample."""
+    if waveform is None or waveform.size == 0 or not times:
+        return np.zeros(len(times))
+    half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.05
+    out = []
+    for t in times:
+        lo = max(0, int(round((t - half - origin) * sample_rate)))
+        hi = min(waveform.size, max(lo + 1, int(round((t + half - origin) * sample_rate))))
+        part = waveform[lo:hi]
+        out.append(float(np.sqrt(np.mean(np.square(part, dtype=np.float64)))) if part.size else 0.0)
+    return np.asarray(out, np.float64)
+
+
+def detrended(x: np.ndarray, width: int = DETREND) -> np.ndarray:
+    """`x` less its moving average over `width` frames (edges repeated): the fast changes only."""
+    if x.size == 0 or width <= 1:
+        return x
+    padded = np.pad(x, (width // 2, width // 2), mode="edge")
+    return x - np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation, 0 where either side does not vary."""
+    if a.size < 3 or a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass
+class Voices:
+    """Who speaks: `speaker` (a track id, or None: nobody, or no voice), per track its speaking
+    `scores` (correlation of mouth opening with loudness) and `shares` (of the voiced
+    seconds), and `voiced`, the fraction of frames with voice."""
+
+    speaker: int | None
+    scores: dict[int, float] = field(default_factory=dict)
+    shares: dict[int, float] = field(default_factory=dict)
+    voiced: float = 0.0
+
+
+def speaking(tracks: list[Track], frames: list[np.ndarray], times: list[float], waveform: np.ndarray | None,
+             sample_rate: int, origin: float = 0.0, segment: float = SEGMENT) -> Voices:
+    """Who speaks in the frames (see the module docstring)."""
+    loudness = frame_rms(waveform, sample_rate, times, origin)
+    peak = float(loudness.max()) if loudness.size else 0.0
+    nobody = Voices(None, {t.id: 0.0 for t in tracks}, {t.id: 0.0 for t in tracks}, 0.0)
+    if not tracks or peak < SILENT_RMS or len(frames) < 3:
+        return nobody
+    voiced = loudness > VOICED * peak
+    # Slow changes (an expression setting in while the voice starts) are common to everyone: only
+    # the fast ones, syllable by syllable, are compared.
+    opening = [detrended(mouth_opening(frames, t)) for t in tracks]
+    loudness = detrended(loudness)
+    scores = [_correlation(o, loudness) for o in opening]
+    # Each voiced stretch of `segment` seconds goes to the track whose mouth follows the voice best there.
+    stamps = np.asarray(times) - times[0]
+    won = np.zeros(len(tracks))
+    stretches = 0
+    for k in range(int(np.ceil((stamps[-1] + 1e-9) / segment)) or 1):
+        part = (stamps >= k * segment) & (stamps < (k + 1) * segment + 1e-9)
+        if voiced[part].mean() < 0.5 if part.any() else True:
+            continue
+        stretches += 1
+        local = [_correlation(o[part], loudness[part]) for o in opening]
+        if max(local) > 0:
+            won[int(np.argmax(local))] += 1
+    best = int(np.argmax(scores))
+    if scores[best] <= 0:
+        return Voices(None, {t.id: round(s, 4) for t, s in zip(tracks, scores)}, nobody.shares,
+                      round(float(voiced.mean()), 4))
+    return Voices(tracks[best].id, {t.id: round(s, 4) for t, s in zip(tracks, scores)},
+                  {t.id: round(float(w / max(1, stretches)), 4) for t, w in zip(tracks, won)},
+                  round(float(voiced.mean()), 4))
+
+
+def person_square(box: Box, width: int, height: int, scale: float) -> Box:
+    """A square around a face box, `scale` times its width, moved (not cut) to lie inside the frame
+    and no larger than it: what a one-person frame around this face would show."""
+    x, y, w, h = box
+    side = int(round(min(scale * w, width, height)))
+    cx, cy = x + w / 2, y + h / 2
+    x0 = int(round(min(max(cx - side / 2, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2, 0), height - side)))
+    return x0, y0, side, side
