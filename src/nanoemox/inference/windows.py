@@ -361,6 +361,14 @@ class WindowAnswerer:
             self.memory.forget_before(batch[-1].window.start + self.hop)
         return [result_of(p, answers.get(p.window.index)) for p in batch]
 
+    def answer_prepared(self, prepared: Sequence[Prepared]) -> list[dict[str, Any] | None]:
+        """The answers of prepared pieces (None where not answerable), encoded together and nothing
+        forgotten: the people of one window (`nanoemox.inference.people`) share its pieces."""
+        ready = [p for p in prepared if p.answerable]
+        features = self.features(ready) if ready else None
+        rows = iter(range(len(ready)))
+        return [self._answer_one(features.row(next(rows)), p.text) if p.answerable else None for p in prepared]
+
     def features(self, ready: Sequence[Prepared]) -> MediaFeatures:
         """The encoders' outputs [B, ...] for answerable windows: from shared pieces, or whole windows unshared."""
         started = time.perf_counter()
