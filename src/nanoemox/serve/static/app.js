@@ -3,13 +3,10 @@
 // (people.js). No libraries.
 "use strict";
 
-// The service's tasks (GET /v1/tasks), null until they are known: an older service does not list
-// them, and the page then keeps the checkboxes index.html holds.
-let serviceTasks = null;
-
+// A task as its checkbox names it (the service's description, or the label of index.html).
 function taskTitle(name) {
-  const task = (serviceTasks || []).find((t) => t.name === name);
-  return task ? task.description : name;
+  const box = [...document.querySelectorAll("#tasks input[name=task]")].find((b) => b.value === name);
+  return box ? box.parentElement.textContent.trim() : name;
 }
 
 // The task checkboxes of the Clip form, as the service lists its tasks: every one ticked but the
@@ -39,10 +36,9 @@ async function loadTasks() {
     if (!response.ok) return;
     const body = await response.json();
     if (!Array.isArray(body.tasks) || !body.tasks.length) return;
-    serviceTasks = body.tasks;
-    buildTaskBoxes(serviceTasks);
+    buildTaskBoxes(body.tasks);
   } catch (error) {
-    // keep the boxes of index.html
+    // an older service does not list its tasks: the boxes of index.html stay
   }
 }
 

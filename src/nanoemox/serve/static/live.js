@@ -1,7 +1,7 @@
 // The Live view: the camera and the microphone streamed over a WebSocket to /v1/live
 // (the protocol: docs/live.md), each answer shown as it arrives, the session's timeline
 // offered for download at the end. Uses byId, svg, EMOTION_COLOURS, SPARE_COLOURS and
-// DAMAGED_COLOUR from timeline.js, serviceTasks from app.js, PeopleOverlay from people.js. No libraries.
+// DAMAGED_COLOUR from timeline.js, PeopleOverlay from people.js. No libraries.
 "use strict";
 
 const FRAME = 1;
@@ -13,7 +13,6 @@ const AUDIO_CHUNK_SECONDS = 0.1;
 const AUDIO_RATES = [8000, 48000]; // the sample rates the service takes (its `limits.audio_rates`)
 const AUDIO_CONSTRAINTS = { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false };
 const VIDEO_CONSTRAINTS = { width: { ideal: 640 }, height: { ideal: 480 } };
-const DEFAULT_LIVE_TASKS = ["mer", "msa"]; // when the service does not list its tasks
 
 const live = {
   ws: null,
@@ -40,13 +39,14 @@ window.liveAnswers = []; // the window messages of this session, in order (downl
 // The preview is shown mirrored; the frames sent, and so the boxes of the answers, are not.
 const livePeople = new PeopleOverlay(byId("live-preview"), true);
 
-// The tasks ticked in the Clip form that a window can be asked (the service's `timeline` tasks).
+// The tasks to ask of each window: those ticked in the Clip form that a window can be asked (the
+// service's `timeline` tasks), once the user changed one of their boxes; else null, and the service
+// asks its own default (every window task ticked would ask for words too, which slows each answer).
 function liveTasks() {
-  if (!serviceTasks) return DEFAULT_LIVE_TASKS;
-  const windowTasks = new Set(serviceTasks.filter((task) => task.timeline).map((task) => task.name));
-  const ticked = [...document.querySelectorAll("#tasks input[name=task]:checked")]
-    .map((box) => box.value).filter((name) => windowTasks.has(name));
-  return ticked.length ? ticked : DEFAULT_LIVE_TASKS;
+  const boxes = [...document.querySelectorAll("#tasks input[name=task][data-timeline=true]")];
+  if (!boxes.some((box) => box.checked !== box.defaultChecked)) return null;
+  const ticked = boxes.filter((box) => box.checked).map((box) => box.value);
+  return ticked.length ? ticked : null;
 }
 
 function liveSay(text, isError) {
@@ -468,8 +468,9 @@ async function startLive(event) {
   const ws = new WebSocket(live.url);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
-  const start = { type: "start", window: windowSeconds, hop, tasks: liveTasks(), video: hasVideo, audio: hasAudio,
-    sample_rate: sampleRate };
+  const start = { type: "start", window: windowSeconds, hop, video: hasVideo, audio: hasAudio, sample_rate: sampleRate };
+  const tasks = liveTasks();
+  if (tasks) start.tasks = tasks;
   if (byId("live-per-person").checked) start.per_person = true;
   ws.onopen = () => ws.send(JSON.stringify(start));
   ws.onmessage = (message) => {
