@@ -56,7 +56,7 @@ from nanoemox.metrics import erg_scores, sentiment_waf
 from nanoemox.metrics.emotion import clusters_of
 from nanoemox.metrics.wheel import WHEELS, load_tables
 from nanoemox.standins import HEADS
-from nanoemox.tasks import get_task
+from nanoemox.tasks import EMOTION_TASK, REPLY_TASK, get_task
 
 BOOTSTRAP_RESAMPLES = 1000
 # Which of a clip's modalities each branch sees.
@@ -76,7 +76,7 @@ class Clips:
 
 def clips_of(records: Sequence[Record], cache: FeatureCache, split: str) -> Clips:
     """The split's clips with cached features, labelled by their MER record."""
-    rows = [r for r in records if r.split == split and r.task == "mer" and media_key(r) in cache]
+    rows = [r for r in records if r.split == split and r.task == EMOTION_TASK and media_key(r) in cache]
     if not rows:
         raise ValueError(f"no MER record of split {split!r} has cached features: the probes have nothing to read")
     index = {e: i for i, e in enumerate(EMOTIONS)}
@@ -252,7 +252,7 @@ def score_texts(records: Sequence[Record], texts: dict[str, str | None], seed: i
         low, high = np.percentile(values, [2.5, 97.5])
         out[figure] = {"value": value, "low": float(low), "high": float(high), "n": len(chosen)}
     # After the headline figures, so their draws do not move.
-    erg = [r for r in records if r.task == "erg"]
+    erg = [r for r in records if r.task == REPLY_TASK]
     intact = np.array([think_intact(texts.get(r.id)) for r in erg], dtype=float)
     values = intact[rng.integers(0, len(erg), (resamples, len(erg)))].mean(1)
     low, high = np.percentile(values, [2.5, 97.5])
@@ -271,7 +271,7 @@ def _answer(task: str, label: Any) -> str:
         return ", ".join(ovmer_words(*label))
     if task == "erg":
         fields = {k: "" for k in ("event_scenario", "emotion_cause", "goal_to_response", "reply")}
-        return get_task("erg").format_target({**fields, "speaker_emotion": label})
+        return get_task(task).format_target({**fields, "speaker_emotion": label})
     return str(label)
 
 
@@ -316,9 +316,9 @@ def train_subset(records: Sequence[Record], per_task: int, seed: int,
 
 def mer_accuracy_by_cue(records: Sequence[Record], texts: dict[str, str | None]) -> dict[str, dict]:
     """MER accuracy of `texts` per cue group (conflict clips left out; a missing answer is wrong)."""
-    task = get_task("mer")
+    task = get_task(EMOTION_TASK)
     hits: dict[str, list[int]] = {}
-    for r in (r for r in records if r.task == "mer" and not r.extra.get("conflict")):
+    for r in (r for r in records if r.task == EMOTION_TASK and not r.extra.get("conflict")):
         text = texts.get(r.id)
         hits.setdefault(r.extra.get("cue_group", "?"), []).append(
             int(text is not None and task.parse(text, r.candidates) == r.target))

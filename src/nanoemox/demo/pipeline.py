@@ -48,6 +48,7 @@ from nanoemox.processor import NanoEmoXProcessor
 from nanoemox.reproducible import reproducible, seed_all
 from nanoemox.standins import HEADS, MANIFEST, packaged, read_manifest, standin_config
 from nanoemox.standins.build import BuildConfig, build_standins
+from nanoemox.tasks import EMOTION_TASK, get_task
 from nanoemox.train import Trainer, load_train_config
 from nanoemox.train.absent import AbsentModalities
 
@@ -223,7 +224,7 @@ def _mer_accuracy_by_cue(predictor, records: list[Record], root: Path) -> dict[s
 
 def modality_ablation(model_dir: Path, features: Path, corpus: Path, records: list[Record], opts: DemoOptions) -> dict:
     """MER accuracy per cue group with nothing masked, then with each modality masked."""
-    mer = [r for r in records if r.task == "mer" and not r.extra.get("conflict")]
+    mer = [r for r in records if r.task == EMOTION_TASK and not r.extra.get("conflict")]
     loaded = _load(model_dir)
     out = {"none": _mer_accuracy_by_cue(_predictor(loaded, features, opts), mer, corpus)}
     for modality in MODALITY_CUES:
@@ -301,7 +302,7 @@ def _run_stages(opts: DemoOptions, progress: Progress | None) -> dict:
     p2e = trained["p2e"]
     for split in ("dev", "test"):  # the text-only baseline: the same model, video and audio masked
         folder = folders[split]["text_only"] = opts.out / ("eval_text_only" + ("_dev" if split == "dev" else ""))
-        headline_only = [r for r in splits[split] if r.task != "eri"]  # ERI is no headline figure
+        headline_only = [r for r in splits[split] if not get_task(r.task).judged]  # ERI (judged) is no headline figure
         clock.run(f"text-only evaluation ({split})", lambda: evaluate(
             p2e, features, corpus, headline_only, folder, opts, "Nano-EmoX tiny, P2E, video and audio masked",
             masked=("face", "voice")))

@@ -226,7 +226,7 @@ def score_emer(name, records, texts, ctx) -> list[dict]:
 
 _SCORERS: dict[str, Callable[..., list[dict]]] = {
     "hit": score_hit, "waf": score_waf, "ovf": score_ovf,
-    "intent": score_intent, "erg": score_erg, "emer": score_emer,
+    "intent": score_intent, "reply": score_erg, "emer": score_emer,
 }
 
 
@@ -267,7 +267,7 @@ _LAYOUT = {
     "emer": lambda recs: _task_groups(recs, tasks_scored_by("emer"), "EMER"),
     "mintrec": lambda recs: _task_groups(recs, tasks_scored_by("intent"), "MIntRec"),
     "mintrec2": lambda recs: _task_groups(recs, tasks_scored_by("intent"), "MIntRec2.0"),
-    "avamerg": lambda recs: _task_groups(recs, tasks_scored_by("erg"), "AvaMERG"),
+    "avamerg": lambda recs: _task_groups(recs, tasks_scored_by("reply"), "AvaMERG"),
     "synthaffect": lambda recs: _task_groups(recs, TASK_NAMES),
 }
 

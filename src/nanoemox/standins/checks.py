@@ -27,13 +27,14 @@ from nanoemox.config import LoRAConfig
 from nanoemox.data.synth import EMOTIONS
 from nanoemox.model.language import apply_lora
 from nanoemox.standins.language import Sample, language_texts, turn
+from nanoemox.tasks import EMOTION_TASK
 
 MODES = ("placeholders", "fused", "fused+lora", "fixed+lora")
 
 
 def _mer_batch(processor, labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """The MER prompt (no subtitle) answered with each label: ids [B, T] and labels [B, T] (-100 off the answer)."""
-    encoded = [processor.encode_text("mer", None, None, list(EMOTIONS), label) for label in labels]
+    encoded = [processor.encode_text(EMOTION_TASK, None, None, list(EMOTIONS), label) for label in labels]
     ids = nn.utils.rnn.pad_sequence([torch.tensor(e.input_ids) for e in encoded], batch_first=True,
                                     padding_value=processor.pad_token_id)
     answer = nn.utils.rnn.pad_sequence([torch.tensor(e.labels) for e in encoded], batch_first=True,

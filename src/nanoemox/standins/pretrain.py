@@ -49,7 +49,7 @@ from nanoemox.data.synth import EMOTIONS, INTENTS
 from nanoemox.standins.language import framed_samples, language_corpus, language_texts, token_coverage
 from nanoemox.model import NanoEmoX
 from nanoemox.reproducible import seed_all
-from nanoemox.tasks import TASKS, get_task
+from nanoemox.tasks import EMOTION_TASK, INTENT_TASK, TASKS, get_task
 from nanoemox.train.optim import sequence_loss
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def tokenizer_words(records: Sequence[Record]) -> list[str]:
             if r.target is not None:
                 texts.append(get_task(r.task).format_target(r.target))
     for name, task in TASKS.items():
-        candidates = list(EMOTIONS) if name == "mer" else list(INTENTS) if name == "mir" else None
+        candidates = {EMOTION_TASK: list(EMOTIONS), INTENT_TASK: list(INTENTS)}.get(name)  # the corpus's label sets
         texts += [task.instruction(variant=i, candidates=candidates).replace(task.identifier, " ")
                   for i in range(len(task.templates))]
     return sorted({word for text in texts for word in _WORD.findall(text)})

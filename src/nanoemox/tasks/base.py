@@ -51,7 +51,7 @@ class Task:
     timeline: bool = False
     identifier_aliases: tuple[str, ...] = ()
     level: str = ""  # "perception" | "understanding" | "interaction"
-    metric: str = ""  # scorer kind of nanoemox.eval.scoring: hit, waf, ovf, intent, erg, emer
+    metric: str = ""  # scorer of nanoemox.eval.scoring: hit, waf, ovf, intent (label WAF), reply, emer (judge)
     judged: bool = False
     dialogue: bool = False
     reply: bool = False
