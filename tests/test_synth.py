@@ -8,12 +8,13 @@ import av
 import numpy as np
 import pytest
 
-from nanoemox.data.manifest import SPLITS, TASKS, load_manifest
+from nanoemox.data.manifest import SPLITS, load_manifest
 from nanoemox.data.synth import (
     EMOTIONS, INTENTS, MediaConfig, VALENCE, generate, intent_for, make_plans, ovmer_words, valence,
 )
 from nanoemox.data.synth import face, text as wording, voice
 from nanoemox.data.synth.generate import clip_prosody, face_peak
+from nanoemox.tasks import TASK_NAMES
 
 N, SEED = 24, 7
 MEDIA = MediaConfig(size=96, fps=8, duration=3.0)
@@ -45,8 +46,8 @@ def _by_clip(records):
 
 def test_manifests_validate_and_cover_every_task(corpus):
     out, summary, records = corpus
-    assert {r.task for r in records} == set(TASKS)
-    assert len(records) == N * len(TASKS) == summary["counts"]["records"]
+    assert {r.task for r in records} == set(TASK_NAMES)
+    assert len(records) == N * len(TASK_NAMES) == summary["counts"]["records"]
     split_ids = []
     for split in SPLITS:
         part = load_manifest(out / f"{split}.jsonl")
@@ -197,7 +198,7 @@ def test_cli_writes_corpus_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "cli"
     args = ["synth", "--out", str(out), "--n", "3", "--size", "64", "--duration", "2", "--workers", "1"]
     assert main(args) == 0
-    assert len(load_manifest(out / "manifest.jsonl")) == 3 * len(TASKS)
+    assert len(load_manifest(out / "manifest.jsonl")) == 3 * len(TASK_NAMES)
     assert main(args) == 2
     assert main(args + ["--overwrite", "--tasks", "mer,mir"]) == 0
     assert {r.task for r in load_manifest(out / "manifest.jsonl")} == {"mer", "mir"}

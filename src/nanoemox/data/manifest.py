@@ -37,9 +37,6 @@ from typing import Any, Iterable, Iterator
 from nanoemox.tasks import ERG_FIELDS, TASK_NAMES, get_task
 from nanoemox.utils import plain_file_mode
 
-# Kept only for nanoemox.data.synth and nanoemox.cli.cmd_synth, which still import it from here:
-# the registry's task names (`nanoemox.tasks.TASK_NAMES`), to be removed once they import those.
-TASKS = TASK_NAMES
 SPLITS = ("train", "dev", "test")
 MEDIA_KINDS = ("video", "audio", "faces")
 ERG_TARGET_KEYS = ERG_FIELDS
