@@ -22,6 +22,7 @@ from nanoemox.tasks import (
     register_task, registered, task_from_identifier, unregister_task,
 )
 from nanoemox.tasks.definitions import LabelTask
+from nanoemox.tasks.parsing import strip_identifiers
 
 LEVELS = ("low", "medium", "high")
 
@@ -70,6 +71,7 @@ def test_views_of_the_registry_see_a_registered_task(arousal):
     assert "arousal" in SCORABLE_TASKS and "arousal" in CANDIDATE_TASKS and "arousal" not in TIMELINE_TASKS
     assert DEFAULT_MAX_NEW_TOKENS["arousal"] == 7
     assert task_from_identifier("[AROUSAL] I can't sit still") == "arousal"
+    assert strip_identifiers("[Arousal] high") == "high"  # an echoed identifier is no part of the answer
     assert validate({"id": "a", "dataset": "toy", "split": "test", "task": "arousal", "media": {},
                      "target": "high"}) is None
     assert "non-empty string" in validate({"id": "a", "dataset": "toy", "split": "test", "task": "arousal",
@@ -82,7 +84,7 @@ def test_unregistering_removes_it_everywhere_and_the_paper_tasks_stay():
     with registered(AROUSAL):
         assert get_task("arousal") is AROUSAL
     assert "arousal" not in TASK_NAMES and "arousal" not in DEFAULT_MAX_NEW_TOKENS
-    assert task_from_identifier("[Arousal] hi") is None
+    assert task_from_identifier("[Arousal] hi") is None and strip_identifiers("[Arousal] hi") == "[Arousal] hi"
     with pytest.raises(ValueError, match="unknown task"):
         get_task("arousal")
     with pytest.raises(ValueError, match="paper's tasks"):

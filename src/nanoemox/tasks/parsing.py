@@ -6,11 +6,10 @@ never an exception, because evaluation feeds it whatever the model produced.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterable, Sequence
 
-# Task identifiers a model may echo at the start of its answer.
-_IDENTIFIER_RE = re.compile(r"\[(?:recognition|recogn?_ov|inference|intent|interaction)\]", re.I)
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 # "the emotion of the speaker is X": a few filler words may sit before the label.
 _SPEAKER_EMOTION_RE = re.compile(
@@ -71,11 +70,23 @@ def normalise(text: str | None) -> str:
     return " ".join(text.replace("_", " ").split())
 
 
+def _identifier_pattern() -> re.Pattern:
+    """Every registered task's identifier spellings (a model may echo one), any case."""
+    from nanoemox.tasks.registry import TASKS  # here: the registry imports the tasks, which import this module
+
+    return _spellings_pattern(tuple(spelling for task in TASKS.values() for spelling in task.identifiers))
+
+
+@functools.lru_cache(maxsize=16)
+def _spellings_pattern(spellings: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(re.escape(s) for s in spellings) or r"(?!)", re.I)
+
+
 def strip_identifiers(text: str | None) -> str:
     """Drop echoed task identifiers and chat markers from a generated answer."""
     if not text:
         return ""
-    text = _IDENTIFIER_RE.sub(" ", str(text))
+    text = _identifier_pattern().sub(" ", str(text))
     # Anything after a new turn marker was not part of this answer.
     text = re.split(r"###\s*(?:human|assistant)\s*:?", text, flags=re.I)[0]
     return text.strip()
