@@ -31,7 +31,7 @@ from nanoemox.cli.options import (
 from nanoemox.data.manifest import ManifestError, load_manifest
 from nanoemox.media.errors import MediaError, MediaNotFound, UnusableInput
 from nanoemox.results_file import ResultsFile
-from nanoemox.tasks import TASK_NAMES, get_task
+from nanoemox.tasks import EMOTION_TASK, INTENT_TASK, TASK_NAMES, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,13 @@ def register(subparsers) -> None:
     p.add_argument("--subtitle", default=None, help="what is said in the clip (single clip; else CLIP.txt beside each clip)")
     p.add_argument("--candidates", default=None, help="MER labels, comma-separated (default: the 7 basic emotions)")
     p.add_argument("--intents", default=None, help="MIR labels, comma-separated (default: the 20 MIntRec intents)")
-    p.add_argument("--decode", choices=("generate", "score"), default="generate",
-                   help="score: rank the fixed labels of msa/mer/mir by likelihood instead of generating")
+    p.add_argument("--decode", choices=("generate", "score"), default=None,
+                   help="score: rank the fixed labels of msa/mer/mir by likelihood instead of generating "
+                        "(default generate; with --per-person: score)")
+    p.add_argument("--per-person", action="store_true",
+                   help="find the people in each clip, who speaks, and answer the window tasks (mer, msa, ovmer) "
+                        "per person: JSON `people` with per track an id, boxes over time, speaking share and answers "
+                        "(docs/people.md)")
     p.add_argument("--root", default=None, help="data root of a manifest's media paths (default: the manifest's folder)")
     p.add_argument("--out", default=None, metavar="FILE", help="append one JSON line per input to FILE")
     p.add_argument("--resume", action="store_true", help="with --out: skip inputs whose id FILE already holds")
@@ -73,6 +78,12 @@ def run(args) -> int:
     from nanoemox.shards import current_shard, merge_parts  # several processes: only under `accelerate launch`
 
     tasks = _parse_tasks(args.tasks)
+    if args.per_person:
+        if args.decode == "generate":
+            raise UsageError("--per-person answers are scored (MER and MSA probabilities): leave out --decode generate")
+        if len(args.inputs) == 1 and args.inputs[0].endswith(".jsonl"):
+            raise UsageError("--per-person reads clips (files or folders), not a manifest")
+    args.decode = args.decode or ("score" if args.per_person else "generate")
     if args.resume and not args.out:
         raise UsageError("--resume needs --out (the results file to continue)")
     shard = current_shard()
@@ -115,7 +126,10 @@ def _answer(args, items: list, root, total: int, results: ResultsFile | None, do
     predictor = predictor_from_args(args) if groups else None  # error records alone need no model
     bar = _progress(sum(len(g) for g in groups), args.no_progress)
     failed = 0
-    answers = analyze(predictor, groups, root, decode=args.decode, progress=bar.update)
+    if args.per_person:
+        answers = _per_person(predictor, groups, bar)
+    else:
+        answers = analyze(predictor, groups, root, decode=args.decode, progress=bar.update)
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(results.appending()) if results is not None else None
         stack.callback(bar.close)
@@ -128,6 +142,27 @@ def _answer(args, items: list, root, total: int, results: ResultsFile | None, do
     if failed:
         print(f"{failed} of {len(items)} input(s) failed; see their `error` fields", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _per_person(predictor, groups: list, bar):
+    """`analyze_people` per clip, in order; a clip that cannot be read gets its `error` and the run goes on."""
+    from nanoemox.inference.people import analyze_people
+
+    for records in groups:
+        first = records[0]
+        path = first.extra["input"]
+        try:
+            result = analyze_people(predictor, path, [r.task for r in records], clip_id=first.id, subtitle=first.text,
+                                    candidates=_offered(records, EMOTION_TASK), intents=_offered(records, INTENT_TASK))
+        except MediaError as exc:
+            result = {"id": first.id, "input": path, "error": f"{type(exc).__name__}: {exc}"}
+        bar.update(len(records))
+        yield result
+
+
+def _offered(records: list, task: str) -> list[str] | None:
+    """The labels a clip's record of `task` offers (None when the task was not asked)."""
+    return next((list(r.candidates) for r in records if r.task == task and r.candidates), None)
 
 
 def _item_id(item) -> str:
@@ -171,6 +206,14 @@ def _readable(result: dict) -> str:
             lines.append(f"         raw: {entry['text']!r}")
     for task, message in result.get("errors", {}).items():
         lines.append(f"  {task:<6} error: {message}")
+    people = result.get("people")
+    if people is not None:
+        lines.append(f"  people: {len(people['tracks'])} found" + (
+            f", person {people['speaker']} speaks" if people["speaker"] is not None else ", nobody speaks"))
+        for track in people["tracks"]:
+            said = ", ".join(get_task(task).window_summary(answer) for task, answer in track.get("answers", {}).items())
+            lines.append(f"  person {track['id']}: box {track['boxes'][len(track['boxes']) // 2][1:]}, "
+                         f"speaking share {track['speaking_share']:.2f}{': ' + said if said else ''}")
     return "\n".join(lines)
 
 
