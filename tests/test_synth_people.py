@@ -72,7 +72,7 @@ def test_records_describe_both_people(corpus):
     out, summary, records = corpus
     plans = _plans()
     clips = _clips(records)
-    assert len(clips) == N and {r.task for r in records} == set(people.TASKS)
+    assert len(clips) == N and {r.task for r in records} == set(people.PEOPLE_TASKS)
     for split in SPLITS:
         assert load_manifest(out / f"{split}.jsonl"), f"{split} split is empty"
     sides = set()
@@ -200,7 +200,7 @@ def test_cli_two_people_and_refusals(tmp_path, capsys):
             "--workers", "1"]
     assert main(args) == 0
     records = load_manifest(out / "manifest.jsonl")
-    assert len(records) == 3 * len(people.TASKS) and all(r.extra["people_count"] == 2 for r in records)
+    assert len(records) == 3 * len(people.PEOPLE_TASKS) and all(r.extra["people_count"] == 2 for r in records)
     assert json.loads((out / "synthaffect.json").read_text())["people"] == 2
     capsys.readouterr()
     assert main(args + ["--overwrite", "--tasks", "eri"]) == 2

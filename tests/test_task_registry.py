@@ -175,8 +175,6 @@ ALLOWED = {
         "a baseline's label read from the synthetic corpus's per-task record extras",
     ("demo/diagnostics.py", "baseline_answers"):
         "the synthetic corpus's label set of each task that the chance baseline draws from",
-    ("data/synth/long.py", "load_clips"):
-        "synthetic long videos are cut from the corpus's MER clips (another owner's file; to use tasks.EMOTION_TASK)",
 }
 
 

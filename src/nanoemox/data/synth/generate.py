@@ -110,7 +110,7 @@ def _people_counts(extras: list[dict]) -> dict:
 def _check_request(tasks: tuple[str, ...], people: int) -> None:
     if people not in RENDERERS:
         raise ValueError(f"people must be one of {sorted(RENDERERS)}, got {people}")
-    allowed = TASK_NAMES if people == 1 else two_people.TASKS
+    allowed = TASK_NAMES if people == 1 else two_people.PEOPLE_TASKS
     unknown = [t for t in tasks if t not in allowed]
     if unknown:
         which = "" if people == 1 else " for two-person clips (their records answer for the speaker's emotion)"
@@ -130,7 +130,7 @@ def generate(out_dir: str | os.PathLike, n: int, seed: int = 0, *, media: MediaC
     and the decoded media depend only on `seed`, `n`, `media`, `tasks`, `people` and
     the split fractions, not on `workers`.
     """
-    tasks = tuple(tasks) if tasks is not None else TASK_NAMES if people == 1 else two_people.TASKS
+    tasks = tuple(tasks) if tasks is not None else TASK_NAMES if people == 1 else two_people.PEOPLE_TASKS
     _check_request(tasks, people)
     media = media or MediaConfig()
     out = Path(out_dir)

@@ -43,6 +43,7 @@ import pysubs2
 
 from nanoemox.data.manifest import SPLITS, load_manifest
 from nanoemox.data.synth.mux import StreamWriter
+from nanoemox.tasks import EMOTION_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def load_clips(corpus: str | os.PathLike, split: str = "test") -> dict[str, list
     pools: dict[str, list[SourceClip]] = defaultdict(list)
     for record in load_manifest(manifest):
         video = record.media_path("video", root)
-        if record.task != "mer" or video is None or not isinstance(record.target, str):
+        if record.task != EMOTION_TASK or video is None or not isinstance(record.target, str):
             continue
         if any(c.path == video for c in pools[record.target]):
             continue

@@ -31,7 +31,7 @@ from nanoemox.tasks import TIMELINE_TASKS
 SIDES = ("left", "right")
 # Tasks of a two-person clip's records: those whose answer is the speaker's emotion (the
 # registry's per-stretch emotion tasks); reasons, intents and replies describe one-person clips.
-TASKS: tuple[str, ...] = TIMELINE_TASKS
+PEOPLE_TASKS: tuple[str, ...] = TIMELINE_TASKS
 # The speaker's emotion lives in exactly one modality, so a per-person answer has one place to look.
 SPEAKER_CUE_GROUPS: dict[str, float] = {m: CUE_GROUPS[m] for m in MODALITIES}
 # Mouth opening added at the clip's loudest moment: clearly visible at 8 fps, small beside
