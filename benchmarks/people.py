@@ -46,6 +46,9 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=120, help="one-person test clips to evaluate (default 120)")
     parser.add_argument("--work", default="benchmarks/results/people-corpus", help="where the two-person corpus goes")
     parser.add_argument("--out", default="benchmarks/results/people.json")
+    parser.add_argument("--single-split", default="test", help="split of the demo's one-person clips (default test)")
+    parser.add_argument("--crop-scale", type=float, default=None, help="a person's square in face-box widths "
+                        "(default: the library's CROP_SCALE; other values for choosing it on dev)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -58,7 +61,7 @@ def main() -> int:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     from nanoemox.inference import Predictor
-    from nanoemox.inference.people import analyze_people
+    from nanoemox.inference.people import CROP_SCALE, analyze_people
 
     demo = Path(args.demo)
     corpus = Path(args.work)
@@ -66,18 +69,19 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "nanoemox", "synth", "--people", "2", "--n", str(args.n), "--seed",
                         str(args.seed), "--out", str(corpus), "--overwrite"], check=True)
     two = _clips(corpus / "manifest.jsonl", lambda r: True)[: args.n]
-    single = _clips(demo / "synthaffect" / "test.jsonl",
+    single = _clips(demo / "synthaffect" / f"{args.single_split}.jsonl",
                     lambda r: r["extra"]["cue_group"] in ("face", "voice", "text") and not r["extra"]["conflict"])
     single = single[: args.single]
     predictor = Predictor.from_pretrained(demo / "model", dtype="auto")
     tasks = ["mer", "msa"]
+    options = {} if args.crop_scale is None else {"crop_scale": args.crop_scale}
     rows: dict[str, list] = {"two": [], "one": []}
     order = [("two", r, corpus) for r in two]
     order_one = [("one", r, demo / "synthaffect") for r in single]
     merged = [item for pair in zip(order, order_one) for item in pair] + order[len(order_one):] + order_one[len(order):]
     for n, (kind, record, root) in enumerate(merged):
         started = time.perf_counter()
-        result = analyze_people(predictor, root / record["media"]["video"], tasks, subtitle=record["text"])
+        result = analyze_people(predictor, root / record["media"]["video"], tasks, subtitle=record["text"], **options)
         seconds = time.perf_counter() - started
         rows[kind].append((record, result, seconds))
         if n % 20 == 0:
@@ -85,7 +89,8 @@ def main() -> int:
 
     figures = _figures(rows)
     figures["settings"] = {"demo": str(demo), "two_person_corpus": {"seed": args.seed, "clips": len(two)},
-                           "one_person_clips": len(single), "tasks": tasks, "threads": args.threads,
+                           "one_person_clips": len(single), "one_person_split": args.single_split, "tasks": tasks,
+                           "crop_scale": args.crop_scale or CROP_SCALE, "threads": args.threads,
                            "dtype": str(predictor.dtype), "command": " ".join(["python", *sys.argv])}
     os.makedirs(Path(args.out).parent, exist_ok=True)
     Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")

@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-share", action="store_true",
                    help="encode every window whole instead of once per frame and clip (same answers, slower; "
                         "for comparisons)")
+    p.add_argument("--per-person", action="store_true",
+                   help="find the people of each window, who speaks, and answer per person: windows.jsonl gains "
+                        "`people`, timeline.csv a row per person and window (docs/people.md)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the timeline in --out after its last window")
     group.add_argument("--overwrite", action="store_true", help="replace a timeline already in --out")
@@ -94,13 +97,15 @@ def run(args) -> int:
         options = TimelineOptions(window=args.window, hop=args.hop, tasks=tasks, labels=split_list(args.labels),
                                   batch_size=args.batch_size, smooth=args.smooth, min_segment=args.min_segment,
                                   detect_faces=not args.no_face_detection, share=not args.no_share,
-                                  speech_clips=args.speech_clips)
+                                  speech_clips=args.speech_clips, per_person=args.per_person)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not Path(args.video).exists():
         raise UsageError(f"{args.video}: no such file")
     subtitles = _subtitles(args)
     predictor = predictor_from_args(args)
+    if options.per_person and options.detect_faces is False:
+        raise UsageError("--per-person finds people by their faces: leave out --no-face-detection")
     if options.detect_faces is False and predictor.processor.media.face_input != "frames":
         raise UsageError("--no-face-detection needs a model whose processor reads whole frames (face_input=frames)")
     timeline = Timeline(predictor, args.video, options, subtitles)

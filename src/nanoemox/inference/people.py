@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nanoemox.inference.windows import BLANK, ClipPiece, FramePiece, Prepared, WindowAnswerer
+from nanoemox.inference.windows import BLANK, ClipPiece, FramePiece, Prepared, WindowAnswerer, result_of
 from nanoemox.media.people import Box, Track, TrackerSettings, Voices, detect_faces, person_square, speaking, track_faces
 from nanoemox.media.stream import Window, WindowReader, detect_side
 from nanoemox.tasks import DEFAULT_WINDOW_TASKS, get_task
@@ -108,11 +108,11 @@ class PeopleAnswerer:
         size = (int(frames[0].shape[1]), int(frames[0].shape[0])) if frames else None
         return Found(dense, window, tracks, voices, size)
 
-    def prepared(self, found: Found, subtitles=None) -> list[Prepared]:
-        """One prepared window per person (one plain window for one person or none)."""
+    def prepared(self, found: Found, subtitles=None) -> tuple[Prepared, list[Prepared]]:
+        """The plain window, and one prepared window per person when there are several (else none)."""
         plain = self.answerer.prepare(found.window, subtitles)
         if len(found.tracks) <= 1 or not plain.answerable:
-            return [plain]
+            return plain, []
         silence = [ClipPiece((BLANK, 0, "silence"), np.zeros(self.config.clip_samples, np.float32))
                    for _ in range(self.config.num_clips)]
         out = []
@@ -121,7 +121,7 @@ class PeopleAnswerer:
             out.append(Prepared(plain.window, plain.text if speaks else None, plain.video_present,
                                 plain.audio_present and speaks, self.config, frames=self.person_frames(plain, track),
                                 clips=plain.clips if speaks else silence))
-        return out
+        return plain, out
 
     def person_frames(self, plain: Prepared, track: Track) -> list[PersonFrame]:
         """The plain window's frames cut to one person's square."""
@@ -141,18 +141,30 @@ class PeopleAnswerer:
         return pieces
 
     def answer(self, found: Found, subtitles=None) -> list[dict[str, Any]]:
-        """One JSON-ready entry per person: id, box (mean over the window), speaking, share and the answers.
+        """One JSON-ready entry per person (`entry`); with one person or none, from the plain window's answer."""
+        plain, people = self.prepared(found, subtitles)
+        answers = self.answerer.answer_prepared(people or [plain])
+        return [entry(found, track, answers[track.id] if people else answers[0]) for track in found.tracks]
 
-        No person found: an empty list (the window's plain answer still says what it shows).
+    def window_result(self, found: Found, subtitles=None) -> dict[str, Any]:
+        """A window's result (`windows.result_of`) with `people`: one entry per person (`entry`).
+
+        One person or none: the window's plain answers, which the person's entry repeats.
+        Several: the answers are per person only (the window's own are left out: whose would
+        they be?). The window's pieces are forgotten up to the next window's start afterwards.
         """
-        prepared = self.prepared(found, subtitles)
-        results = self.answerer.answer_prepared(prepared)
-        entries = []
-        for track in found.tracks:
-            answers = results[track.id] if len(found.tracks) > 1 else results[0]
-            entries.append({"id": track.id, "box": _box(track.mean_box()), "speaking": track.id == found.voices.speaker,
-                            "speaking_share": found.voices.shares.get(track.id, 0.0), **(answers or {})})
-        return entries
+        plain, people = self.prepared(found, subtitles)
+        answers = self.answerer.answer_prepared(people or [plain])
+        result = result_of(plain, None if people else answers[0])
+        result["people"] = [entry(found, t, answers[t.id] if people else answers[0]) for t in found.tracks]
+        self.answerer.memory.forget_before(found.window.start + self.answerer.hop)
+        return result
+
+
+def entry(found: Found, track: Track, answers: dict[str, Any] | None) -> dict[str, Any]:
+    """A person's JSON in a window: id, mean box over the window, whether it speaks, its speaking share, its answers."""
+    return {"id": track.id, "box": _box(track.mean_box()), "speaking": track.id == found.voices.speaker,
+            "speaking_share": found.voices.shares.get(track.id, 0.0), **(answers or {})}
 
 
 def _box(box: Box | None) -> list[int] | None:
@@ -194,7 +206,7 @@ def person_tasks(tasks: Sequence[str]) -> list[str]:
 
 def analyze_people(predictor, path, tasks: Sequence[str], *, clip_id: str | None = None, subtitle: str | None = None,
                    candidates: Sequence[str] | None = None, intents: Sequence[str] | None = None,
-                   density: int = DENSITY) -> dict[str, Any]:
+                   density: int = DENSITY, crop_scale: float = CROP_SCALE) -> dict[str, Any]:
     """`nanoemox analyze --per-person` for one clip: the plain result (`analyze`, scored) plus `people`.
 
     One person or none: every task is answered for the clip as without people, and the
@@ -204,7 +216,8 @@ def analyze_people(predictor, path, tasks: Sequence[str], *, clip_id: str | None
     from nanoemox.inference.clips import analyze, clip_records
 
     per_person = person_tasks(tasks)
-    people = PeopleAnswerer(WindowAnswerer(predictor, per_person or DEFAULT_WINDOW_TASKS, candidates), density=density)
+    people = PeopleAnswerer(WindowAnswerer(predictor, per_person or DEFAULT_WINDOW_TASKS, candidates), density=density,
+                            crop_scale=crop_scale)
     found = people.find(next(people.reader(path, WHOLE, WHOLE).windows()))
     several = len(found.tracks) > 1
     clip_tasks = [t for t in tasks if not (several and t in per_person)]

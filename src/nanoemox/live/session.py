@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from nanoemox.live.protocol import AUDIO, FRAME, ProtocolError, audio_samples
+from nanoemox.inference.people import DENSITY, PeopleAnswerer
 from nanoemox.inference.windows import SPEECH_PLACEMENTS, WindowAnswerer, check_tasks
 from nanoemox.media.live import FrameRefused, LiveLimits, LiveMedia, PickedWindow
 from nanoemox.media.stream import detect_side, frame_targets
 from nanoemox.tasks import DEFAULT_WINDOW_TASKS, EMOTION_TASK, SENTIMENT_TASK
-from nanoemox.timeline.table import csv_columns, csv_row, csv_text
+from nanoemox.timeline.table import csv_columns, csv_row, csv_rows, csv_text
 
 AUDIO_RATES = (8000, 48000)  # the sample rates a client may send (inclusive)
 FRAMES_PER_TARGET = 2  # frames per second worth sending: twice the rate of a window's frame times
@@ -43,6 +44,7 @@ class LiveOptions:
     detect_faces: bool = True
     share: bool = True  # encoder work shared between answered windows (`nanoemox.inference.windows`)
     speech_clips: str = "grid"  # where each window's speech clips start (`SpeechClips`)
+    per_person: bool = False  # people found per window and answered per person (`nanoemox.inference.people`)
 
     def __post_init__(self) -> None:
         if not self.window > 0 or not self.hop > 0 or self.hop > self.window:
@@ -50,6 +52,8 @@ class LiveOptions:
                              f"got window={self.window}, hop={self.hop}")
         if not (self.video or self.audio):
             raise ValueError("a live session needs video, audio or both")
+        if self.per_person and not self.video:
+            raise ValueError("per_person finds people by their faces: it needs video")
         low, high = AUDIO_RATES
         if not low <= self.sample_rate <= high:
             raise ValueError(f"sample_rate must be between {low} and {high} Hz, got {self.sample_rate}")
@@ -65,13 +69,17 @@ class LiveSession:
     def __init__(self, predictor, options: LiveOptions, limits: LiveLimits | None = None):
         self.options, self.limits = options, limits or LiveLimits()
         media = predictor.processor.media
-        self.media = LiveMedia(options.window, options.hop, media.num_frames, video=options.video, audio=options.audio,
+        # Per person: `DENSITY` times the frames, so that mouths can be followed (clients are asked for them).
+        frames = media.num_frames * (DENSITY if options.per_person else 1)
+        self.media = LiveMedia(options.window, options.hop, frames, video=options.video, audio=options.audio,
                                source_rate=options.sample_rate, sample_rate=media.sample_rate,
                                detect_faces=options.detect_faces, detect_side=detect_side(media.face_input),
                                limits=self.limits)
         self.answerer = WindowAnswerer(predictor, options.tasks, options.labels, window=options.window,
                                        hop=options.hop, share=options.share, speech_clips=options.speech_clips)
-        self.columns = csv_columns(options.tasks, self.answerer.labels if EMOTION_TASK in options.tasks else None)
+        self.people = PeopleAnswerer(self.answerer, density=DENSITY) if options.per_person else None
+        self.columns = csv_columns(options.tasks, self.answerer.labels if EMOTION_TASK in options.tasks else None,
+                                   options.per_person)
         self.next_index = 0  # windows before this are answered or skipped
         self.newest = -1  # newest window whose media are all in
         self.ready_at: dict[int, float] = {}  # monotonic time at which a window became the newest ready one
@@ -87,11 +95,12 @@ class LiveSession:
                 "num_frames": self.media.num_frames, "frame_times": frame_targets(0.0, o.window, self.media.num_frames),
                 "frame_rate": round(FRAMES_PER_TARGET / spacing, 3), "video": o.video, "audio": o.audio,
                 "sample_rate": o.sample_rate, "columns": self.columns,
-                "csv_header": csv_text([], self.columns, True)}
+                "csv_header": csv_text([], self.columns, True), "per_person": o.per_person}
 
     def csv_line(self, result: dict[str, Any]) -> str:
         """A window's row of timeline.csv, as `nanoemox timeline` writes it (with its newline)."""
-        return csv_text([csv_row(result, self.answerer.labels)], self.columns, False)
+        rows = csv_rows(result, self.answerer.labels) if self.people is not None else [csv_row(result, self.answerer.labels)]
+        return csv_text(rows, self.columns, False)
 
     # ------------------------------------------------------------------ media in
 
@@ -133,7 +142,12 @@ class LiveSession:
 
     def answer(self, picked: PickedWindow) -> dict[str, Any]:
         """The window's result as a timeline gives it (blocking: decodes frames, runs the model)."""
-        result = self.answerer.answer([self.answerer.prepare(picked.media())])[0]
+        if self.people is not None:
+            found = self.people.find(picked.media())
+            result = self.people.window_result(found)
+            result["frame_size"] = list(found.frame_size) if found.frame_size else None
+        else:
+            result = self.answerer.answer([self.answerer.prepare(picked.media())])[0]
         self.answered += 1
         return result
 
@@ -153,7 +167,7 @@ class LiveSession:
 
 def check_start(message: dict[str, Any]) -> LiveOptions:
     """The options of a `start` message; `ProtocolError` naming the field that is wrong."""
-    known = {"type", "window", "hop", "tasks", "labels", "video", "audio", "sample_rate", "detect_faces"}
+    known = {"type", "window", "hop", "tasks", "labels", "video", "audio", "sample_rate", "detect_faces", "per_person"}
     unknown = sorted(set(message) - known)
     if unknown:
         raise ProtocolError(f"unknown field(s) in the start message: {', '.join(unknown)}")
@@ -166,7 +180,7 @@ def check_start(message: dict[str, Any]) -> LiveOptions:
             if kind is int and value != int(value):
                 raise ProtocolError(f"{name} must be a whole number, got {value!r}")
             fields[name] = kind(value)
-    for name in ("video", "audio", "detect_faces"):
+    for name in ("video", "audio", "detect_faces", "per_person"):
         if name in message:
             if not isinstance(message[name], bool):
                 raise ProtocolError(f"{name} must be true or false, got {message[name]!r}")

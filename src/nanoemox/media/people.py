@@ -5,30 +5,34 @@
     voices = speaking(tracks, frames, times, waveform, 16000)  # who speaks, and how much
 
 Detection: the frontal-face Haar cascade of `nanoemox.media.faces`, asked for every face
-with a lower vote threshold than the largest-face search (`MIN_NEIGHBOURS`: more faces
-found, more false ones, which the tracker then drops); boxes overlapping an already kept,
-larger box by more than half of the smaller one are the same face found twice.
+with a finer scale step and fewer votes than the largest-face search (`SCALE_STEP`,
+`MIN_NEIGHBOURS`: more faces found, and more false ones, which the tracker then drops);
+a box covering more than half of a larger box of the same frame is the same face found
+twice.
 
 Tracking (`track_faces`), a greedy tracker stated in full: frames are visited in time
 order; each detection joins the live track whose last box overlaps it most (IoU >=
 `TrackerSettings.min_iou`) or, failing that, whose last box centre is nearest within
 `max_shift` of the box width; a track stays live for `max_gap` seconds without a
-detection; a detection that joins no track starts one. Tracks seen in fewer than
-`min_presence` of the frames are dropped (false detections are brief), and a track's
-frames without a detection take the box of its nearest detection. Track ids number the
-kept tracks left to right by their mean box centre.
+detection; a detection that joins no track starts one. Then tracks whose mean boxes
+overlap by more than `same_face` (of the smaller) are one face found at two sizes: the
+track seen most takes in the other. Tracks seen in fewer than `min_presence` of the frames
+are dropped (false detections are brief), and a track's frames without a detection take
+the box of its nearest detection. Track ids number the kept tracks left to right by their
+mean box centre.
 
-Who speaks (`speaking`): the mouth region of each track (the lower part of its box,
-smoothed over neighbouring frames so that detector jitter is not read as motion) is
-compared frame to frame; the mean absolute change of its grey levels is the track's mouth
-motion between two frames. The audio's RMS envelope over the same intervals says when
-there is voice (above `VOICED` of its peak). A track's speaking score is its mouth motion
-weighted by the envelope; the speaker is the track with the highest score, and a track's
-speaking share is the fraction of voiced intervals in which its mouth moved most. Limits:
-this reads motion, not speech: someone chewing, laughing silently or turning the head
-while another talks off screen can be taken for the speaker; a speaker seen from the side
-or too small for the detector is not a track at all; with no audio, or audio without
-voice, nobody is the speaker.
+Who speaks (`speaking`): how open each track's mouth is in each frame (`mouth_opening`:
+the share of dark pixels in the lower middle of its face box, the box smoothed over
+neighbouring frames so that detector jitter does not move the region) is compared with
+the loudness of the audio while that frame is on screen (`frame_rms`). Both are detrended
+(slow changes, such as an expression setting in as the voice starts, are common to
+everyone), and a track's speaking score is their correlation: a speaker's mouth opens and
+closes with its syllables. The speaker is the track with the highest positive score; a
+track's speaking share is the fraction of voiced seconds (`SEGMENT`) in which its mouth
+follows the voice best. Limits: this reads mouths, not speech: someone chewing or
+laughing silently in time with another voice can be taken for the speaker; a speaker
+seen from the side, too small or covered is not a track at all (the cascade is frontal);
+one voice is assumed at a time; with no audio, or audio without voice, nobody speaks.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class TrackerSettings:
     max_shift: float = 0.5   # centre distance, in widths of the track's last box
     max_gap: float = 1.0     # seconds a track waits for its next detection
     min_presence: float = 0.25  # fraction of the frames a kept track must be detected in
+    same_face: float = 0.5  # tracks whose mean boxes overlap by more than this (of the smaller) are one face
 
 
 @dataclass
@@ -154,7 +159,7 @@ def track_faces(detections: list[list[Box]], times: list[float], settings: Track
         for d, box in enumerate(boxes):
             if d not in used_d:
                 live.append({"last": box, "seen": time, "hits": {k: box}})
-    kept = [t for t in done + live if len(t["hits"]) >= settings.min_presence * max(1, len(times))]
+    kept = [t for t in _merged(done + live, settings) if len(t["hits"]) >= settings.min_presence * max(1, len(times))]
     kept.sort(key=lambda t: np.mean([b[0] + b[2] / 2 for b in t["hits"].values()]))
     tracks = []
     for n, track in enumerate(kept):
@@ -163,6 +168,27 @@ def track_faces(detections: list[list[Box]], times: list[float], settings: Track
         boxes = [hits[min(known, key=lambda i: (abs(i - k), i))] for k in range(len(times))]
         tracks.append(Track(n, list(times), boxes, [k in hits for k in range(len(times))]))
     return tracks
+
+
+def _mean(hits: dict[int, Box]) -> Box:
+    return tuple(float(v) for v in np.mean(np.asarray(list(hits.values()), np.float64), axis=0))
+
+
+def _merged(tracks: list[dict], settings: TrackerSettings) -> list[dict]:
+    """Tracks of one face joined: the one seen most takes in another whose mean box lies mostly
+    (`same_face`) inside its own, for the frames it lacks. A face the detector finds at two sizes
+    or offsets in turn would otherwise count as two people."""
+    tracks = sorted(tracks, key=lambda t: -len(t["hits"]))
+    out: list[dict] = []
+    for track in tracks:
+        host = next((o for o in out if _overlap_of_smaller(_mean(o["hits"]), _mean(track["hits"])) > settings.same_face),
+                    None)
+        if host is None:
+            out.append({**track, "hits": dict(track["hits"])})
+            continue
+        for k, box in track["hits"].items():
+            host["hits"].setdefault(k, box)
+    return out
 
 
 def _centre_distance(a: Box, b: Box) -> float:
@@ -201,15 +227,17 @@ def mouth_opening(frames: list[np.ndarray], track: Track) -> np.ndarray:
 
 
 def frame_rms(waveform: np.ndarray | None, sample_rate: int, times: list[float], origin: float = 0.0) -> np.ndarray:
-    """RMS of the waveform around each frame time [K] (half the median frame spacing either side;
-    zeros without audio). `origin` is the time of the waveform's first sample."""
+    """RMS of the waveform while each frame is on screen [K]: from its time for the shortest gap
+    between two frame times (a frame's own duration when consecutive frames were taken); zeros
+    without audio. `origin` is the time of the waveform's first sample."""
     if waveform is None or waveform.size == 0 or not times:
         return np.zeros(len(times))
-    half = float(np.median(np.diff(times))) / 2 if len(times) > 1 else 0.05
+    gaps = [b - a for a, b in zip(times, times[1:]) if b - a > 1e-6]
+    shown = min(gaps) if gaps else 0.1
     out = []
     for t in times:
-        lo = max(0, int(round((t - half - origin) * sample_rate)))
-        hi = min(waveform.size, max(lo + 1, int(round((t + half - origin) * sample_rate))))
+        lo = max(0, int(round((t - origin) * sample_rate)))
+        hi = min(waveform.size, max(lo + 1, int(round((t + shown - origin) * sample_rate))))
         part = waveform[lo:hi]
         out.append(float(np.sqrt(np.mean(np.square(part, dtype=np.float64)))) if part.size else 0.0)
     return np.asarray(out, np.float64)

@@ -350,6 +350,18 @@ class WindowReader:
     def __len__(self) -> int:
         return len(self.spans)
 
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) of the frames windows hold (upright, downscaled as they are taken), read from
+        the first decodable frame; None without a video stream or without a decodable frame."""
+        if not self.has_video:
+            return None
+        with open_container(self.path, self.max_bytes) as container:
+            stream = container.streams.video[0]
+            for frame in decoded_frames(container, stream, self.path, decode_stats(self.origin), max_bad=None):
+                rgb, _ = to_rgb(frame)
+                return int(rgb.shape[1]), int(rgb.shape[0])
+        return None
+
     def windows(self, first: int = 0) -> Iterator[Window]:
         """Windows `first`, `first + 1`, ... in order (see the module docstring)."""
         spans = self.spans[first:]

@@ -53,3 +53,14 @@ def split_list(text: str | None) -> list[str] | None:
     """The items of a comma-separated field, stripped; None when there are none."""
     items = [x.strip() for x in str(text or "").split(",") if x.strip()]
     return items or None
+
+
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+
+
+def flag_field(form: FormData, name: str) -> bool:
+    """A yes/no text field (true/1/yes/on or false/0/no/off; absent: False); anything else is a 422."""
+    value = (text_field(form, name) or "").strip().lower()
+    if value not in TRUE_WORDS + FALSE_WORDS:
+        raise HTTPException(422, f"{name} must be true or false, got {value!r}")
+    return value in TRUE_WORDS

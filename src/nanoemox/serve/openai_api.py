@@ -10,7 +10,8 @@ hiding as the service's own routes.
 Answers: `message.content` is the answer (ERG: the reply, its reasoning in
 `message.reasoning_content`, as vLLM's reasoning models); the choice's extension field
 `nanoemox` holds the task, the raw answer, its parsed form, the candidates' probabilities
-(MSA, MER, MIR), the media flags, the budget and the decoding. With `stream` the answer
+(MSA, MER, MIR), the media flags, the budget and the decoding; with the extension
+`per_person` also `people`, the clip's people answered one by one (docs/people.md). With `stream` the answer
 comes as server-sent `chat.completion.chunk` events ending with `data: [DONE]`; a failure
 after the first event becomes an `{"error": ...}` event before `[DONE]`.
 """
@@ -35,7 +36,8 @@ from nanoemox.serve.openai_errors import OpenAIError, openai_error_responses
 from nanoemox.serve.openai_media import ClipFiles, store_clip
 from nanoemox.serve.openai_request import ChatCompletionRequest, Turn, read_turn, stop_strings
 from nanoemox.serve.uploads import Uploads, file_problem
-from nanoemox.tasks import get_task
+from nanoemox.inference.people import analyze_people
+from nanoemox.tasks import TIMELINE_TASKS, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +93,21 @@ def openai_router(predictor, gate: ModelGate, uploads: Uploads, model_name: str)
         if not body.stream:
             try:
                 result = await _step(held, completion.run, clip)
+                people = await _step(held, lambda: _people(predictor, clip, turn), clip) if body.per_person else None
             finally:
                 held.release()
-            return JSONResponse(answer.body(result))
+            return JSONResponse(answer.body(result, people))
         stream = _Stream(answer, completion, held, clip)
         return EventStream(stream.events(), on_close=stream.close,
                            headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
     return router
+
+
+def _people(predictor, clip: ClipFiles, turn: Turn) -> dict[str, Any]:
+    """The clip's people with the window tasks answered per person (`analyze_people`), the turn's text as what is said."""
+    result = analyze_people(predictor, clip.video, list(TIMELINE_TASKS), subtitle=turn.text)
+    return result["people"]
 
 
 def _completion_request(predictor, body: ChatCompletionRequest, turn: Turn) -> CompletionRequest:
@@ -150,13 +159,15 @@ class _Answer:
         return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                 "total_tokens": result.prompt_tokens + result.completion_tokens}
 
-    def body(self, result: CompletionResult) -> dict[str, Any]:
+    def body(self, result: CompletionResult, people: dict[str, Any] | None = None) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": result.content}
         if get_task(result.task).reply:
             message["reasoning_content"] = result.reasoning
         logprobs = {"content": [t.to_dict() for t in result.logprobs]} if result.logprobs is not None else None
         choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": result.finish_reason,
                   "nanoemox": self.extension(result)}
+        if people is not None:
+            choice["nanoemox"]["people"] = people
         return {**self.head("chat.completion"), "choices": [choice], "usage": self.usage(result)}
 
     def chunk(self, delta: dict[str, Any], logprobs: list | None = None, finish: str | None = None,

@@ -116,6 +116,8 @@ class ChatCompletionRequest(BaseModel):
                                                            "(the tasks GET /v1/tasks lists with takes_candidates)")
     decode: Literal["generate", "score"] = Field("generate", description="extension: score answers a closed-set "
                                                  "task with its most likely candidate")
+    per_person: bool = Field(False, description="extension: also find the people in the clip and answer the window "
+                                                "tasks per person (the choice's nanoemox.people; docs/people.md)")
 
 
 @dataclass
@@ -156,6 +158,10 @@ def read_turn(body: ChatCompletionRequest) -> Turn:
     if asked is not None and asked.task == task:
         text = asked.text
         candidates = candidates or asked.candidates
+    if body.per_person and body.stream:
+        raise OpenAIError(400, "per_person answers come in one response: leave out stream", "per_person")
+    if body.per_person and not any(m.kind == "video" for m in media):
+        raise OpenAIError(400, "per_person finds people in a video: send a video_url part", "per_person")
     if candidates is not None and not get_task(task).takes_candidates:
         raise OpenAIError(400, f"candidates apply to {' and '.join(CANDIDATE_TASKS)} only, not {task}", "candidates")
     turn = Turn(task, text, media=media, candidates=candidates)

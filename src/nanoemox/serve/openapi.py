@@ -58,7 +58,11 @@ ANALYZE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
         "subtitle": {"type": "string", "description": "what is said in the clip"},
         "candidates": {"type": "string", "description": "MER labels, comma-separated (default: 7 basic emotions)"},
         "intents": {"type": "string", "description": "MIR labels, comma-separated (default: 20 MIntRec intents)"},
-        "decode": {"type": "string", "enum": list(DECODE_MODES), "default": "generate"},
+        "decode": {"type": "string", "enum": list(DECODE_MODES), "default": "generate",
+                   "description": "with per_person: score (the default then)"},
+        "per_person": {"type": "boolean", "default": False,
+                       "description": "find the people in the clip and answer the window tasks per person "
+                                      "(JSON `people`; docs/people.md)"},
     },
 }}}}}
 CHAT_BODY = {"requestBody": {"required": True, "content": {
@@ -87,6 +91,9 @@ TIMELINE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-d
         "speech_clips": {"type": "string", "enum": ["grid", "window"], "default": "grid",
                          "description": "where each window's speech clips start: on a grid shared by overlapping "
                                         "windows (each clip encoded once) or spread over each window as for a clip"},
+        "per_person": {"type": "boolean", "default": False,
+                       "description": "find the people of each window and answer per person: each window line "
+                                      "gains `people`, the header `per_person` and `frame_size` (docs/people.md)"},
     },
 }}}}}
 TIMELINE_200 = {

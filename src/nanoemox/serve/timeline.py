@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.datastructures import FormData
 
 from nanoemox.media.errors import FileProblem, MediaError
-from nanoemox.serve.forms import MULTIPART, file_field, is_form, split_list, text_field
+from nanoemox.serve.forms import MULTIPART, file_field, flag_field, is_form, split_list, text_field
 from nanoemox.serve.limits import ClosingStream, Held, ModelGate
 from nanoemox.serve.openapi import TIMELINE_200, TIMELINE_BODY, error_responses
 from nanoemox.serve.settings import labels_problem, span_problem
@@ -103,7 +103,7 @@ def timeline_options(form: FormData, batch_size: int) -> TimelineOptions:
     speech_clips = (text_field(form, "speech_clips") or TimelineOptions.speech_clips).strip()
     try:
         return TimelineOptions(window=window, hop=hop, tasks=tuple(tasks), labels=labels, batch_size=batch_size,
-                               speech_clips=speech_clips)
+                               speech_clips=speech_clips, per_person=flag_field(form, "per_person"))
     except ValueError as exc:  # unknown tasks, hop longer than the window
         raise HTTPException(422, str(exc)) from None
 

@@ -30,11 +30,13 @@ from typing import Any, Callable, Iterator, Sequence
 from nanoemox.media.stream import WindowReader, detect_side
 from nanoemox.results_file import ResultsFile
 from nanoemox.tasks import DEFAULT_WINDOW_TASKS, EMOTION_TASK, TIMELINE_TASKS, get_task
+from nanoemox.inference.people import DENSITY, PeopleAnswerer
+from nanoemox.inference.prefetch import prefetched
 from nanoemox.inference.windows import SPEECH_PLACEMENTS, WindowAnswerer, answer_windows, check_tasks
 from nanoemox.timeline.plot import plot_timeline
 from nanoemox.timeline.segments import DEFAULT_MIN_SEGMENT, DEFAULT_SMOOTH, segment
 from nanoemox.timeline.subtitles import Subtitles
-from nanoemox.timeline.table import csv_columns, csv_row, csv_text
+from nanoemox.timeline.table import csv_columns, csv_row, csv_rows, csv_text
 from nanoemox.utils import atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class TimelineOptions:
     detect_faces: bool = True
     share: bool = True  # encoder work shared across overlapping windows (`nanoemox.inference.windows`)
     speech_clips: str = "grid"  # where each window's speech clips start: "grid" or "window" (`SpeechClips`)
+    per_person: bool = False  # people found per window, answered per person (`nanoemox.inference.people`)
 
     def __post_init__(self) -> None:
         if not self.window > 0 or not self.hop > 0:
@@ -92,13 +95,15 @@ class Timeline:
         # No size limit: the processor's max_file_bytes guards clips that are decoded whole,
         # while windows are streamed, so a film of several GB costs no more memory than a clip.
         # Face boxes that become crops are searched for as for clips; ones only counted, faster.
-        self.reader = WindowReader(self.video, self.options.window, self.options.hop, media.num_frames,
-                                   media.sample_rate, None, detect_faces=self.options.detect_faces,
-                                   detect_side=detect_side(media.face_input))
-        self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
+        # Per person: `density` times the frames, so that mouths can be followed (`PeopleAnswerer.reader`).
         o = self.options
+        frames = media.num_frames * (DENSITY if o.per_person else 1)
+        self.reader = WindowReader(self.video, o.window, o.hop, frames, media.sample_rate, None,
+                                   detect_faces=o.detect_faces, detect_side=detect_side(media.face_input))
+        self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
         self.answerer = WindowAnswerer(self.predictor, o.tasks, o.labels, window=o.window, hop=o.hop, share=o.share,
                                        speech_clips=o.speech_clips)
+        self.people = PeopleAnswerer(self.answerer, density=DENSITY) if o.per_person else None
 
     @property
     def labels(self) -> list[str] | None:
@@ -107,12 +112,22 @@ class Timeline:
     def header(self) -> dict[str, Any]:
         """What the run is: the video, its windows, tasks, labels (the first line the service streams)."""
         reader = self.reader
-        return {"duration": round(reader.duration, 3), "window_count": len(reader), "window": self.options.window,
-                "hop": self.options.hop, "tasks": list(self.options.tasks), "labels": self.labels,
-                "video_stream": reader.has_video, "audio_stream": reader.has_audio}
+        header = {"duration": round(reader.duration, 3), "window_count": len(reader), "window": self.options.window,
+                  "hop": self.options.hop, "tasks": list(self.options.tasks), "labels": self.labels,
+                  "video_stream": reader.has_video, "audio_stream": reader.has_audio}
+        if self.options.per_person:  # boxes are in pixels of these frames
+            size = reader.frame_size()
+            header.update(per_person=True, frame_size=list(size) if size else None)
+        return header
 
     def results(self, first: int = 0) -> Iterator[dict[str, Any]]:
         """One result per window from window `first` on, in order, as soon as its batch is answered."""
+        if self.people is not None:
+            # People are found in a background thread (decoding and face detection overlap the model).
+            found = prefetched(self.reader.windows(first), self.people.find, ahead=2, name="nanoemox-window-people")
+            for item in found:
+                yield self.people.window_result(item, self.subtitle_lines)
+            return
         prepared = self.answerer.prepared(self.reader.windows(first), self.subtitle_lines, ahead=2 * self.options.batch_size)
         yield from answer_windows(self.answerer, prepared, self.options.batch_size)
 
@@ -138,7 +153,7 @@ def _identity(timeline: Timeline, model_name: str | None) -> dict[str, Any]:
             "labels": timeline.labels, "dtype": settings["dtype"], "decoding": settings["decoding"],
             **{f"max_new_tokens_{task}": settings["max_new_tokens"][task] if task in timeline.options.tasks else None
                for task in TIMELINE_TASKS if not get_task(task).scorable},  # the budgets of generated answers (OV-MER)
-            **{k: options[k] for k in ("window", "hop", "tasks", "detect_faces", "speech_clips")}}
+            **{k: options[k] for k in ("window", "hop", "tasks", "detect_faces", "speech_clips", "per_person")}}
 
 
 def _read_done(out: Path, total: int) -> list[dict[str, Any]]:
@@ -200,9 +215,12 @@ def write_timeline(
     total = len(timeline.reader)
     done = _start_folder(out, identity, resume, overwrite, total)
     labels, tasks = timeline.labels, timeline.options.tasks
-    columns = csv_columns(tasks, labels)
+    per_person = timeline.options.per_person
+    columns = csv_columns(tasks, labels, per_person)
+    rows = csv_rows if per_person else (lambda result, labels: [csv_row(result, labels)])
     # The CSV always mirrors windows.jsonl: rebuilt from it, then appended alongside it.
-    atomic_write_bytes(out / "timeline.csv", csv_text([csv_row(r, labels) for r in done], columns, True).encode("utf-8"))
+    atomic_write_bytes(out / "timeline.csv",
+                       csv_text([row for r in done for row in rows(r, labels)], columns, True).encode("utf-8"))
     meta = {"settings": identity, **timeline.header(), "complete": False, "resumed_from_window": len(done)}
     atomic_write_json(meta, out / "timeline.json")
     started = time.perf_counter()
@@ -211,7 +229,7 @@ def write_timeline(
             open(out / "timeline.csv", "a", encoding="utf-8", newline="") as table:
         for result in timeline.results(first=len(done)):
             lines.append(result)
-            table.write(csv_text([csv_row(result, labels)], columns, False))
+            table.write(csv_text(rows(result, labels), columns, False))
             table.flush()
             new += 1
             if progress is not None:

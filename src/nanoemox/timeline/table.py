@@ -15,14 +15,17 @@ from typing import Any, Sequence
 
 from nanoemox.tasks import EMOTION_TASK, TIMELINE_TASKS, get_task
 
+# With people (`per_person`): a row per person and window, these columns after the times.
+PERSON_COLUMNS = ["person", "speaking", "speaking_share", "box_x", "box_y", "box_w", "box_h"]
+
 
 def _labels_of(task: str, labels: Sequence[str] | None) -> Sequence[str] | None:
     return labels if task == EMOTION_TASK else get_task(task).default_candidates()
 
 
-def csv_columns(tasks: Sequence[str], labels: Sequence[str] | None) -> list[str]:
+def csv_columns(tasks: Sequence[str], labels: Sequence[str] | None, per_person: bool = False) -> list[str]:
     asked = [get_task(task) for task in TIMELINE_TASKS if task in tasks]
-    columns = ["start", "end"]
+    columns = ["start", "end"] + (PERSON_COLUMNS if per_person else [])
     for task in (t for t in asked if t.scorable):
         columns += task.csv_columns(_labels_of(task.name, labels))
     columns += ["faces_found", "audio_present"]
@@ -39,6 +42,22 @@ def csv_row(result: dict[str, Any], labels: Sequence[str] | None) -> dict[str, A
         if task in result:
             row.update(get_task(task).csv_cells(result[task], _labels_of(task, labels)))
     return row
+
+
+def csv_rows(result: dict[str, Any], labels: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Per person, one row of a window's result (`csv_row` of the person's answers, plus who and where);
+    a window without people: its own row, with the person columns empty."""
+    people = result.get("people") or []
+    if not people:
+        return [csv_row(result, labels)]
+    rows = []
+    for person in people:
+        row = csv_row({**{k: v for k, v in result.items() if k not in TIMELINE_TASKS}, **person}, labels)
+        box = person["box"] or ["", "", "", ""]
+        row.update(person=person["id"], speaking=int(person["speaking"]), speaking_share=f"{person['speaking_share']:.2f}",
+                   **dict(zip(("box_x", "box_y", "box_w", "box_h"), box)))
+        rows.append(row)
+    return rows
 
 
 def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str], header: bool) -> str:
