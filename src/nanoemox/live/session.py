@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nanoemox.live.protocol import AUDIO, FRAME, ProtocolError, audio_samples
-from nanoemox.inference.people import DENSITY, PeopleAnswerer
+from nanoemox.inference.people import DENSITY, PeopleAnswerer, reader_detects
 from nanoemox.inference.windows import SPEECH_PLACEMENTS, WindowAnswerer, check_tasks
 from nanoemox.media.live import FrameRefused, LiveLimits, LiveMedia, PickedWindow
 from nanoemox.media.stream import detect_side, frame_targets
@@ -73,7 +73,8 @@ class LiveSession:
         frames = media.num_frames * (DENSITY if options.per_person else 1)
         self.media = LiveMedia(options.window, options.hop, frames, video=options.video, audio=options.audio,
                                source_rate=options.sample_rate, sample_rate=media.sample_rate,
-                               detect_faces=options.detect_faces, detect_side=detect_side(media.face_input),
+                               detect_faces=options.detect_faces and (reader_detects(media) if options.per_person else True),
+                               detect_side=detect_side(media.face_input),
                                limits=self.limits)
         self.answerer = WindowAnswerer(predictor, options.tasks, options.labels, window=options.window,
                                        hop=options.hop, share=options.share, speech_clips=options.speech_clips)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 from nanoemox.media.stream import WindowReader, detect_side
 from nanoemox.results_file import ResultsFile
 from nanoemox.tasks import DEFAULT_WINDOW_TASKS, EMOTION_TASK, TIMELINE_TASKS, get_task
-from nanoemox.inference.people import DENSITY, PeopleAnswerer
+from nanoemox.inference.people import DENSITY, PeopleAnswerer, reader_detects
 from nanoemox.inference.prefetch import prefetched
 from nanoemox.inference.windows import SPEECH_PLACEMENTS, WindowAnswerer, answer_windows, check_tasks
 from nanoemox.timeline.plot import plot_timeline
@@ -98,8 +98,9 @@ class Timeline:
         # Per person: `density` times the frames, so that mouths can be followed (`PeopleAnswerer.reader`).
         o = self.options
         frames = media.num_frames * (DENSITY if o.per_person else 1)
+        detects = o.detect_faces and (reader_detects(media) if o.per_person else True)
         self.reader = WindowReader(self.video, o.window, o.hop, frames, media.sample_rate, None,
-                                   detect_faces=o.detect_faces, detect_side=detect_side(media.face_input))
+                                   detect_faces=detects, detect_side=detect_side(media.face_input))
         self.subtitle_lines = Subtitles.load(self.subtitles) if self.subtitles is not None else None
         self.answerer = WindowAnswerer(self.predictor, o.tasks, o.labels, window=o.window, hop=o.hop, share=o.share,
                                        speech_clips=o.speech_clips)
