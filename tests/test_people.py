@@ -315,3 +315,48 @@ def test_live_session_answers_per_person(predictor, long_two):
     result = session.answer(picked)
     assert result["people"] and result["frame_size"] == [320, 160]
     assert session.csv_line(result).count("\n") == len(result["people"])  # a row per person
+
+
+def test_page_draws_each_person_from_the_real_service(predictor, two, long_two, tmp_path):
+    """The web page against the service itself (not a fake): a two-person clip in the Clip view and a
+    two-person video in the Timeline view, "per person" ticked: a box per person over the video."""
+    import os
+
+    from conftest import CHROMIUM, serving
+    from nanoemox.serve import ServeSettings, create_app
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`); the browser test needs it")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="the Python package `playwright` drives Chromium")
+    folder, records = two
+    clip = folder / records[0]["media"]["video"]
+    with serving(create_app(predictor, ServeSettings())) as url, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 1400})
+            page.set_default_timeout(60_000)
+            errors = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url + "/")
+            page.wait_for_selector("#tasks input[value=erg]")
+            page.click("#view-clip")
+            page.set_input_files("#clip", str(clip))
+            for task in ("eri", "mir", "ovmer"):
+                page.uncheck(f"#tasks input[value={task}]")
+            page.check("#per-person")
+            page.click("#submit")
+            page.wait_for_selector("#people tr[data-person='1']")
+            page.wait_for_function("document.querySelectorAll('#clip-view .person-box').length == 2")
+            labels = page.eval_on_selector_all("#clip-view .person-label", "ns => ns.map(n => n.textContent)")
+            assert [label.split()[0] for label in labels] == ["#1", "#2"]
+            assert sum("speaking" in label for label in labels) == 1
+            page.click("#view-timeline")
+            page.set_input_files("#timeline-video", str(long_two))
+            page.wait_for_function("document.getElementById('timeline-player').readyState >= 1")
+            page.check("#timeline-per-person")
+            page.click("#timeline-start")
+            page.wait_for_function("document.querySelectorAll('#timeline-view .person-box').length >= 1")
+            page.screenshot(path=str(tmp_path / "people.png"))
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -1,7 +1,7 @@
 """`nanoemox live`: stream a video file to a running service's live analysis, at its own pace.
 
     nanoemox live VIDEO --url http://127.0.0.1:8000 [--out DIR] [--window 4] [--hop 1]
-                  [--tasks mer,msa] [--speed 1] [--seconds N] [--reply-every N]
+                  [--tasks mer,msa] [--speed 1] [--seconds N] [--reply-every N] [--per-person]
 
 Sends the file as a camera and a microphone would (every frame at its time, the audio in
 100 ms chunks) to the service's /v1/live WebSocket (`nanoemox serve`; docs/live.md) and
@@ -41,6 +41,8 @@ def register(subparsers) -> None:
                    help="ask for an empathetic reply every N seconds of media")
     p.add_argument("--frame-format", choices=("png", "jpeg"), default="png",
                    help="how frames are sent (default png: lossless, the pixels a timeline of the file sees)")
+    p.add_argument("--per-person", action="store_true",
+                   help="answer each person in view, the speaker with the voice and words (docs/people.md)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run)
 
@@ -56,6 +58,9 @@ def _line(message: dict) -> str | None:
         parts.append(f"latency {message['client_latency']:.2f} s")
         if message.get("skipped"):
             parts.append(f"{message['skipped']} skipped")
+        for person in message.get("people") or []:
+            said = ", ".join(get_task(task).window_summary(person[task]) for task in TIMELINE_TASKS if task in person)
+            parts.append(f"[person {person['id']}{' speaking' if person['speaking'] else ''}: {said}]")
         return "  ".join(parts)
     if kind == "reply":
         return f"reply to window {message['index']}: {message['text']!r}"
@@ -77,7 +82,8 @@ def run(args) -> int:
     try:
         run_ = stream_file(args.url, args.video, window=args.window, hop=args.hop, tasks=split_list(args.tasks) or (),
                            labels=split_list(args.labels), speed=args.speed, frame_format=args.frame_format,
-                           seconds=args.seconds, reply_every=args.reply_every, on_message=show)
+                           seconds=args.seconds, reply_every=args.reply_every, on_message=show,
+                           per_person=args.per_person)
     except LiveClientError as exc:
         raise UsageError(str(exc)) from None
     summary = run_.summary()

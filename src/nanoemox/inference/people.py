@@ -1,26 +1,28 @@
 """Per-person answers: who is in a clip or window, who speaks, and how each person feels.
 
-    people = PeopleAnswerer(predictor, ["mer", "msa"])
-    dense = people.reader(path, window=4.0, hop=2.0)      # a WindowReader with `density` times the frames
-    for window in dense.windows():
-        found = people.find(window)                        # tracks and voices of the window's frames
-        entries = people.answer(found)                     # one JSON-ready entry per person
+    people = PeopleAnswerer(WindowAnswerer(predictor, ["mer", "msa"]))
+    reader = people.reader(path, window=4.0, hop=2.0)      # a WindowReader with `density` times the frames
+    for dense in reader.windows():
+        found = people.find(dense)                          # tracks and voices of the window's frames
+        result = people.window_result(found)                # the window's result with `people`
 
-Finding people (`nanoemox.media.people`): every face of every frame the reader took
-(`density` frames per model frame, so that mouth motion can be followed), linked into
-tracks; the speaker is the track whose mouth moves with the voice.
+    analyze_people(predictor, "clip.mp4", ["mer", "msa"])   # `nanoemox analyze --per-person` for one clip
 
-Answering: each person is answered from the frames the model reads (every `density`-th
-frame of the dense ones, the same times a plain window uses) cropped to that person: a
-square around the person's face box, `crop_scale` times the box width, moved to lie
-inside the frame (`person_square`: what a one-person frame of that face shows). Both image
-branches read the crop (a model with `face_input="crops"` gets the face box inside it).
-The speaker gets the window's voice and words; every other person gets silence and no
-words, which is what a masked modality is in training (`nanoemox.train.absent`: the demo
-trains with modality dropout, so it reads them as carrying no cue). The audio is encoded
-once for all people, and the encoders run once per distinct piece (`FeatureMemory`).
-With one person or none found, the person's entry holds the plain window answer: exactly
-the answer without people.
+Finding people (`nanoemox.media.people`): the reader takes `density` frames per model
+frame, so that mouths can be followed; faces are searched in the frames the model reads
+and linked into tracks, each track followed in between by its nearest search's box; the
+speaker is the track whose mouth opens and closes with the voice.
+
+Answering: each person is answered from the frames the model reads (the middle one of each
+group of `density`, at the same times a plain window uses) cut to that person: a square
+around the person's face box, `crop_scale` times the box width, moved to lie inside the
+frame (`person_square`: what a one-person frame of that face shows). Both image branches
+read the crop (a model with `face_input="crops"` gets the face box inside it). The speaker
+gets the window's voice and words; every other person gets silence and no words, which is
+what a masked modality is in training (`nanoemox.train.absent`: the demo trains with
+modality dropout, so it reads them as carrying no cue). The audio is encoded once for all
+people, and the encoders run once per distinct piece (`FeatureMemory`). With one person or
+none found, the answer is the plain window's: exactly the answer without people.
 """
 
 from __future__ import annotations

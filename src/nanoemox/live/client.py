@@ -97,13 +97,15 @@ def stream_file(
     reply_every: float | None = None,
     on_message: Callable[[dict[str, Any]], Any] | None = None,
     timeout: float = 60.0,
+    per_person: bool = False,
 ) -> LiveRun:
     """Stream `video` to the service at `url` (see the module docstring) and return what came back.
 
     `seconds`: stop after this much of the file; `reply_every`: ask for an empathetic reply
     every so many seconds of media; `on_message(message)`: called with each message as it
     arrives (in the receiving thread); `timeout`: seconds to wait for the service to answer
-    the start and to end the session after the last media. Raises `LiveClientError` when
+    the start and to end the session after the last media; `per_person`: answer each person
+    in view (docs/people.md). Raises `LiveClientError` when
     the service refuses the session or ends it with an error, `MediaError` for a file that
     cannot be read, `ValueError` for bad settings.
     """
@@ -119,6 +121,8 @@ def stream_file(
              "audio": reader.has_audio, "sample_rate": reader.sample_rate}
     if labels:
         start["labels"] = list(labels)
+    if per_person:
+        start["per_person"] = True
     run = LiveRun()
     address = live_url(url)
     try:
