@@ -174,10 +174,12 @@ async function submit(event) {
   if (!clip) { status.textContent = "Choose a clip first."; return; }
   data.append("clip", clip);
   data.append("subtitle", document.getElementById("subtitle").value);
-  data.append("decode", document.getElementById("decode").value);
+  const perPerson = document.getElementById("per-person").checked;
+  // Per-person answers are ranked among the fixed labels (the service refuses generated ones).
+  data.append("decode", perPerson ? "score" : document.getElementById("decode").value);
   const tasks = [...form.querySelectorAll("input[name=task]:checked")].map((box) => box.value);
   data.append("tasks", tasks.join(","));
-  if (document.getElementById("per-person").checked) data.append("per_person", "true");
+  if (perPerson) data.append("per_person", "true");
   status.className = "";
   status.textContent = "Analyzing…";
   button.disabled = true;
@@ -191,7 +193,8 @@ async function submit(event) {
       showPeople(null, null);
       return;
     }
-    status.textContent = `Answered ${Object.keys(body.answers || {}).length} task(s) for ${body.input}.`;
+    const people = body.people ? `, ${body.people.tracks.length} person(s) found` : "";
+    status.textContent = `Answered ${Object.keys(body.answers || {}).length} task(s) for ${body.input}${people}.`;
     render(body, clip);
   } catch (error) {
     status.className = "error";
@@ -203,3 +206,9 @@ async function submit(event) {
 
 document.getElementById("analyze-form").addEventListener("submit", submit);
 loadTasks();
+// Per person, labels are always ranked among the fixed ones: the choice is shown, and locked.
+document.getElementById("per-person").addEventListener("change", (event) => {
+  const decode = document.getElementById("decode");
+  if (event.target.checked) decode.value = "score";
+  decode.disabled = event.target.checked;
+});
