@@ -186,6 +186,7 @@ def test_several_people_answer_the_window_tasks_per_person_and_the_rest_for_the_
     assert len(tracks) == 2 and all(set(t["answers"]) == {"mer"} for t in tracks)
     assert result["people"]["frame_size"] == [320, 160] and result["people"]["per_person_tasks"] == ["mer"]
     assert all(len(t["boxes"]) == 24 and len(t["boxes"][0]) == 5 for t in tracks)  # [t, x, y, w, h] per frame
+    assert all(0.25 <= t["detected"] <= 1 for t in tracks)  # of the frames searched (kept tracks: at least a quarter)
 
 
 # ---------------------------------------------------------------------- where users look

@@ -52,6 +52,7 @@ class Found:
     tracks: list[Track]
     voices: Voices
     frame_size: tuple[int, int] | None
+    searched: int = 0  # frames the faces were searched in
 
 
 @dataclass
@@ -129,7 +130,7 @@ class PeopleAnswerer:
             order = iter(range(len(frames)))
             dense.faces = [(detections.get(next(order)) or [None])[0] if f is not None else None for f in dense.frames]
             window = model_window(dense, self.density)
-        return Found(dense, window, tracks, voices, size)
+        return Found(dense, window, tracks, voices, size, len(searched))
 
     def prepared(self, found: Found, subtitles=None) -> tuple[Prepared, list[Prepared]]:
         """The plain window, and one prepared window per person when there are several (else none)."""
@@ -201,7 +202,7 @@ def describe(found: Found) -> dict[str, Any]:
         "speaker": found.voices.speaker,
         "voiced": found.voices.voiced,
         "tracks": [{"id": t.id, "boxes": [[round(time, 3), *map(int, box)] for time, box in zip(t.times, t.boxes)],
-                    "detected": round(t.presence, 3), "speaking": t.id == found.voices.speaker,
+                    "detected": round(sum(t.detected) / max(1, found.searched), 3), "speaking": t.id == found.voices.speaker,
                     "speaking_share": found.voices.shares.get(t.id, 0.0),
                     "speaking_score": found.voices.scores.get(t.id, 0.0)} for t in found.tracks],
     }
