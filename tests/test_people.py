@@ -257,7 +257,11 @@ def test_one_person_timeline_windows_are_the_plain_windows(predictor, one, tmp_p
     for a, b in zip(plain, people):
         assert a["frame_times"] == b["frame_times"] and len(b["people"]) == 1
         for task in ("mer", "msa"):
-            assert b[task]["probabilities"] == a[task]["probabilities"]
+            # The same inputs; float rounding differs only as the encoders' batches do (a timeline
+            # encodes 8 windows' pieces together, per person one window at a time; 2.4e-7 seen).
+            assert b[task].get("label", b[task].get("sentiment")) == a[task].get("label", a[task].get("sentiment"))
+            for label, p in a[task]["probabilities"].items():
+                assert b[task]["probabilities"][label] == pytest.approx(p, abs=1e-5)
             assert b["people"][0][task] == b[task]
 
 

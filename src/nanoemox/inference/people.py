@@ -22,7 +22,8 @@ gets the window's voice and words; every other person gets silence and no words,
 what a masked modality is in training (`nanoemox.train.absent`: the demo trains with
 modality dropout, so it reads them as carrying no cue). The audio is encoded once for all
 people, and the encoders run once per distinct piece (`FeatureMemory`). With one person or
-none found, the answer is the plain window's: exactly the answer without people.
+none found, the answer is the plain window's: the answer without people (to float rounding,
+as encoder batches differ: a timeline encodes several windows' pieces in one call).
 """
 
 from __future__ import annotations
