@@ -192,8 +192,8 @@ def entry(found: Found, track: Track, answers: dict[str, Any] | None) -> dict[st
             "speaking_share": found.voices.shares.get(track.id, 0.0), **(answers or {})}
 
 
-def _box(box: Box | None) -> list[int] | None:
-    return None if box is None else [int(v) for v in box]
+def _box(box: Box) -> list[int]:
+    return [int(v) for v in box]
 
 
 def describe(found: Found) -> dict[str, Any]:

@@ -114,21 +114,14 @@ class Track:
     boxes: list[Box]
     detected: list[bool]
 
-    @property
-    def presence(self) -> float:
-        return sum(self.detected) / max(1, len(self.detected))
-
     def box_at(self, time: float) -> Box:
         """The box of the frame nearest to `time`."""
         k = int(np.argmin([abs(t - time) for t in self.times]))
         return self.boxes[k]
 
-    def mean_box(self, start: float = -np.inf, end: float = np.inf) -> Box | None:
-        """The mean box over the frames in [start, end] (None where the track has no frame there)."""
-        chosen = [b for t, b in zip(self.times, self.boxes) if start - 1e-9 <= t <= end + 1e-9]
-        if not chosen:
-            return None
-        return tuple(int(round(v)) for v in np.mean(np.asarray(chosen, np.float64), axis=0))
+    def mean_box(self) -> Box:
+        """The mean of the track's boxes."""
+        return tuple(int(round(v)) for v in np.mean(np.asarray(self.boxes, np.float64), axis=0))
 
 
 def track_faces(detections: list[list[Box]], times: list[float], settings: TrackerSettings = TrackerSettings()) -> list[Track]:
