@@ -38,11 +38,11 @@ def _cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def detect_largest_face(frame: np.ndarray, min_size: int = 24, max_side: int = DETECT_MAX_SIDE) -> tuple[int, int, int, int] | None:
-    """The largest frontal face in an RGB frame as (x, y, w, h) in pixels, or None.
+def search_faces(frame: np.ndarray, min_size: int, max_side: int, scale_step: float = 1.1,
+                 min_neighbours: int = 5) -> tuple[np.ndarray, float]:
+    """The cascade's face boxes in an RGB frame scaled down to `max_side` (equalised grey), and that scale.
 
-    The frame is scaled down to `max_side` for the search; faces smaller than `min_size`
-    pixels at that scale are not found.
+    Boxes are (x, y, w, h) at the search scale: divide by the scale for frame pixels.
     """
     h, w = frame.shape[:2]
     scale = min(1.0, max_side / max(h, w))
@@ -50,7 +50,18 @@ def detect_largest_face(frame: np.ndarray, min_size: int = 24, max_side: int = D
     if scale < 1.0:
         gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
     gray = cv2.equalizeHist(gray)
-    boxes = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
+    boxes = _cascade().detectMultiScale(gray, scaleFactor=scale_step, minNeighbors=min_neighbours,
+                                        minSize=(min_size, min_size))
+    return boxes, scale
+
+
+def detect_largest_face(frame: np.ndarray, min_size: int = 24, max_side: int = DETECT_MAX_SIDE) -> tuple[int, int, int, int] | None:
+    """The largest frontal face in an RGB frame as (x, y, w, h) in pixels, or None.
+
+    The frame is scaled down to `max_side` for the search; faces smaller than `min_size`
+    pixels at that scale are not found.
+    """
+    boxes, scale = search_faces(frame, min_size, max_side)
     if len(boxes) == 0:
         return None
     x, y, bw, bh = max(boxes, key=lambda b: int(b[2]) * int(b[3]))

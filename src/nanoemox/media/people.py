@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from nanoemox.media.faces import DETECT_MAX_SIDE, _cascade
+from nanoemox.media.faces import DETECT_MAX_SIDE, search_faces
 
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
 SCALE_STEP = 1.05  # the cascade's scale step (the largest-face search uses 1.1: this finds more faces)
@@ -62,13 +62,7 @@ def detect_faces(frame: np.ndarray, min_size: int = 24, max_side: int = DETECT_M
     The frame is scaled down to `max_side` for the search (faces smaller than `min_size`
     pixels at that scale are not found); a box covering most of a larger kept box is dropped.
     """
-    h, w = frame.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    if scale < 1.0:
-        gray = cv2.resize(gray, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
-    gray = cv2.equalizeHist(gray)
-    found = _cascade().detectMultiScale(gray, scaleFactor=SCALE_STEP, minNeighbors=MIN_NEIGHBOURS, minSize=(min_size, min_size))
+    found, scale = search_faces(frame, min_size, max_side, SCALE_STEP, MIN_NEIGHBOURS)
     boxes = sorted((tuple(int(round(v / scale)) for v in b) for b in found), key=lambda b: -b[2] * b[3])
     kept: list[Box] = []
     for box in boxes:
